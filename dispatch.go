@@ -1,0 +1,228 @@
+package eachhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrCallbackPanic is matched by the error of a callback that panicked.
+var ErrCallbackPanic = errors.New("eachhook: callback panicked")
+
+// CallbackError reports a delivery whose callback failed on every attempt.
+// It is passed to the function set with [WithErrorHandler].
+type CallbackError struct {
+	// ID is the prediction id.
+	ID string
+	// Status is the delivery's status, such as [StatusSuccess].
+	Status string
+	// Attempts is how many times the callback ran.
+	Attempts int
+	// Err is the last attempt's error; it matches [ErrCallbackPanic] if
+	// that attempt panicked.
+	Err error
+}
+
+func (e *CallbackError) Error() string {
+	return fmt.Sprintf("eachhook: callback for %s (%s) failed after %d attempts: %v", e.ID, e.Status, e.Attempts, e.Err)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *CallbackError) Unwrap() error { return e.Err }
+
+type attemptKey struct{}
+
+// AttemptFromContext returns the attempt number (1 for the first run) of
+// the callback whose context is ctx, or 0 outside a callback.
+func AttemptFromContext(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
+
+// maxBackoff caps the wait between two attempts of a callback.
+const maxBackoff = time.Minute
+
+// delivery is an accepted, verified, claimed webhook waiting for a worker.
+type delivery struct {
+	id     string
+	status string
+	body   []byte
+}
+
+// pool runs accepted deliveries on a fixed number of goroutines, started on
+// the first delivery. Sends to queue happen under mu.RLock after checking
+// closed, so Shutdown can close queue under mu.Lock without a send racing.
+type pool struct {
+	h       *Handler
+	queue   chan *delivery
+	closing atomic.Bool // set when Shutdown begins; read without a lock
+	mu      sync.RWMutex
+	closed  bool
+
+	start   sync.Once
+	workers sync.WaitGroup
+	drained chan struct{} // closed when every worker has returned
+	abandon atomic.Bool   // set when Shutdown's deadline passed
+
+	ctx    context.Context // the callbacks' context
+	cancel context.CancelFunc
+}
+
+func (p *pool) init(h *Handler) {
+	p.h = h
+	p.queue = make(chan *delivery, h.cfg.queueSize)
+	p.drained = make(chan struct{})
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+}
+
+// enqueue hands d to a worker without blocking. It reports false when the
+// queue is full or the Handler is shutting down.
+func (p *pool) enqueue(d *delivery) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return false
+	}
+	p.start.Do(p.startWorkers)
+	select {
+	case p.queue <- d:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *pool) startWorkers() {
+	p.workers.Add(p.h.cfg.workers)
+	for range p.h.cfg.workers {
+		go p.work()
+	}
+	go func() {
+		p.workers.Wait()
+		close(p.drained)
+	}()
+}
+
+func (p *pool) work() {
+	defer p.workers.Done()
+	for d := range p.queue {
+		if p.abandon.Load() {
+			p.h.lost(d)
+			continue
+		}
+		p.h.run(p.ctx, d)
+	}
+}
+
+// Shutdown stops accepting deliveries (new requests are answered 503) and
+// waits until every delivery already accepted has run its callbacks,
+// retries included. If ctx ends first, it cancels the callbacks' context,
+// logs the id of every accepted delivery that never started (in memory
+// mode they are lost: the sender saw a 200 and will not retry), and
+// returns ctx.Err(); callbacks still running then end on their own. It also
+// stops the default [MemoryStore]. Shutdown may be called more than once.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	p := &h.pool
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		p.closing.Store(true)
+		close(p.queue)
+	}
+	p.mu.Unlock()
+	p.start.Do(func() { close(p.drained) }) // never started: nothing to drain
+
+	var err error
+	select {
+	case <-p.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		p.abandon.Store(true)
+		for d := range p.queue {
+			h.lost(d)
+		}
+	}
+	p.cancel()
+	if h.ownStore != nil {
+		h.ownStore.Close()
+	}
+	return err
+}
+
+// lost logs an accepted delivery that will never run and releases its
+// claim, so that a manual redelivery is processed.
+func (h *Handler) lost(d *delivery) {
+	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.id, "status", d.status)
+	if err := h.store.Release(context.Background(), d.id); err != nil {
+		h.log.Error("eachhook: release failed", "id", d.id, "err", err)
+	}
+}
+
+// run runs d's callback until it succeeds or the attempts are used up.
+func (h *Handler) run(ctx context.Context, d *delivery) {
+	var err error
+	attempt := 0
+	for attempt < h.cfg.maxAttempts {
+		attempt++
+		if attempt > 1 && !h.sleep(ctx, attempt) {
+			break
+		}
+		err = h.call(context.WithValue(ctx, attemptKey{}, attempt), d)
+		if err == nil {
+			return
+		}
+		h.log.Warn("eachhook: callback failed", "id", d.id, "status", d.status, "attempt", attempt, "err", err)
+	}
+	if err == nil { // stopped by shutdown before the first retry ran
+		err = ctx.Err()
+	}
+	cerr := &CallbackError{ID: d.id, Status: d.status, Attempts: attempt, Err: err}
+	h.log.Error("eachhook: giving up on delivery", "id", d.id, "status", d.status, "attempts", attempt, "err", err)
+	if rerr := h.store.Release(context.WithoutCancel(ctx), d.id); rerr != nil {
+		h.log.Error("eachhook: release failed", "id", d.id, "err", rerr)
+	}
+	if h.cfg.onError != nil {
+		h.cfg.onError(ctx, cerr)
+	}
+}
+
+// sleep waits before the given attempt; false if ctx ended first.
+func (h *Handler) sleep(ctx context.Context, attempt int) bool {
+	d := h.cfg.backoff << (attempt - 2)
+	if d > maxBackoff || d < 0 {
+		d = maxBackoff
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// call runs the callback for d once, turning a panic into an error.
+func (h *Handler) call(ctx context.Context, d *delivery) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("eachhook: callback panicked", "id", d.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrCallbackPanic, v)
+		}
+	}()
+	switch d.status {
+	case StatusSuccess:
+		if fn := h.onSuccess.Load(); fn != nil {
+			return (*fn)(ctx, newSuccess(d.body))
+		}
+	case StatusFailed:
+		if fn := h.onFailed.Load(); fn != nil {
+			return (*fn)(ctx, newFailure(d.body))
+		}
+	}
+	return nil
+}

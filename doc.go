@@ -1,0 +1,83 @@
+// Package eachhook receives each::labs prediction webhooks: it verifies
+// each request's signature, answers the sender at once, and runs the
+// callback registered for the prediction's outcome exactly once per
+// prediction id, on a worker goroutine.
+//
+//	h, err := eachhook.New(eachhook.WithSecret(os.Getenv("EACHHOOK_SECRET")))
+//	if err != nil { ... }
+//	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
+//		url, err := s.URL()
+//		...
+//	})
+//	mux.Handle("POST /webhooks/prediction", h)
+//	...
+//	defer h.Shutdown(ctx)
+//
+// The package imports only the standard library. Package eachhooktest
+// signs requests for your own tests.
+//
+// # Verifying
+//
+// The sender signs a delivery with HMAC-SHA256 keyed by the prediction's
+// webhook_secret and sends the lowercase hex digest in [HeaderSignature],
+// optionally prefixed with "sha256=". Without [HeaderTimestamp] the signed
+// bytes are the raw body; with it they are "<timestamp>.<raw body>" and the
+// timestamp must lie within the tolerance ([WithTolerance], default 15
+// minutes) of the current time in both directions. The Handler verifies the
+// raw bytes as received, compares in constant time, and accepts any of the
+// secrets given with [WithSecret] (for rotation) or returned by a
+// [SecretLookup] (for per-prediction secrets). [New] refuses to build a
+// Handler without a secret unless [WithInsecureSkipVerification] says
+// otherwise. Use [Verifier] or [VerifySignature] to verify outside the
+// Handler; every failure matches a sentinel error such as
+// [ErrInvalidSignature] or [ErrTimestampOutOfRange].
+//
+// # Responses
+//
+// Checks run in this order; a request gets the answer of the first that
+// fails:
+//
+//	not POST                                   405, Allow: POST
+//	Shutdown has begun                         503, Retry-After
+//	Content-Type present and not JSON          415
+//	body larger than WithMaxBodyBytes          413
+//	signature missing, malformed or wrong,
+//	  or timestamp out of tolerance            401
+//	secret lookup failed                       503, Retry-After
+//	not a JSON object with a string "id"       400
+//	status other than success/failed, or
+//	  no callback registered for it            200, logged, no callback
+//	id already accepted (duplicate)            200, no callback
+//	dedupe store failed, or queue full         503, Retry-After, claim released
+//	first delivery of an id                    200, then one callback
+//
+// # Delivery guarantees
+//
+// Duplicates: the first verified delivery of a prediction id claims the id
+// in the [Store] for the dedupe TTL ([WithDedupeTTL], default 24h); any
+// redelivery or concurrent copy of it within that time is acknowledged
+// without running a callback. The default [MemoryStore] deduplicates within
+// one process; replicas behind a load balancer need a shared store.
+//
+// Acknowledgement: a 200 is written before the callback runs, as the
+// sender asks. A 503 means nothing was accepted and the sender's retry
+// will be processed.
+//
+// Callbacks: each accepted delivery runs its callback on a worker. A
+// callback that returns an error or panics is run again, up to the
+// attempts of [WithRetry] (default 3, backoff 1s doubling); a panic is
+// recovered and logged and the worker lives on. When every attempt failed
+// the failure goes to [WithErrorHandler] and the id's claim is released,
+// so that a manual redelivery is processed again. Callbacks may therefore
+// run more than once for one id: make them idempotent. Their context is
+// not the request's; it is cancelled when [Handler.Shutdown] gives up
+// waiting. [AttemptFromContext] tells the attempt number.
+//
+// Crashes: with the in-memory queue, a delivery acknowledged with 200 lives
+// only in the process's memory until its callback finishes. If the process
+// dies in between, the event is lost: the sender will not retry a delivery
+// it saw acknowledged. In-memory mode is therefore at-most-once across a
+// crash, and exactly-once for each id while the process lives and the
+// callback succeeds. [Handler.Shutdown] drains the queue; deliveries it
+// could not start before its deadline are logged by id and lost.
+package eachhook

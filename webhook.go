@@ -1,0 +1,243 @@
+package eachhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+)
+
+// retryAfterSeconds is the Retry-After value sent with a 503.
+const retryAfterSeconds = "10"
+
+// Handler receives each::labs webhooks: it verifies each request, answers
+// at once, and runs the registered callback for each prediction once, on a
+// worker goroutine. Create it with [New]; it is an [http.Handler].
+type Handler struct {
+	cfg      config
+	log      *slog.Logger
+	verifier *Verifier
+	store    Store
+	ownStore *MemoryStore // the default store, closed by Shutdown
+
+	onSuccess atomic.Pointer[func(context.Context, *Success) error]
+	onFailed  atomic.Pointer[func(context.Context, *Failure) error]
+
+	pool pool
+}
+
+// New returns a Handler configured by opts. It returns an error matching
+// [ErrInvalidOption] for a configuration that cannot work, such as no secret
+// at all (see [WithSecret]) or an empty one.
+func New(opts ...Option) (*Handler, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, log: cfg.logger, store: cfg.store}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if len(cfg.secrets) > 0 {
+		v, err := NewVerifier(cfg.secrets...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+		}
+		h.verifier = v
+	}
+	if h.store == nil {
+		h.ownStore = NewMemoryStore(0, cfg.now)
+		h.store = h.ownStore
+	}
+	h.pool.init(h)
+	return h, nil
+}
+
+// OnSuccess registers fn to run for each prediction that succeeded. It may
+// be called at any time, also while serving; a delivery runs the callback
+// registered when it is accepted or later. A successful delivery that
+// arrives while no callback is registered is acknowledged, logged and
+// dropped. fn must tolerate a context cancelled at shutdown.
+func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
+	h.onSuccess.Store(&fn)
+}
+
+// OnFailed registers fn to run for each prediction that failed, under the
+// same rules as [Handler.OnSuccess].
+func (h *Handler) OnFailed(fn func(ctx context.Context, f *Failure) error) {
+	h.onFailed.Store(&fn)
+}
+
+// ServeHTTP implements [http.Handler]. See the package documentation for
+// the status code of every outcome.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if h.pool.closing.Load() {
+		unavailable(w, "shutting down")
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		http.Error(w, "content type must be application/json", http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := readBody(r.Body, r.ContentLength, h.cfg.maxBody)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+
+	env, envErr, err := h.authenticate(r, body)
+	if err != nil {
+		if errors.Is(err, errLookup) {
+			h.log.Error("eachhook: secret lookup failed", "id", env.ID, "err", err)
+			unavailable(w, "temporarily unavailable")
+			return
+		}
+		h.log.Info("eachhook: refused unverified delivery", "reason", err.Error(), "remote", r.RemoteAddr)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if envErr == nil && env.ID == "" {
+		env, envErr = decodeEnvelope(body)
+	}
+	if envErr != nil {
+		h.log.Info("eachhook: refused malformed delivery", "err", envErr.Error())
+		http.Error(w, "malformed payload", http.StatusBadRequest)
+		return
+	}
+
+	if !h.hasCallback(env.Status) {
+		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	claimed, err := h.store.Claim(r.Context(), env.ID, h.cfg.dedupeTTL)
+	if err != nil {
+		h.log.Error("eachhook: dedupe store failed", "id", env.ID, "err", err)
+		unavailable(w, "temporarily unavailable")
+		return
+	}
+	if !claimed {
+		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if !h.pool.enqueue(&delivery{id: env.ID, status: env.Status, body: body}) {
+		// Release so that the sender's retry of this delivery is processed.
+		if err := h.store.Release(context.WithoutCancel(r.Context()), env.ID); err != nil {
+			h.log.Error("eachhook: release after full queue failed", "id", env.ID, "err", err)
+		}
+		h.log.Warn("eachhook: queue full or shutting down", "id", env.ID)
+		unavailable(w, "busy")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// errLookup marks a failure of the SecretLookup (a 503, not a 401).
+var errLookup = errors.New("eachhook: secret lookup failed")
+
+// authenticate verifies the request. When a per-prediction lookup was
+// needed it also returns the decoded envelope (or its decoding error), so
+// that the body is decoded once.
+func (h *Handler) authenticate(r *http.Request, body []byte) (env envelope, envErr, err error) {
+	if h.cfg.insecure {
+		return env, nil, nil
+	}
+	sig := r.Header.Get(HeaderSignature)
+	ts := r.Header.Get(HeaderTimestamp)
+	now := h.cfg.now()
+	err = ErrNoSecret
+	if h.verifier != nil {
+		err = h.verifier.Verify(body, sig, ts, now, h.cfg.tolerance)
+	}
+	if h.cfg.lookup == nil || !(errors.Is(err, ErrInvalidSignature) || errors.Is(err, ErrNoSecret)) {
+		return env, nil, err
+	}
+	// Fail fast on a malformed header before reading the unverified body.
+	if _, perr := parseSignature(sig); perr != nil {
+		return env, nil, perr
+	}
+	env, envErr = decodeEnvelope(body)
+	if envErr != nil {
+		return env, envErr, ErrNoSecret
+	}
+	secrets, lerr := h.cfg.lookup(r.Context(), env.ID)
+	if lerr != nil {
+		return env, envErr, fmt.Errorf("%w: %v", errLookup, lerr)
+	}
+	return env, nil, VerifySignature(body, sig, ts, now, h.cfg.tolerance, secrets...)
+}
+
+func (h *Handler) hasCallback(status string) bool {
+	switch status {
+	case StatusSuccess:
+		return h.onSuccess.Load() != nil
+	case StatusFailed:
+		return h.onFailed.Load() != nil
+	}
+	return false
+}
+
+func unavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", retryAfterSeconds)
+	http.Error(w, msg, http.StatusServiceUnavailable)
+}
+
+// isJSON reports whether a Content-Type names JSON: application/json or a
+// +json type, with any parameters.
+func isJSON(ct string) bool {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	if strings.EqualFold(ct, "application/json") {
+		return true
+	}
+	return len(ct) > len("application/+json") &&
+		strings.EqualFold(ct[:len("application/")], "application/") &&
+		strings.EqualFold(ct[len(ct)-len("+json"):], "+json")
+}
+
+var errTooLarge = errors.New("eachhook: body too large")
+
+// readBody reads the whole body, at most max bytes, into a buffer of its
+// own (it becomes the delivery's body, so it is not pooled).
+func readBody(rc io.Reader, contentLength, max int64) ([]byte, error) {
+	if contentLength > max {
+		return nil, errTooLarge
+	}
+	if contentLength >= 0 {
+		// net/http stops the body at Content-Length, so it is exact.
+		buf := make([]byte, contentLength)
+		if _, err := io.ReadFull(rc, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(buf)) > max {
+		return nil, errTooLarge
+	}
+	return buf, nil
+}
