@@ -58,7 +58,7 @@ type delivery struct {
 // closed, so Shutdown can close queue under mu.Lock without a send racing.
 type pool struct {
 	h       *Handler
-	queue   chan *delivery
+	queue   chan delivery
 	closing atomic.Bool // set when Shutdown begins; read without a lock
 	mu      sync.RWMutex
 	closed  bool
@@ -68,20 +68,25 @@ type pool struct {
 	drained chan struct{} // closed when every worker has returned
 	abandon atomic.Bool   // set when Shutdown's deadline passed
 
-	ctx    context.Context // the callbacks' context
-	cancel context.CancelFunc
+	ctx        context.Context // the callbacks' context
+	cancel     context.CancelFunc
+	attemptCtx []context.Context // ctx carrying attempt i, made once
 }
 
 func (p *pool) init(h *Handler) {
 	p.h = h
-	p.queue = make(chan *delivery, h.cfg.queueSize)
-	p.drained = make(chan struct{})
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.queue = make(chan delivery, h.cfg.queueSize)
+	p.attemptCtx = make([]context.Context, h.cfg.maxAttempts+1)
+	for i := range p.attemptCtx {
+		p.attemptCtx[i] = context.WithValue(p.ctx, attemptKey{}, i)
+	}
+	p.drained = make(chan struct{})
 }
 
 // enqueue hands d to a worker without blocking. It reports false when the
 // queue is full or the Handler is shutting down.
-func (p *pool) enqueue(d *delivery) bool {
+func (p *pool) enqueue(d delivery) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -114,7 +119,7 @@ func (p *pool) work() {
 			p.h.lost(d)
 			continue
 		}
-		p.h.run(p.ctx, d)
+		p.h.run(d)
 	}
 }
 
@@ -155,7 +160,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 
 // lost logs an accepted delivery that will never run and releases its
 // claim, so that a manual redelivery is processed.
-func (h *Handler) lost(d *delivery) {
+func (h *Handler) lost(d delivery) {
 	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.id, "status", d.status)
 	if err := h.store.Release(context.Background(), d.id); err != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", err)
@@ -163,7 +168,8 @@ func (h *Handler) lost(d *delivery) {
 }
 
 // run runs d's callback until it succeeds or the attempts are used up.
-func (h *Handler) run(ctx context.Context, d *delivery) {
+func (h *Handler) run(d delivery) {
+	ctx := h.pool.ctx
 	var err error
 	attempt := 0
 	for attempt < h.cfg.maxAttempts {
@@ -171,7 +177,7 @@ func (h *Handler) run(ctx context.Context, d *delivery) {
 		if attempt > 1 && !h.sleep(ctx, attempt) {
 			break
 		}
-		err = h.call(context.WithValue(ctx, attemptKey{}, attempt), d)
+		err = h.call(h.pool.attemptCtx[attempt], d)
 		if err == nil {
 			return
 		}
@@ -207,7 +213,7 @@ func (h *Handler) sleep(ctx context.Context, attempt int) bool {
 }
 
 // call runs the callback for d once, turning a panic into an error.
-func (h *Handler) call(ctx context.Context, d *delivery) (err error) {
+func (h *Handler) call(ctx context.Context, d delivery) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			h.log.Error("eachhook: callback panicked", "id", d.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -217,11 +223,11 @@ func (h *Handler) call(ctx context.Context, d *delivery) (err error) {
 	switch d.status {
 	case StatusSuccess:
 		if fn := h.onSuccess.Load(); fn != nil {
-			return (*fn)(ctx, newSuccess(d.body))
+			return (*fn)(ctx, newSuccess(d.id, d.body))
 		}
 	case StatusFailed:
 		if fn := h.onFailed.Load(); fn != nil {
-			return (*fn)(ctx, newFailure(d.body))
+			return (*fn)(ctx, newFailure(d.id, d.body))
 		}
 	}
 	return nil

@@ -98,72 +98,120 @@ func (s *Success) Decode(v any) error {
 }
 
 // envelope is the part of a body that is read before the 200: enough to
-// route and deduplicate it. It decodes nothing it does not need.
+// route and deduplicate it.
 type envelope struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
+	ID     string
+	Status string
 }
 
 // decodeEnvelope reads id and status from a body. The body must be a JSON
 // object whose "id" is a non-empty string and whose "status", if present,
-// is a string.
+// is a string. Other members are skipped, whatever their type.
 func decodeEnvelope(body []byte) (envelope, error) {
 	var e envelope
-	if err := json.Unmarshal(body, &e); err != nil {
-		return e, fmt.Errorf("%w: %v", ErrMalformedPayload, err)
+	if !json.Valid(body) {
+		return e, fmt.Errorf("%w: not JSON", ErrMalformedPayload)
 	}
-	if e.ID == "" {
+	var bad string
+	isObject := members(body, func(key, value []byte) bool {
+		switch string(key) {
+		case "id":
+			id, ok := stringValue(value)
+			if !ok {
+				bad = "id is not a string"
+				return false
+			}
+			e.ID = id
+		case "status":
+			e.Status = statusValue(value)
+			if e.Status == "" && string(value) != `""` {
+				bad = "status is not a string"
+				return false
+			}
+		}
+		return true
+	})
+	switch {
+	case !isObject:
+		return e, fmt.Errorf("%w: not a JSON object", ErrMalformedPayload)
+	case bad != "":
+		return e, fmt.Errorf("%w: %s", ErrMalformedPayload, bad)
+	case e.ID == "":
 		return e, fmt.Errorf("%w: no id", ErrMalformedPayload)
 	}
 	return e, nil
 }
 
-// wirePayload is the documented body. Fields whose type varies are kept raw
-// so that no unexpected shape can reject a delivery that was accepted.
-type wirePayload struct {
-	ID      string          `json:"id"`
-	Status  string          `json:"status"`
-	Output  json.RawMessage `json:"output"`
-	Input   json.RawMessage `json:"input"`
-	Metrics json.RawMessage `json:"metrics"`
-	Logs    json.RawMessage `json:"logs"`
+// statusValue decodes a status without allocating for the known ones.
+func statusValue(raw []byte) string {
+	switch string(raw) {
+	case `"success"`:
+		return StatusSuccess
+	case `"failed"`:
+		return StatusFailed
+	}
+	s, _ := stringValue(raw)
+	return s
+}
+
+// payload holds the members of a verified body that the callbacks see.
+// Raw values alias the body, which the delivery owns and never changes.
+type payload struct {
+	id      string
+	output  json.RawMessage
+	input   json.RawMessage
+	metrics Metrics
+	logs    string
 }
 
 // decodePayload decodes a body already checked by decodeEnvelope. It never
-// fails on a field of an unexpected type: such a field is left zero (Logs
-// keeps its JSON text), since the delivery was already acknowledged.
-func decodePayload(body []byte) wirePayload {
-	var p wirePayload
-	_ = json.Unmarshal(body, &p) // the envelope check proved it valid JSON
+// fails on a member of an unexpected type: such a member is left zero (logs
+// that are not a string keep their JSON text), since the delivery was
+// already acknowledged.
+func decodePayload(id string, body []byte) payload {
+	p := payload{id: id}
+	members(body, func(key, value []byte) bool {
+		switch string(key) {
+		case "output":
+			p.output = value
+		case "input":
+			p.input = value
+		case "metrics":
+			p.metrics = decodeMetrics(value)
+		case "logs":
+			if string(value) != "null" {
+				if s, ok := stringValue(value); ok {
+					p.logs = s
+				} else {
+					p.logs = string(value)
+				}
+			}
+		}
+		return true
+	})
 	return p
 }
 
-func (p *wirePayload) metrics() Metrics {
+func decodeMetrics(raw []byte) Metrics {
 	var m Metrics
-	if len(p.Metrics) > 0 {
-		// A field of another type stays zero; the rest still decode.
-		_ = json.Unmarshal(p.Metrics, &m)
-	}
+	members(raw, func(key, value []byte) bool {
+		switch string(key) {
+		case "predict_time":
+			m.PredictTime, _ = floatValue(value)
+		case "cost":
+			m.Cost, _ = floatValue(value)
+		}
+		return true
+	})
 	return m
 }
 
-func (p *wirePayload) logs() string {
-	if len(p.Logs) == 0 || string(p.Logs) == "null" {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(p.Logs, &s) == nil {
-		return s
-	}
-	return string(p.Logs)
+func newSuccess(id string, body []byte) *Success {
+	p := decodePayload(id, body)
+	return &Success{ID: p.id, Output: p.output, Input: p.input, Metrics: p.metrics, Logs: p.logs, Raw: body}
 }
 
-func newSuccess(body []byte) *Success {
-	p := decodePayload(body)
-	return &Success{ID: p.ID, Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
-}
-
-func newFailure(body []byte) *Failure {
-	p := decodePayload(body)
-	return &Failure{ID: p.ID, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
+func newFailure(id string, body []byte) *Failure {
+	p := decodePayload(id, body)
+	return &Failure{ID: p.id, Input: p.input, Logs: p.logs, Output: p.output, Metrics: p.metrics, Raw: body}
 }

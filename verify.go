@@ -123,7 +123,14 @@ func checkTimestamp(ts string, now time.Time, tolerance time.Duration) error {
 // keyed HMAC per secret and reuses it, so a check costs one pass of SHA-256
 // over the signed bytes. A Verifier is safe for concurrent use.
 type Verifier struct {
-	keys []*sync.Pool // one pool of keyed hmac hashes per secret
+	keys []*sync.Pool // one pool of *keyedMAC per secret
+}
+
+// keyedMAC is a keyed HMAC with a buffer for its sum, pooled together so
+// that a verification allocates nothing.
+type keyedMAC struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
 }
 
 // NewVerifier returns a Verifier that accepts a signature made with any of
@@ -139,7 +146,7 @@ func NewVerifier(secrets ...string) (*Verifier, error) {
 			return nil, errors.New("eachhook: empty secret")
 		}
 		key := []byte(s)
-		v.keys[i] = &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+		v.keys[i] = &sync.Pool{New: func() any { return &keyedMAC{mac: hmac.New(sha256.New, key)} }}
 	}
 	return v, nil
 }
@@ -156,13 +163,12 @@ func (v *Verifier) Verify(body []byte, signature, timestamp string, now time.Tim
 	if err := checkTimestamp(timestamp, now, tolerance); err != nil {
 		return err
 	}
-	var sum [sha256.Size]byte
 	for _, p := range v.keys {
-		mac := p.Get().(hash.Hash)
-		mac.Reset()
-		got := macOf(mac, timestamp, body, &sum)
-		p.Put(mac)
-		if hmac.Equal(got, want[:]) {
+		k := p.Get().(*keyedMAC)
+		k.mac.Reset()
+		ok := hmac.Equal(macOf(k.mac, timestamp, body, &k.sum), want[:])
+		p.Put(k)
+		if ok {
 			return nil
 		}
 	}

@@ -139,7 +139,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !h.pool.enqueue(&delivery{id: env.ID, status: env.Status, body: body}) {
+	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body}) {
 		// Release so that the sender's retry of this delivery is processed.
 		if err := h.store.Release(context.WithoutCancel(r.Context()), env.ID); err != nil {
 			h.log.Error("eachhook: release after full queue failed", "id", env.ID, "err", err)

@@ -1,0 +1,61 @@
+package eachhook_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMemoryStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) eachhook.Store {
+		s := eachhook.NewMemoryStore(0, nil)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestMemoryStoreSweepFreesExpired(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	s := eachhook.NewMemoryStore(time.Hour, clock)
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 10_000 {
+		ok, err := s.Claim(ctx, fmt.Sprintf("id-%d", i), time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+	ok, err := s.Claim(ctx, "late", 10*time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 10_001, s.Len())
+
+	s.Sweep()
+	require.Equal(t, 10_001, s.Len(), "nothing has expired yet")
+
+	now.Add(int64(2 * time.Minute))
+	ok, err = s.Claim(ctx, "id-1", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok, "an expired claim counts as absent before any sweep")
+	s.Sweep()
+	require.Equal(t, 2, s.Len(), "only the unexpired ids remain")
+	ok, err = s.Claim(ctx, "late", time.Minute)
+	require.NoError(t, err)
+	require.False(t, ok)
+}
+
+func TestMemoryStoreCloseIsIdempotent(t *testing.T) {
+	s := eachhook.NewMemoryStore(time.Millisecond, nil)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
+	ok, err := s.Claim(context.Background(), "after-close", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
