@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 )
 
 // The functions in this file walk the top level of a JSON object without
@@ -120,7 +121,9 @@ func stringValue(raw []byte) (string, bool) {
 		return "", false
 	}
 	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') < 0 {
+	// Escapes and invalid UTF-8 (which encoding/json replaces with U+FFFD)
+	// take the slow path, so that both decoders agree.
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
 		return string(inner), true
 	}
 	var s string
