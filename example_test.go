@@ -19,14 +19,13 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	done := make(chan struct{})
+	events := make(chan string, 10)
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
 		url, err := s.URL()
 		if err != nil {
 			return err
 		}
-		fmt.Printf("prediction %s: %s (%.1fs, $%.2f)\n", s.ID, url, s.Metrics.PredictTime, s.Metrics.Cost)
-		close(done)
+		events <- fmt.Sprintf("prediction %s: %s (%.1fs, $%.2f)", s.ID, url, s.Metrics.PredictTime, s.Metrics.Cost)
 		return nil
 	})
 	mux := http.NewServeMux()
@@ -37,9 +36,13 @@ func Example() {
 		mux.ServeHTTP(w, eachhooktest.NewSuccessRequest("/webhooks/prediction", "whsec_example", "abc123"))
 		fmt.Println("answered", w.Code)
 	}
-	<-done
+	// Shutdown runs every accepted callback before it returns.
 	if err := h.Shutdown(context.Background()); err != nil {
 		panic(err)
+	}
+	close(events)
+	for e := range events {
+		fmt.Println(e)
 	}
 	// Output:
 	// answered 200
@@ -50,14 +53,16 @@ func Example() {
 // Failed predictions go to OnFailed with their logs.
 func ExampleHandler_OnFailed() {
 	h, _ := eachhook.New(eachhook.WithSecret("whsec_example"))
+	var msg string
 	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error {
-		fmt.Printf("prediction %s failed: %s\n", f.ID, f.Logs)
+		msg = fmt.Sprintf("prediction %s failed: %s", f.ID, f.Logs)
 		return nil
 	})
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, eachhooktest.NewFailedRequest("/", "whsec_example", "abc123"))
 	fmt.Println("answered", w.Code)
 	_ = h.Shutdown(context.Background()) // runs the accepted callback first
+	fmt.Println(msg)
 	// Output:
 	// answered 200
 	// prediction abc123 failed: Error: Model timeout after 30s
