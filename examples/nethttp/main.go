@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -24,13 +25,22 @@ func main() {
 	path := flag.String("path", "/webhooks/prediction", "webhook path")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *path, os.Getenv("EACHHOOK_SECRET"), log); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", *addr)
+	if err == nil {
+		log.Info("listening", "addr", ln.Addr().String(), "path", *path)
+		err = run(ctx, ln, *path, os.Getenv("EACHHOOK_SECRET"), log)
+	}
+	if err != nil {
 		log.Error("receiver failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, path, secret string, log *slog.Logger) error {
+// run serves webhooks on ln until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, ln net.Listener, path, secret string, log *slog.Logger) error {
+	defer ln.Close()
 	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(log))
 	if err != nil {
 		return errors.New("set EACHHOOK_SECRET to the webhook_secret of your predictions: " + err.Error())
@@ -48,7 +58,6 @@ func run(addr, path, secret string, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("POST "+path, h)
 	srv := &http.Server{
-		Addr:              addr,
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -56,11 +65,8 @@ func run(addr, path, secret string, log *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("listening", "addr", addr, "path", path)
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err
