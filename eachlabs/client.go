@@ -111,7 +111,7 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 // BaseURL returns the base URL requests go to.
 func (c *Client) BaseURL() string { return c.baseURL.String() }
 
-// get sends a GET for path (already escaped) with query and decodes a 200
+// get sends a GET for path (escaped, such as "/v1/webhooks/a%2Fb") with query and decodes a 200
 // answer's JSON into out.
 func (c *Client) get(ctx context.Context, path string, query url.Values, out any) error {
 	return c.do(ctx, http.MethodGet, path, query, nil, out)
@@ -119,8 +119,13 @@ func (c *Client) get(ctx context.Context, path string, query url.Values, out any
 
 // do sends one request and decodes a 2xx answer's JSON into out.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, out any) error {
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return fmt.Errorf("eachlabs: %s %s: %w", method, path, err)
+	}
 	u := *c.baseURL
-	u.Path += path
+	u.RawPath = c.baseURL.EscapedPath() + path
+	u.Path += unescaped
 	u.RawQuery = query.Encode()
 	var reqBody io.Reader
 	if body != nil {
