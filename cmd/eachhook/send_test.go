@@ -296,4 +296,3 @@ func TestSendFileFromStdin(t *testing.T) {
 	require.Equal(t, "true", f.headers[0].Get(eachhook.HeaderRedelivery))
 	require.Equal(t, eachhook.Sign("s", "", []byte(body)), f.headers[0].Get(eachhook.HeaderSignature))
 }
-

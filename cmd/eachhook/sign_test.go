@@ -106,7 +106,7 @@ func TestVerifySaysWhyNot(t *testing.T) {
 			"signature does not match: the secret is wrong or the body was changed"},
 		{"trailing newline added", append(body, '\n'), []string{"-signature", bodySig}, eachhook.ErrInvalidSignature,
 			"signature does not match: the secret is wrong or the body was changed (it matches the body without its trailing newline: a newline was added, as echo or an editor does)"},
-		{"reformatted", indented, []string{"-signature", eachhook.Sign(secret, "", []byte(`{"id":"` + seedID + `"}`))}, eachhook.ErrInvalidSignature,
+		{"reformatted", indented, []string{"-signature", eachhook.Sign(secret, "", []byte(`{"id":"`+seedID+`"}`))}, eachhook.ErrInvalidSignature,
 			"signature does not match: the secret is wrong or the body was changed (it matches the same JSON without whitespace: the body was reformatted; verify the raw bytes as received)"},
 		{"timestamp given for a body signature", body, []string{"-signature", bodySig, "-timestamp", ts}, eachhook.ErrInvalidSignature,
 			"signature does not match: the secret is wrong or the body was changed (it matches the body alone: the signer used the untimestamped scheme, so leave the timestamp out)"},
