@@ -209,7 +209,7 @@ func (rc *receiver) refusal(r *http.Request, code int, body []byte, verr *error)
 		}
 		return reason
 	case http.StatusBadRequest:
-		return "malformed payload: not a JSON object with a non-empty string \"id\""
+		return "malformed payload: " + payloadProblem(body)
 	case http.StatusMethodNotAllowed:
 		return fmt.Sprintf("method %s not allowed: the sender POSTs", r.Method)
 	case http.StatusUnsupportedMediaType:
@@ -226,4 +226,18 @@ func (rc *receiver) report(o outcome) {
 	if rc.cfg.report != nil {
 		rc.cfg.report(o)
 	}
+}
+
+// payloadProblem says what is wrong with a body the Handler refused as
+// malformed.
+func payloadProblem(body []byte) string {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return "not a JSON object (" + err.Error() + ")"
+	}
+	var id string
+	if err := json.Unmarshal(obj["id"], &id); err != nil || id == "" {
+		return "no non-empty string \"id\""
+	}
+	return "\"status\" is not a string"
 }

@@ -296,3 +296,64 @@ func TestSendFileFromStdin(t *testing.T) {
 	require.Equal(t, "true", f.headers[0].Get(eachhook.HeaderRedelivery))
 	require.Equal(t, eachhook.Sign("s", "", []byte(body)), f.headers[0].Get(eachhook.HeaderSignature))
 }
+
+func TestListenExplainsEveryRefusal(t *testing.T) {
+	const secret = "whsec_r"
+	now := time.Now()
+	base, stop := startListen(t, "-secret", secret, "-tolerance", "5m", "-v")
+	url := base + "/webhooks/prediction"
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+
+	post := func(body string, header http.Header) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header = header
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	signed := func(body string, at time.Time) http.Header {
+		return eachhooktest.Headers(secret, []byte(body), eachhooktest.TimestampScheme, at)
+	}
+	require.Equal(t, 400, post(`[1,2]`, signed(`[1,2]`, now)))
+	require.Equal(t, 400, post(`{"id":7}`, signed(`{"id":7}`, now)))
+	require.Equal(t, 400, post(`{"id":"x","status":3}`, signed(`{"id":"x","status":3}`, now)))
+	old := `{"id":"old"}`
+	require.Equal(t, 401, post(old, signed(old, now.Add(-6*time.Minute))))
+	h := signed(`{"id":"ct"}`, now)
+	h.Set("Content-Type", "text/plain")
+	require.Equal(t, 415, post(`{"id":"ct"}`, h))
+	h = signed(`{"id":"nl"}`, now)
+	require.Equal(t, 401, post("{\"id\":\"nl\"}\n", h))
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 405, resp.StatusCode)
+
+	// A failure with an output and metrics.
+	failed := `{"id":"f-1","status":"failed","output":{"error_code":"EXECUTION_TIMEOUT"},"metrics":{"predict_time":30},"logs":"timeout"}`
+	require.Equal(t, 200, post(failed, signed(failed, now)))
+
+	l := stop()
+	require.Equal(t, 0, l.code)
+	out := l.stdout
+	require.Contains(t, out, "refused 400 Bad Request from 127.0.0.1:")
+	require.Contains(t, out, ": malformed payload: not a JSON object (json: cannot unmarshal array into Go value of type map[string]json.RawMessage)\n")
+	require.Contains(t, out, `: malformed payload: no non-empty string "id"`+"\n")
+	require.Contains(t, out, `: malformed payload: "status" is not a string`+"\n")
+	require.Regexp(t, `: timestamp too old: signed 6m\d+s ago, tolerance 5m0s \(a replay, or a delivery held up too long\)\n`, out)
+	require.Contains(t, out, `: Content-Type "text/plain" is not JSON`+"\n")
+	require.Contains(t, out, `(it matches the body without its trailing newline: a newline was added, as echo or an editor does)`+"\n")
+	require.Contains(t, out, "refused 405 Method Not Allowed from 127.0.0.1:")
+	require.Contains(t, out, ": method GET not allowed: the sender POSTs\n")
+	require.Regexp(t, `(?m)^\d\d:\d\d:\d\d failed  f-1\n`+
+		`         logs         timeout\n`+
+		`         output       \{"error_code":"EXECUTION_TIMEOUT"\}\n`+
+		`         predict time 30s\n`, out)
+	// -v adds the library's own log, which never contains the secret.
+	require.Greater(t, strings.Count(l.stderr, "\n"), 1, l.stderr)
+	require.NotContains(t, l.stderr, secret)
+}
