@@ -13,7 +13,6 @@
 package eachlabs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,14 +110,15 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 // BaseURL returns the base URL requests go to.
 func (c *Client) BaseURL() string { return c.baseURL.String() }
 
-// get sends a GET for path (escaped, such as "/v1/webhooks/a%2Fb") with query and decodes a 200
-// answer's JSON into out.
+// get sends a GET for path (escaped, such as "/v1/webhooks/a%2Fb") with
+// query and decodes a 2xx answer's JSON into out.
 func (c *Client) get(ctx context.Context, path string, query url.Values, out any) error {
-	return c.do(ctx, http.MethodGet, path, query, nil, out)
+	return c.do(ctx, http.MethodGet, path, query, out)
 }
 
-// do sends one request and decodes a 2xx answer's JSON into out.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, out any) error {
+// do sends one request without a body and decodes a 2xx answer's JSON
+// into out.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, out any) error {
 	unescaped, err := url.PathUnescape(path)
 	if err != nil {
 		return fmt.Errorf("eachlabs: %s %s: %w", method, path, err)
@@ -127,26 +127,15 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	u.RawPath = c.baseURL.EscapedPath() + path
 	u.Path += unescaped
 	u.RawQuery = query.Encode()
-	var reqBody io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("eachlabs: %s %s: encoding request: %w", method, path, err)
-		}
-		reqBody = bytes.NewReader(b)
-	}
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return fmt.Errorf("eachlabs: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,7 @@ func (a *app) listen(args []string) int {
 	if fs.NArg() > 0 {
 		return a.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
+	secrets = slices.DeleteFunc(secrets, func(s string) bool { return s == "" })
 	if len(secrets) == 0 {
 		if s := a.getenv("EACHHOOK_SECRET"); s != "" {
 			secrets = append(secrets, s)

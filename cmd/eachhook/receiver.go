@@ -54,9 +54,10 @@ type receiverConfig struct {
 // context, and explains a 401 by verifying the captured body again with
 // the same secrets.
 type receiver struct {
-	cfg     receiverConfig
-	handler *eachhook.Handler
-	store   *eachhook.MemoryStore
+	cfg      receiverConfig
+	handler  *eachhook.Handler
+	store    *eachhook.MemoryStore
+	verifier *eachhook.Verifier // explains a 401
 }
 
 func newReceiver(cfg receiverConfig) (*receiver, error) {
@@ -71,6 +72,10 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 	}
 	if cfg.workers == 0 {
 		cfg.workers = 1
+	}
+	verifier, err := eachhook.NewVerifier(cfg.secrets...)
+	if err != nil {
+		return nil, err
 	}
 	store := eachhook.NewMemoryStore(0, cfg.now)
 	h, err := eachhook.New(
@@ -91,7 +96,7 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 	if cfg.onFailed != nil {
 		h.OnFailed(cfg.onFailed)
 	}
-	return &receiver{cfg: cfg, handler: h, store: store}, nil
+	return &receiver{cfg: cfg, handler: h, store: store, verifier: verifier}, nil
 }
 
 // Shutdown drains the Handler and stops the store's sweep.
@@ -197,7 +202,7 @@ func (rc *receiver) refusal(r *http.Request, code int, body []byte, verr *error)
 		sig := r.Header.Get(eachhook.HeaderSignature)
 		ts := r.Header.Get(eachhook.HeaderTimestamp)
 		now := rc.cfg.now()
-		err := eachhook.VerifySignature(body, sig, ts, now, rc.cfg.tolerance, rc.cfg.secrets...)
+		err := rc.verifier.Verify(body, sig, ts, now, rc.cfg.tolerance)
 		if err == nil {
 			// The Handler's clock moved on between the two checks.
 			err = eachhook.ErrTimestampOutOfRange
