@@ -121,7 +121,11 @@ func (a *app) send(args []string) int {
 	if *file == "" {
 		what = fmt.Sprintf("%s payload for %s", *status, *id)
 	}
-	fmt.Fprintf(a.stdout, "POST %s: %s, %s scheme, %d attempt(s) at most\n", *url, what, *scheme, len(schedule)+1)
+	attempts := "one attempt"
+	if len(schedule) > 0 {
+		attempts = fmt.Sprintf("up to %d attempts", len(schedule)+1)
+	}
+	fmt.Fprintf(a.stdout, "POST %s: %s, %s scheme, %s\n", *url, what, *scheme, attempts)
 	ok := s.deliver(a.ctx, *url, body, header, scaled(schedule, *scale), func(r attemptResult) {
 		fmt.Fprintln(a.stdout, r)
 	})

@@ -190,7 +190,7 @@ func TestSendRetriesOnTheSpecScheduleUntilAcknowledged(t *testing.T) {
 			require.Equal(t, 0, r.code, r.stdout+r.stderr)
 			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 			require.Len(t, lines, 5, r.stdout)
-			require.Equal(t, "POST "+srv.URL+": success payload for retry-1, "+scheme+" scheme, 4 attempt(s) at most", lines[0])
+			require.Equal(t, "POST "+srv.URL+": success payload for retry-1, "+scheme+" scheme, up to 4 attempts", lines[0])
 			require.Regexp(t, `^attempt 1: 503 Service Unavailable in \S+, body "try later"; next attempt in 30ms$`, lines[1])
 			require.Regexp(t, `^attempt 2: 503 Service Unavailable in \S+, body "try later"; next attempt in 120ms$`, lines[2])
 			require.Regexp(t, `^attempt 3: 200 OK in \S+$`, lines[3])
