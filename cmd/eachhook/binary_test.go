@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,6 +64,9 @@ func TestBuiltBinary(t *testing.T) {
 	})
 
 	t.Run("listen stops on SIGINT", func(t *testing.T) {
+		if runtime.GOOS == "windows" {
+			t.Skip("no SIGINT on Windows")
+		}
 		cmd := exec.Command(bin, "listen", "-addr", "127.0.0.1:0", "-secret", "whsec_bin")
 		stderr, err := cmd.StderrPipe()
 		require.NoError(t, err)

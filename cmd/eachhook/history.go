@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/eachhook/eachhook/eachlabs"
 )
@@ -66,7 +68,7 @@ func (a *app) history(args []string) int {
 	if *list {
 		page, err := client.ListWebhooks(a.ctx, eachlabs.ListOptions{Limit: *limit, Offset: *offset})
 		if err != nil {
-			fmt.Fprintf(a.stderr, "eachhook history: %s\n", apiErrorLine(err, ""))
+			fmt.Fprintf(a.stderr, "eachhook history: %s\n", apiErrorLine(err, "", client.BaseURL(), *timeout))
 			return 1
 		}
 		a.printWebhookList(page)
@@ -74,7 +76,7 @@ func (a *app) history(args []string) int {
 	}
 	w, err := client.GetWebhook(a.ctx, rest[0])
 	if err != nil {
-		fmt.Fprintf(a.stderr, "eachhook history: %s\n", apiErrorLine(err, rest[0]))
+		fmt.Fprintf(a.stderr, "eachhook history: %s\n", apiErrorLine(err, rest[0], client.BaseURL(), *timeout))
 		return 1
 	}
 	a.printWebhook(w)
@@ -100,8 +102,8 @@ func (a *app) parseInterspersed(fs *flag.FlagSet, args []string) (rest []string,
 	return rest, 0, true
 }
 
-// apiErrorLine explains an error of the each::labs API in one line.
-func apiErrorLine(err error, id string) string {
+// apiErrorLine explains an error of the each::labs API at base in one line.
+func apiErrorLine(err error, id, base string, timeout time.Duration) string {
 	var apiErr *eachlabs.APIError
 	msg := ""
 	if errors.As(err, &apiErr) {
@@ -130,9 +132,12 @@ func apiErrorLine(err error, id string) string {
 	case errors.Is(err, eachlabs.ErrServer):
 		return msg + "each::labs server error: try again later"
 	case errors.Is(err, eachlabs.ErrTimeout):
-		return "the API did not answer in time: " + err.Error()
+		return fmt.Sprintf("no answer from %s within %v: check -api-url and the network, or raise -timeout", base, timeout)
 	case apiErr != nil:
 		return msg + "unexpected answer from the API"
+	}
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return fmt.Sprintf("cannot reach %s: %v", base, ue.Err)
 	}
 	return err.Error()
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -141,7 +143,7 @@ func TestHistoryAPIErrors(t *testing.T) {
 		{"502 html", []string{"-api-key", testAPIKey, "gateway"},
 			`502 Bad Gateway (<html>bad gateway</html>): each::labs server error: try again later`},
 		{"timeout", []string{"-api-key", testAPIKey, "-timeout", "50ms", "slow"},
-			`the API did not answer in time: eachlabs: timeout: GET /v1/webhooks/slow: no complete answer within 50ms: `},
+			`no answer from ` + srv.URL + ` within 50ms: check -api-url and the network, or raise -timeout`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,4 +154,12 @@ func TestHistoryAPIErrors(t *testing.T) {
 			require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
 		})
 	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	r := runCmd(t, runOpts{}, "history", "-api-url", closed, "-api-key", testAPIKey, "abc")
+	require.Equal(t, 1, r.code)
+	require.Regexp(t, `^eachhook history: cannot reach `+regexp.QuoteMeta(closed)+`: dial tcp .*connection refused\n$`, r.stderr)
 }
