@@ -1,0 +1,223 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/eachhook/eachhook/eachlabs"
+)
+
+const historyUsage = `usage: eachhook history -api-key K EXECUTION_ID
+       eachhook history -api-key K -list [-limit N] [-offset N]
+
+Shows the delivery history each::labs keeps for webhooks: for one
+prediction (execution) id, every delivery attempt with its time, status,
+the HTTP code your endpoint answered and the error; with -list, a page of
+your organisation's webhooks. Calls GET /v1/webhooks/{execution_id} and
+GET /v1/webhooks?limit=&offset= with "Authorization: Bearer <key>".
+
+Exit status: 0 on success, 1 if the API refused or did not answer, 2 for
+bad flags. The API key may come from $EACHLABS_API_KEY instead of -api-key.`
+
+const historyExamples = `examples:
+  eachhook history -api-key "$EACHLABS_API_KEY" abc123-def456-ghi789
+  EACHLABS_API_KEY=... eachhook history -list -limit 10
+  eachhook history -api-url http://localhost:9000 -api-key test abc123-def456-ghi789`
+
+func (a *app) history(args []string) int {
+	fs := a.flagSet("history", historyUsage, historyExamples)
+	apiKey := fs.String("api-key", "", "each::labs API key (default $EACHLABS_API_KEY)")
+	apiURL := fs.String("api-url", eachlabs.DefaultBaseURL, "base URL of the each::labs API")
+	list := fs.Bool("list", false, "list webhooks instead of showing one execution's attempts")
+	limit := fs.Int("limit", 20, "with -list: how many webhooks (1 to 100)")
+	offset := fs.Int("offset", 0, "with -list: how many webhooks to skip")
+	timeout := fs.Duration("timeout", eachlabs.DefaultTimeout, "give up on the API after this long")
+	rest, code, ok := a.parseInterspersed(fs, args)
+	if !ok {
+		return code
+	}
+	if *apiKey == "" {
+		*apiKey = a.getenv("EACHLABS_API_KEY")
+	}
+	if *apiKey == "" {
+		return a.usageError(fs, "-api-key is required (or set $EACHLABS_API_KEY)")
+	}
+	switch {
+	case *list && len(rest) > 0:
+		return a.usageError(fs, "give -list or an EXECUTION_ID, not both")
+	case !*list && len(rest) != 1:
+		return a.usageError(fs, "give one EXECUTION_ID, or -list")
+	case *limit < 1 || *limit > 100:
+		return a.usageError(fs, "-limit must be between 1 and 100")
+	case *offset < 0:
+		return a.usageError(fs, "-offset must be >= 0")
+	case *timeout <= 0:
+		return a.usageError(fs, "-timeout must be > 0")
+	}
+	client, err := eachlabs.NewClient(*apiKey, eachlabs.WithBaseURL(*apiURL), eachlabs.WithTimeout(*timeout))
+	if err != nil {
+		return a.usageError(fs, "%v", err)
+	}
+
+	if *list {
+		page, err := client.ListWebhooks(a.ctx, eachlabs.ListOptions{Limit: *limit, Offset: *offset})
+		if err != nil {
+			fmt.Fprintf(a.stderr, "eachhook history: %s\n", apiErrorLine(err, "", client.BaseURL(), *timeout))
+			return 1
+		}
+		a.printWebhookList(page)
+		return 0
+	}
+	w, err := client.GetWebhook(a.ctx, rest[0])
+	if err != nil {
+		fmt.Fprintf(a.stderr, "eachhook history: %s\n", apiErrorLine(err, rest[0], client.BaseURL(), *timeout))
+		return 1
+	}
+	a.printWebhook(w)
+	return 0
+}
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments, as in "history ID -api-key K".
+func (a *app) parseInterspersed(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
+	if code, ok := a.parse(fs, args); !ok {
+		return nil, code, false
+	}
+	for fs.NArg() > 0 {
+		args = fs.Args()
+		if args[0] == "--" {
+			return append(rest, args[1:]...), 0, true
+		}
+		rest = append(rest, args[0])
+		if code, ok := a.parse(fs, args[1:]); !ok {
+			return nil, code, false
+		}
+	}
+	return rest, 0, true
+}
+
+// apiErrorLine explains an error of the each::labs API at base in one line.
+func apiErrorLine(err error, id, base string, timeout time.Duration) string {
+	var apiErr *eachlabs.APIError
+	msg := ""
+	if errors.As(err, &apiErr) {
+		msg = fmt.Sprintf("%d %s", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
+		if apiErr.Message != "" {
+			msg += " (" + apiErr.Message + ")"
+		}
+		msg += ": "
+	}
+	switch {
+	case errors.Is(err, eachlabs.ErrUnauthorized):
+		return msg + "the API key was refused: check -api-key or $EACHLABS_API_KEY"
+	case errors.Is(err, eachlabs.ErrForbidden):
+		return msg + "this API key may not read webhooks"
+	case errors.Is(err, eachlabs.ErrNotFound) && id != "":
+		return msg + fmt.Sprintf("no webhook for execution id %q: check the id (it is the prediction id)", id)
+	case errors.Is(err, eachlabs.ErrNotFound):
+		return msg + "not found: check -api-url"
+	case errors.Is(err, eachlabs.ErrBadRequest):
+		if id != "" {
+			return msg + fmt.Sprintf("the API rejected the request: is %q a valid execution id?", id)
+		}
+		return msg + "the API rejected the request"
+	case errors.Is(err, eachlabs.ErrRateLimited):
+		return msg + "rate limited: try again in a minute"
+	case errors.Is(err, eachlabs.ErrServer):
+		return msg + "each::labs server error: try again later"
+	case errors.Is(err, eachlabs.ErrTimeout):
+		return fmt.Sprintf("no answer from %s within %v: check -api-url and the network, or raise -timeout", base, timeout)
+	case apiErr != nil:
+		return msg + "unexpected answer from the API"
+	}
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return fmt.Sprintf("cannot reach %s: %v", base, ue.Err)
+	}
+	return err.Error()
+}
+
+func (a *app) printWebhook(w *eachlabs.Webhook) {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "execution\t%s\n", w.ExecutionID)
+	fmt.Fprintf(tw, "url\t%s\n", w.URL)
+	if w.Source != "" {
+		fmt.Fprintf(tw, "source\t%s\n", w.Source)
+	}
+	fmt.Fprintf(tw, "created\t%s\n", w.CreatedAt)
+	tw.Flush()
+	fmt.Fprintln(a.stdout)
+	if len(w.Attempts) == 0 {
+		fmt.Fprintln(a.stdout, "no delivery attempts yet")
+		return
+	}
+	tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tTIME\tSTATUS\tHTTP\tERROR")
+	for i, at := range w.Attempts {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, at.CreatedAt, at.Status, httpCode(at.StatusCode), attemptError(at))
+	}
+	tw.Flush()
+}
+
+func (a *app) printWebhookList(p *eachlabs.WebhookPage) {
+	if len(p.Webhooks) == 0 {
+		fmt.Fprintf(a.stdout, "no webhooks at offset %d\n", p.Offset)
+		return
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EXECUTION\tCREATED\tURL\tATTEMPTS\tLAST STATUS\tLAST HTTP")
+	for _, w := range p.Webhooks {
+		attempts, last, code := "-", "-", "-"
+		if n := len(w.Attempts); n > 0 {
+			attempts = fmt.Sprint(n)
+			last, code = w.Attempts[n-1].Status, httpCode(w.Attempts[n-1].StatusCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(w.ExecutionID), w.CreatedAt, w.URL, attempts, last, code)
+	}
+	tw.Flush()
+	shown := fmt.Sprintf("webhooks %d-%d", p.Offset+1, p.Offset+len(p.Webhooks))
+	if p.TotalCount != nil {
+		shown += fmt.Sprintf(" of %d", *p.TotalCount)
+	}
+	if p.TotalCount == nil || p.Offset+len(p.Webhooks) < *p.TotalCount {
+		shown += fmt.Sprintf("; next page: -offset %d", p.Offset+len(p.Webhooks))
+	}
+	fmt.Fprintln(a.stdout, shown)
+	fmt.Fprintln(a.stdout, `attempts of one webhook: eachhook history EXECUTION`)
+}
+
+func httpCode(c int) string {
+	if c == 0 {
+		return "-"
+	}
+	return fmt.Sprint(c)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// attemptError is the error column: the API's error message or, for a
+// failed attempt without one, the start of the endpoint's answer.
+func attemptError(at eachlabs.Attempt) string {
+	if at.ErrorMessage != "" {
+		return oneLine(at.ErrorMessage)
+	}
+	if at.Status != eachlabs.AttemptSuccess && at.Response != "" {
+		return "response " + oneLine(at.Response)
+	}
+	return ""
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	return shorten(s, 100)
+}
