@@ -171,23 +171,20 @@ func (h *Handler) lost(d delivery) {
 func (h *Handler) run(d delivery) {
 	ctx := h.pool.ctx
 	var err error
-	attempt := 0
-	for attempt < h.cfg.maxAttempts {
-		attempt++
+	ran := 0
+	for attempt := 1; attempt <= h.cfg.maxAttempts; attempt++ {
 		if attempt > 1 && !h.sleep(ctx, attempt) {
-			break
+			break // shutdown gave up waiting: report what ran so far
 		}
+		ran = attempt
 		err = h.call(h.pool.attemptCtx[attempt], d)
 		if err == nil {
 			return
 		}
 		h.log.Warn("eachhook: callback failed", "id", d.id, "status", d.status, "attempt", attempt, "err", err)
 	}
-	if err == nil { // stopped by shutdown before the first retry ran
-		err = ctx.Err()
-	}
-	cerr := &CallbackError{ID: d.id, Status: d.status, Attempts: attempt, Err: err}
-	h.log.Error("eachhook: giving up on delivery", "id", d.id, "status", d.status, "attempts", attempt, "err", err)
+	cerr := &CallbackError{ID: d.id, Status: d.status, Attempts: ran, Err: err}
+	h.log.Error("eachhook: giving up on delivery", "id", d.id, "status", d.status, "attempts", ran, "err", err)
 	if rerr := h.store.Release(context.WithoutCancel(ctx), d.id); rerr != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", rerr)
 	}

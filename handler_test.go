@@ -647,3 +647,22 @@ func TestFakeClockTolerance(t *testing.T) {
 	s, _ := c.counts()
 	require.Equal(t, 1, s)
 }
+
+func TestShutdownDeadlineInterruptsRetryBackoff(t *testing.T) {
+	reported := make(chan error, 1)
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet),
+		eachhook.WithRetry(3, time.Hour),
+		eachhook.WithErrorHandler(func(ctx context.Context, err error) { reported <- err }))
+	require.NoError(t, err)
+	errDown := errors.New("downstream unavailable")
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return errDown })
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "backoff")).Code)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
+	got := <-reported
+	var ce *eachhook.CallbackError
+	require.ErrorAs(t, got, &ce)
+	require.Equal(t, 1, ce.Attempts, "the hour-long backoff never ran attempt 2")
+	require.ErrorIs(t, got, errDown)
+}
