@@ -8,18 +8,26 @@ import (
 
 // Payload errors.
 var (
-	// ErrMalformedPayload means a verified body is not a JSON object with a
-	// non-empty string "id".
+	// ErrMalformedPayload means a verified body is not a JSON object, or
+	// none of the fields that identify a delivery ("id", "exec_id",
+	// "execution_id" with "workflow_id") tells its kind and id, or one of
+	// those fields or "status" is neither a string nor null.
 	ErrMalformedPayload = errors.New("eachhook: malformed payload")
 	// ErrOutputShape means Output does not have the shape a helper asked
 	// for, such as [Success.URL] on an array.
 	ErrOutputShape = errors.New("eachhook: output has another shape")
 )
 
-// Prediction statuses the sender reports in a terminal webhook.
+// Statuses the sender reports in a terminal webhook.
 const (
+	// StatusSuccess is a prediction that succeeded (the spec page's form).
 	StatusSuccess = "success"
-	StatusFailed  = "failed"
+	// StatusSucceeded is a prediction that succeeded (the exec_id form).
+	StatusSucceeded = "succeeded"
+	// StatusFailed is a prediction or a workflow execution that failed.
+	StatusFailed = "failed"
+	// StatusCompleted is a workflow execution that completed.
+	StatusCompleted = "completed"
 )
 
 // Metrics are the measurements the sender reports for a prediction.
@@ -32,7 +40,8 @@ type Metrics struct {
 
 // Success is a prediction that finished with an output.
 type Success struct {
-	// ID is the prediction id; it is the idempotency key.
+	// ID is the prediction id ("id", or "exec_id" when the body has no
+	// "id"); it is the idempotency key.
 	ID string
 	// Output is the model's output as sent: a URL string, an array of
 	// URLs, an object or text depending on the model. See [Success.URL],
@@ -50,13 +59,23 @@ type Success struct {
 
 // Failure is a prediction that failed.
 type Failure struct {
-	// ID is the prediction id; it is the idempotency key.
+	// ID is the prediction id ("id", or "exec_id" when the body has no
+	// "id"); it is the idempotency key.
 	ID string
 	// Input is the prediction's input as sent.
 	Input json.RawMessage
-	// Logs holds the failure's logs, such as "Error: Model timeout after 30s".
+	// Logs holds the failure's logs, such as "Error: Model timeout after
+	// 30s": the "logs" field when present, otherwise the error message of
+	// the exec_id form (see [Failure.Code]).
 	Logs string
-	// Output is the output as sent; null in the documented payload.
+	// Code is the machine-readable error code of the exec_id form, such as
+	// "EXECUTION_TIMEOUT", taken from the first element of "output" whose
+	// "error" is set, or else from the top-level "error". That error is
+	// either {"error_code", "error_message"} (Code and Logs) or a plain
+	// string (Logs only). Code is empty when the sender gave none.
+	Code string
+	// Output is the output as sent: null in the spec page's payload, an
+	// array of {"id", "status", "output", "error"} in the exec_id form.
 	Output json.RawMessage
 	// Metrics holds the reported run time and cost (zero when absent).
 	Metrics Metrics
@@ -100,33 +119,46 @@ func (s *Success) Decode(v any) error {
 // envelope is the part of a body that is read before the 200: enough to
 // route and deduplicate it. It decodes nothing it does not need.
 type envelope struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
+	// ID is the dedupe key: the prediction id, or WorkflowKeyPrefix and
+	// the workflow execution id.
+	ID     string
+	Status string
+	Kind   kind
 }
 
-// decodeEnvelope reads id and status from a body. The body must be a JSON
-// object whose "id" is a non-empty string and whose "status", if present,
-// is a string.
+// decodeEnvelope reads the identifying fields and the status of a body and
+// classifies it (see identity.classify). The body must be a JSON object
+// whose identifying fields and "status", when present, are strings or null;
+// other fields are not looked at.
 func decodeEnvelope(body []byte) (envelope, error) {
-	var e envelope
-	if err := json.Unmarshal(body, &e); err != nil {
-		return e, fmt.Errorf("%w: %v", ErrMalformedPayload, err)
+	var id identity
+	if err := json.Unmarshal(body, &id); err != nil {
+		return envelope{}, fmt.Errorf("%w: %v", ErrMalformedPayload, err)
 	}
-	if e.ID == "" {
-		return e, fmt.Errorf("%w: no id", ErrMalformedPayload)
+	k, key, err := id.classify()
+	if err != nil {
+		return envelope{}, err
 	}
-	return e, nil
+	return envelope{ID: key, Status: id.Status, Kind: k}, nil
 }
 
-// wirePayload is the documented body. Fields whose type varies are kept raw
-// so that no unexpected shape can reject a delivery that was accepted.
+// wirePayload is the union of the documented bodies: the spec page's
+// prediction, the exec_id form and the workflow execution. Fields whose
+// type varies are kept raw so that no unexpected shape can reject a
+// delivery that was accepted.
 type wirePayload struct {
-	ID      string          `json:"id"`
-	Status  string          `json:"status"`
+	identity
 	Output  json.RawMessage `json:"output"`
 	Input   json.RawMessage `json:"input"`
 	Metrics json.RawMessage `json:"metrics"`
 	Logs    json.RawMessage `json:"logs"`
+	Error   json.RawMessage `json:"error"`
+
+	// Workflow executions.
+	StartedAt   json.RawMessage `json:"started_at"`
+	Inputs      json.RawMessage `json:"inputs"`
+	StepOutputs json.RawMessage `json:"step_outputs"`
+	ErrorCause  json.RawMessage `json:"error_cause"`
 }
 
 // decodePayload decodes a body already checked by decodeEnvelope. It never
@@ -147,23 +179,76 @@ func (p *wirePayload) metrics() Metrics {
 	return m
 }
 
-func (p *wirePayload) logs() string {
-	if len(p.Logs) == 0 || string(p.Logs) == "null" {
+// text returns a JSON string's value, other JSON as its text, and "" for
+// null or an absent field.
+func text(raw json.RawMessage) string {
+	if isNull(raw) {
 		return ""
 	}
 	var s string
-	if json.Unmarshal(p.Logs, &s) == nil {
+	if json.Unmarshal(raw, &s) == nil {
 		return s
 	}
-	return string(p.Logs)
+	return string(raw)
 }
 
-func newSuccess(body []byte) *Success {
-	p := decodePayload(body)
-	return &Success{ID: p.ID, Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
 }
 
-func newFailure(body []byte) *Failure {
-	p := decodePayload(body)
-	return &Failure{ID: p.ID, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
+func (p *wirePayload) logs() string { return text(p.Logs) }
+
+// execError is the error of the exec_id form's failure.
+type execError struct {
+	Code    json.RawMessage `json:"error_code"`
+	Message json.RawMessage `json:"error_message"`
+}
+
+// failureError returns the code and message of the exec_id form's error:
+// from the first element of output whose error is set, else from the
+// top-level error. Each is {"error_code", "error_message"} or a string.
+func (p *wirePayload) failureError() (code, message string) {
+	var steps []struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if len(p.Output) > 0 && p.Output[0] == '[' && json.Unmarshal(p.Output, &steps) == nil {
+		for _, s := range steps {
+			if !isNull(s.Error) {
+				return splitError(s.Error)
+			}
+		}
+	}
+	return splitError(p.Error)
+}
+
+func splitError(raw json.RawMessage) (code, message string) {
+	if isNull(raw) {
+		return "", ""
+	}
+	var e execError
+	if raw[0] == '{' && json.Unmarshal(raw, &e) == nil && (!isNull(e.Code) || !isNull(e.Message)) {
+		return text(e.Code), text(e.Message)
+	}
+	return "", text(raw)
+}
+
+func (p *wirePayload) predictionID() string {
+	if p.ID != "" {
+		return p.ID
+	}
+	return p.ExecID
+}
+
+func (p *wirePayload) success(body []byte) *Success {
+	return &Success{ID: p.predictionID(), Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
+}
+
+func (p *wirePayload) failure(body []byte) *Failure {
+	f := &Failure{ID: p.predictionID(), Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
+	code, msg := p.failureError()
+	f.Code = code
+	if f.Logs == "" {
+		f.Logs = msg
+	}
+	return f
 }
