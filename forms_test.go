@@ -448,3 +448,20 @@ func (c *counter) register(h *eachhook.Handler, fn func() error) {
 
 func (c *counter) n() int  { return int(c.runs.Load()) }
 func (c *counter) ok() int { return int(c.oks.Load()) }
+
+func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
+	h := newHandler(t, eachhook.WithSecret(secret))
+	c := newCalls() // OnSuccess and OnFailed only
+	c.register(h)
+	body := eachhooktest.WorkflowFailedBody("x1", "wf")
+	require.Equal(t, 200, serve(h, signed(body)).Code, "acknowledged and dropped")
+	// The dropped delivery was not claimed: once a callback is
+	// registered, the sender's retry is processed.
+	var runs atomic.Int32
+	h.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error { runs.Add(1); return nil })
+	require.Equal(t, 200, serve(h, signed(body)).Code)
+	drain(t, h)
+	require.Equal(t, int32(1), runs.Load())
+	s, f := c.counts()
+	require.Zero(t, s+f, "a failed workflow is not a failed prediction")
+}
