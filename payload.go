@@ -232,19 +232,14 @@ func splitError(raw json.RawMessage) (code, message string) {
 	return "", text(raw)
 }
 
-func (p *wirePayload) predictionID() string {
-	if p.ID != "" {
-		return p.ID
-	}
-	return p.ExecID
+// success and failure build a prediction's callback value; id is the key
+// classify returned.
+func (p *wirePayload) success(id string, body []byte) *Success {
+	return &Success{ID: id, Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
 }
 
-func (p *wirePayload) success(body []byte) *Success {
-	return &Success{ID: p.predictionID(), Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
-}
-
-func (p *wirePayload) failure(body []byte) *Failure {
-	f := &Failure{ID: p.predictionID(), Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
+func (p *wirePayload) failure(id string, body []byte) *Failure {
+	f := &Failure{ID: id, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
 	code, msg := p.failureError()
 	f.Code = code
 	if f.Logs == "" {

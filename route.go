@@ -112,18 +112,18 @@ func (h *Handler) hasCallback(env envelope) bool {
 // classifies the same way here.
 func (h *Handler) invoke(ctx context.Context, body []byte) error {
 	p := decodePayload(body)
-	k, _, err := p.classify()
+	k, key, err := p.classify()
 	if err != nil {
 		return err
 	}
 	switch eventOf(k, p.Status) {
 	case eventSuccess:
 		if fn := h.onSuccess.Load(); fn != nil {
-			return (*fn)(ctx, p.success(body))
+			return (*fn)(ctx, p.success(key, body))
 		}
 	case eventFailed:
 		if fn := h.onFailed.Load(); fn != nil {
-			return (*fn)(ctx, p.failure(body))
+			return (*fn)(ctx, p.failure(key, body))
 		}
 	case eventWorkflowCompleted:
 		if fn := h.onWorkflowCompleted.Load(); fn != nil {
