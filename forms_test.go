@@ -465,3 +465,24 @@ func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
 	s, f := c.counts()
 	require.Zero(t, s+f, "a failed workflow is not a failed prediction")
 }
+
+// TestDedupeAcrossForms checks that one prediction sent in several forms
+// runs one callback: the key is the id the rule picks, whatever the form.
+func TestDedupeAcrossForms(t *testing.T) {
+	h := newHandler(t, eachhook.WithSecret(secret))
+	c := &recorder{}
+	c.register(h)
+	for _, body := range [][]byte{
+		eachhooktest.SuccessBody("abc123-def456-ghi789"),
+		eachhooktest.SucceededBody("abc123-def456-ghi789"),
+		readTestdata(t, "both-ids.json"), // id abc123-def456-ghi789, another exec_id
+		eachhooktest.SucceededBody("7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+		readTestdata(t, "exec-succeeded.json"),
+	} {
+		require.Equal(t, 200, serve(h, signed(body)).Code)
+	}
+	drain(t, h)
+	require.Equal(t, [4]int{2, 0, 0, 0}, c.counts())
+	require.Equal(t, "abc123-def456-ghi789", c.successes[0].ID)
+	require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", c.successes[1].ID)
+}
