@@ -469,7 +469,7 @@ func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
 // TestDedupeAcrossForms checks that one prediction sent in several forms
 // runs one callback: the key is the id the rule picks, whatever the form.
 func TestDedupeAcrossForms(t *testing.T) {
-	h := newHandler(t, eachhook.WithSecret(secret))
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithWorkers(1)) // callbacks in order
 	c := &recorder{}
 	c.register(h)
 	for _, body := range [][]byte{
