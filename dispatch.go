@@ -16,9 +16,10 @@ var ErrCallbackPanic = errors.New("eachhook: callback panicked")
 // CallbackError reports a delivery whose callback failed on every attempt.
 // It is passed to the function set with [WithErrorHandler].
 type CallbackError struct {
-	// ID is the prediction id.
+	// ID is the delivery's key: the prediction id, or [WorkflowKeyPrefix]
+	// and the workflow execution id.
 	ID string
-	// Status is the delivery's status, such as [StatusSuccess].
+	// Status is the delivery's status as sent, such as [StatusSuccess].
 	Status string
 	// Attempts is how many times the callback ran.
 	Attempts int
@@ -217,15 +218,5 @@ func (h *Handler) call(ctx context.Context, d delivery) (err error) {
 			err = fmt.Errorf("%w: %v", ErrCallbackPanic, v)
 		}
 	}()
-	switch d.status {
-	case StatusSuccess:
-		if fn := h.onSuccess.Load(); fn != nil {
-			return (*fn)(ctx, newSuccess(d.id, d.body))
-		}
-	case StatusFailed:
-		if fn := h.onFailed.Load(); fn != nil {
-			return (*fn)(ctx, newFailure(d.id, d.body))
-		}
-	}
-	return nil
+	return h.invoke(ctx, d.body)
 }

@@ -27,6 +27,9 @@ type Handler struct {
 	onSuccess atomic.Pointer[func(context.Context, *Success) error]
 	onFailed  atomic.Pointer[func(context.Context, *Failure) error]
 
+	onWorkflowCompleted atomic.Pointer[func(context.Context, *WorkflowRun) error]
+	onWorkflowFailed    atomic.Pointer[func(context.Context, *WorkflowRun) error]
+
 	pool pool
 }
 
@@ -123,7 +126,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if !h.hasCallback(env.Status) {
+	if !h.hasCallback(env) {
 		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
 		w.WriteHeader(http.StatusOK)
 		return
@@ -162,6 +165,9 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (env envelope, envE
 		return env, nil, nil
 	}
 	sig := r.Header.Get(HeaderSignature)
+	if strings.TrimSpace(sig) == "" && r.Header.Get(HeaderSecret) != "" {
+		return h.authenticateSecretHeader(r, body)
+	}
 	ts := r.Header.Get(HeaderTimestamp)
 	now := h.cfg.now()
 	err = ErrNoSecret
@@ -184,16 +190,6 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (env envelope, envE
 		return env, envErr, fmt.Errorf("%w: %v", errLookup, lerr)
 	}
 	return env, nil, VerifySignature(body, sig, ts, now, h.cfg.tolerance, secrets...)
-}
-
-func (h *Handler) hasCallback(status string) bool {
-	switch status {
-	case StatusSuccess:
-		return h.onSuccess.Load() != nil
-	case StatusFailed:
-		return h.onFailed.Load() != nil
-	}
-	return false
 }
 
 func unavailable(w http.ResponseWriter, msg string) {
