@@ -51,6 +51,7 @@ type delivery struct {
 	id     string
 	status string
 	body   []byte
+	req    *requestContext // for the observer only (observe.go)
 }
 
 // pool runs accepted deliveries on a fixed number of goroutines, started on
@@ -88,10 +89,12 @@ func (p *pool) enqueue(d *delivery) bool {
 		return false
 	}
 	p.start.Do(p.startWorkers)
+	p.h.queueChanged(1) // before the send, so that a worker's -1 never comes first
 	select {
 	case p.queue <- d:
 		return true
 	default:
+		p.h.queueChanged(-1)
 		return false
 	}
 }
@@ -110,6 +113,7 @@ func (p *pool) startWorkers() {
 func (p *pool) work() {
 	defer p.workers.Done()
 	for d := range p.queue {
+		p.h.queueChanged(-1)
 		if p.abandon.Load() {
 			p.h.lost(d)
 			continue
@@ -143,6 +147,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		p.abandon.Store(true)
 		for d := range p.queue {
+			h.queueChanged(-1)
 			h.lost(d)
 		}
 	}
@@ -157,6 +162,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 // claim, so that a manual redelivery is processed.
 func (h *Handler) lost(d *delivery) {
 	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.id, "status", d.status)
+	h.notRun(d)
 	if err := h.store.Release(context.Background(), d.id); err != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", err)
 	}
@@ -171,7 +177,7 @@ func (h *Handler) run(ctx context.Context, d *delivery) {
 		if attempt > 1 && !h.sleep(ctx, attempt) {
 			break
 		}
-		err = h.call(context.WithValue(ctx, attemptKey{}, attempt), d)
+		err = h.observedCall(ctx, d, attempt)
 		if err == nil {
 			return
 		}
@@ -185,6 +191,7 @@ func (h *Handler) run(ctx context.Context, d *delivery) {
 	if rerr := h.store.Release(context.WithoutCancel(ctx), d.id); rerr != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", rerr)
 	}
+	h.gaveUp(ctx, cerr)
 	if h.cfg.onError != nil {
 		h.cfg.onError(ctx, cerr)
 	}
