@@ -264,9 +264,16 @@ func (h *Handler) observedCall(ctx context.Context, d *delivery, attempt int) er
 	return run.Err
 }
 
-// logPayload logs a verified body when WithPayloadLogging is on.
+// logPayload logs a verified body when WithPayloadLogging is on. It is
+// small enough to inline, so that the default costs one comparison.
 func (h *Handler) logPayload(ctx context.Context, env envelope, body []byte) {
-	if !h.cfg.observe.logPayloads || !h.log.Enabled(ctx, slog.LevelDebug) {
+	if h.cfg.observe.logPayloads {
+		h.writePayloadLog(ctx, env, body)
+	}
+}
+
+func (h *Handler) writePayloadLog(ctx context.Context, env envelope, body []byte) {
+	if !h.log.Enabled(ctx, slog.LevelDebug) {
 		return
 	}
 	h.log.LogAttrs(ctx, slog.LevelDebug, "eachhook: verified payload",
