@@ -53,8 +53,10 @@ type Refusal struct {
 	Reason RefusalReason
 	// StatusCode is the HTTP status answered, such as 401.
 	StatusCode int
-	// ID is the prediction id for a verified delivery refused by the store
-	// or a full queue, and "" otherwise: an unverified id is never passed.
+	// ID is the prediction id of a verified delivery refused at the store
+	// or the queue (ReasonStore, ReasonQueueFull, and ReasonShutdown when
+	// Shutdown began during the request), and "" otherwise: an unverified
+	// id is never passed.
 	ID string
 	// Err is the error behind the refusal, such as one matching
 	// [ErrInvalidSignature] or the store's error; nil when Reason says all.
@@ -121,9 +123,11 @@ type Observer struct {
 	// its duration and error.
 	CallbackFinished func(ctx context.Context, run CallbackRun)
 	// GaveUp is called for an accepted delivery whose callback will not
-	// run again: every attempt failed, or Shutdown gave up on it. err is
-	// the [CallbackError] also passed to [WithErrorHandler]; a delivery
-	// that never ran has Attempts 0 and an Err matching [ErrNotRun].
+	// run again: every attempt failed, or Shutdown gave up on it. When
+	// the callback ran, err is the [CallbackError] also passed to
+	// [WithErrorHandler]; for a delivery Shutdown dropped before it ran
+	// (which the error handler does not see), err has Attempts 0 and an
+	// Err matching [ErrNotRun].
 	GaveUp func(ctx context.Context, err *CallbackError)
 	// QueueChanged keeps the depth of the queue of deliveries waiting for
 	// a worker: delta is +1 just before a delivery tries to enter the
