@@ -52,6 +52,7 @@ type delivery struct {
 	id     string
 	status string
 	body   []byte
+	req    *requestContext // for the observer only (observe.go)
 }
 
 // pool runs accepted deliveries on a fixed number of goroutines, started on
@@ -94,10 +95,12 @@ func (p *pool) enqueue(d delivery) bool {
 		return false
 	}
 	p.start.Do(p.startWorkers)
+	p.h.queueChanged(1) // before the send, so that a worker's -1 never comes first
 	select {
 	case p.queue <- d:
 		return true
 	default:
+		p.h.queueChanged(-1)
 		return false
 	}
 }
@@ -116,6 +119,7 @@ func (p *pool) startWorkers() {
 func (p *pool) work() {
 	defer p.workers.Done()
 	for d := range p.queue {
+		p.h.queueChanged(-1)
 		if p.abandon.Load() {
 			p.h.lost(d)
 			continue
@@ -149,6 +153,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		p.abandon.Store(true)
 		for d := range p.queue {
+			h.queueChanged(-1)
 			h.lost(d)
 		}
 	}
@@ -163,6 +168,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 // claim, so that a manual redelivery is processed.
 func (h *Handler) lost(d delivery) {
 	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.id, "status", d.status)
+	h.notRun(d)
 	if err := h.store.Release(context.Background(), d.id); err != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", err)
 	}
@@ -178,7 +184,7 @@ func (h *Handler) run(d delivery) {
 			break // shutdown gave up waiting: report what ran so far
 		}
 		ran = attempt
-		err = h.call(h.pool.attemptCtx[attempt], d)
+		err = h.observedCall(h.pool.attemptCtx[attempt], d, attempt)
 		if err == nil {
 			return
 		}
@@ -189,6 +195,7 @@ func (h *Handler) run(d delivery) {
 	if rerr := h.store.Release(context.WithoutCancel(ctx), d.id); rerr != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", rerr)
 	}
+	h.gaveUp(ctx, cerr)
 	if h.cfg.onError != nil {
 		h.cfg.onError(ctx, cerr)
 	}

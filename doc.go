@@ -118,4 +118,15 @@
 // crash, and exactly-once for each id while the process lives and the
 // callback succeeds. [Handler.Shutdown] drains the queue; deliveries it
 // could not start before its deadline are logged by id and lost.
+//
+// # Monitoring
+//
+// [WithObserver] installs an [Observer], a set of functions the Handler
+// calls at every outcome: each request refused (with a [RefusalReason]
+// from a closed set), duplicate, ignored or accepted; each callback run
+// started and finished; each delivery given up; each change of the queue's
+// depth. Module github.com/eachhook/eachhook/otel implements it with
+// OpenTelemetry metrics and traces. [Handler.Health] serves a health
+// endpoint that answers 503 while the Handler cannot accept deliveries.
+// [WithPayloadLogging] logs each verified body at debug level.
 package eachhook

@@ -54,6 +54,7 @@ type config struct {
 	maxAttempts int
 	backoff     time.Duration
 	onError     func(ctx context.Context, err error)
+	observe     observeConfig // observe.go
 }
 
 func defaultConfig() config {
@@ -188,7 +189,7 @@ func WithTolerance(d time.Duration) Option {
 
 // WithLogger sets the logger. Default [slog.Default] at the time New runs.
 // Secrets, signatures, the X-Webhook-Secret header and bodies are never
-// logged.
+// logged, except verified bodies under [WithPayloadLogging].
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {

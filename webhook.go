@@ -84,24 +84,29 @@ func (h *Handler) OnFailed(fn func(ctx context.Context, f *Failure) error) {
 // the status code of every outcome.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
+		h.refused(r.Context(), ReasonMethod, 405, "", nil)
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	if h.pool.closing.Load() {
+		h.refused(r.Context(), ReasonShutdown, 503, "", nil)
 		unavailable(w, "shutting down")
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		h.refused(r.Context(), ReasonMediaType, 415, "", nil)
 		http.Error(w, "content type must be application/json", http.StatusUnsupportedMediaType)
 		return
 	}
 	body, err := readBody(r.Body, r.ContentLength, h.cfg.maxBody)
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
+			h.refused(r.Context(), ReasonTooLarge, 413, "", nil)
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
+		h.refused(r.Context(), ReasonUnreadable, 400, "", err)
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
@@ -110,47 +115,56 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, errLookup) {
 			h.log.Error("eachhook: secret lookup failed", "id", env.ID, "err", err)
+			h.refused(r.Context(), ReasonLookup, 503, "", err)
 			unavailable(w, "temporarily unavailable")
 			return
 		}
 		h.log.Info("eachhook: refused unverified delivery", "reason", err.Error(), "remote", r.RemoteAddr)
+		h.refusedUnverified(r.Context(), err)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
 	if envErr == nil && env.ID == "" {
 		env, envErr = decodeEnvelope(body)
 	}
+	h.logPayload(r.Context(), env, body)
 	if envErr != nil {
 		h.log.Info("eachhook: refused malformed delivery", "err", envErr.Error())
+		h.refused(r.Context(), ReasonMalformed, 400, "", envErr)
 		http.Error(w, "malformed payload", http.StatusBadRequest)
 		return
 	}
 
 	if !h.hasCallback(env) {
 		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
+		h.ignored(r.Context(), env)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	claimed, err := h.store.Claim(r.Context(), env.ID, h.cfg.dedupeTTL)
 	if err != nil {
 		h.log.Error("eachhook: dedupe store failed", "id", env.ID, "err", err)
+		h.refused(r.Context(), ReasonStore, 503, env.ID, err)
 		unavailable(w, "temporarily unavailable")
 		return
 	}
 	if !claimed {
 		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		h.duplicate(r.Context(), env)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body}) {
+	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body, req: h.requestContext(r.Context())}) {
 		// Release so that the sender's retry of this delivery is processed.
 		if err := h.store.Release(context.WithoutCancel(r.Context()), env.ID); err != nil {
 			h.log.Error("eachhook: release after full queue failed", "id", env.ID, "err", err)
 		}
 		h.log.Warn("eachhook: queue full or shutting down", "id", env.ID)
+		h.refusedNotQueued(r.Context(), env)
 		unavailable(w, "busy")
 		return
 	}
+	h.accepted(r.Context(), env)
 	w.WriteHeader(http.StatusOK)
 }
 
