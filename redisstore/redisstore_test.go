@@ -1,0 +1,283 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/internal/replicatest"
+	"github.com/eachhook/eachhook/redisstore"
+	"github.com/eachhook/eachhook/storetest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// redisAddr returns the test server's address: $EACHHOOK_REDIS_ADDR, or
+// 127.0.0.1:6379. When it does not answer, the test fails in CI (CI set)
+// and is skipped elsewhere.
+func redisAddr(tb testing.TB) string {
+	tb.Helper()
+	addr := os.Getenv("EACHHOOK_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("redis at %s: %v (CI is set: a missing server is a failure)", addr, err)
+		}
+		tb.Skipf("redis at %s: %v (set EACHHOOK_REDIS_ADDR)", addr, err)
+	}
+	return addr
+}
+
+// newClient returns a client of the server at addr, closed when the test
+// ends.
+func newClient(tb testing.TB, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newPrefix returns a key prefix of the test's own, whose keys are deleted
+// when the test ends.
+func newPrefix(tb testing.TB, c *redis.Client) string {
+	prefix := fmt.Sprintf("eachhooktest:%d:", time.Now().UnixNano())
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
+}
+
+func newStore(tb testing.TB, c redis.UniversalClient, prefix string, opts ...redisstore.Option) *redisstore.Store {
+	tb.Helper()
+	s, err := redisstore.New(c, append([]redisstore.Option{redisstore.WithKeyPrefix(prefix)}, opts...)...)
+	require.NoError(tb, err)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	c := newClient(t, redisAddr(t))
+	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, c, newPrefix(t, c)) })
+}
+
+func TestNewRejectsUnworkableConfig(t *testing.T) {
+	_, err := redisstore.New(nil)
+	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	_, err = redisstore.New(c, redisstore.WithMaxTokens(0))
+	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
+	s, err := redisstore.New(c)
+	require.NoError(t, err)
+	_, err = s.Claim(context.Background(), "pred", 0)
+	require.ErrorIs(t, err, redisstore.ErrInvalidTTL)
+}
+
+func TestKeyLayout(t *testing.T) {
+	c := newClient(t, redisAddr(t))
+	prefix := newPrefix(t, c)
+	s := newStore(t, c, prefix)
+	ctx := context.Background()
+	ok, err := s.Claim(ctx, "pred-1", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	ttl, err := c.PTTL(ctx, prefix+"pred-1").Result()
+	require.NoError(t, err)
+	require.Greater(t, ttl, 50*time.Second)
+	require.LessOrEqual(t, ttl, time.Minute)
+}
+
+// A claim that expired and was taken by another replica is not released
+// by the replica that held it first.
+func TestReleaseKeepsAnotherReplicasClaim(t *testing.T) {
+	addr := redisAddr(t)
+	c := newClient(t, addr)
+	prefix := newPrefix(t, c)
+	a, b := newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix)
+	ctx := context.Background()
+	const id = "pred-1"
+
+	ok, err := a.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, c.Del(ctx, prefix+id).Err()) // a's claim expires
+	ok, err = b.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	require.NoError(t, a.Release(ctx, id))
+	ok, err = b.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.False(t, ok, "a's release deleted b's claim")
+
+	require.NoError(t, b.Release(ctx, id))
+	ok, err = a.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok, "b's release kept b's claim")
+}
+
+// The store keeps at most WithMaxTokens tokens: the release of a forgotten
+// claim deletes nothing, the release of a remembered one deletes it.
+func TestTokensAreBounded(t *testing.T) {
+	c := newClient(t, redisAddr(t))
+	prefix := newPrefix(t, c)
+	s := newStore(t, c, prefix, redisstore.WithMaxTokens(2))
+	ctx := context.Background()
+	for _, id := range []string{"p1", "p2", "p3"} {
+		ok, err := s.Claim(ctx, id, time.Hour)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+	for _, id := range []string{"p1", "p2", "p3"} {
+		require.NoError(t, s.Release(ctx, id))
+	}
+	n, err := c.Exists(ctx, prefix+"p1", prefix+"p2", prefix+"p3").Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	n, err = c.Exists(ctx, prefix+"p1").Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "the oldest claim's token should have been forgotten")
+}
+
+// replyDropper is a proxy to a Redis server that closes the connection
+// instead of relaying the reply to the first command containing marker,
+// after the server ran it: what a network failure at the worst moment does.
+type replyDropper struct {
+	ln      net.Listener
+	target  string
+	marker  []byte
+	dropped atomic.Bool
+	wg      sync.WaitGroup
+}
+
+func newReplyDropper(t *testing.T, target, marker string) *replyDropper {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &replyDropper{ln: ln, target: target, marker: []byte(marker)}
+	p.wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Go(func() { p.pipe(conn) })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *replyDropper) pipe(client net.Conn) {
+	defer client.Close()
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	var drop atomic.Bool // the next reply on this connection is dropped
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := client.Read(buf)
+			if n > 0 {
+				if bytes.Contains(buf[:n], p.marker) && p.dropped.CompareAndSwap(false, true) {
+					drop.Store(true)
+				}
+				if _, werr := server.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		server.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := server.Read(buf)
+		if drop.Load() {
+			client.Close()
+			break
+		}
+		if n > 0 {
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	client.Close()
+	io.Copy(io.Discard, server)
+	<-done
+}
+
+// When the connection breaks after the server ran the claim, go-redis
+// sends the command again; the claim must still be won, not taken for a
+// duplicate of itself (which would drop the delivery).
+func TestClaimWonThroughClientRetry(t *testing.T) {
+	addr := redisAddr(t)
+	direct := newClient(t, addr)
+	prefix := newPrefix(t, direct)
+	const id = "pred-retried"
+	proxy := newReplyDropper(t, addr, prefix+id)
+	s := newStore(t, newClient(t, proxy.ln.Addr().String()), prefix)
+	ctx := context.Background()
+
+	ok, err := s.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, proxy.dropped.Load(), "the proxy did not drop the claim's reply")
+	require.True(t, ok, "a claim retried by the client was taken for a duplicate")
+
+	ok, err = s.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, s.Release(ctx, id))
+	n, err := direct.Exists(ctx, prefix+id).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "release after a retried claim kept the claim")
+}
+
+func TestTwoHandlersShareRedis(t *testing.T) {
+	addr := redisAddr(t)
+	c := newClient(t, addr)
+	prefix := newPrefix(t, c)
+	replicatest.RunSharedStore(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
+}
+
+func TestRedisOutage(t *testing.T) {
+	addr := redisAddr(t)
+	direct := newClient(t, addr)
+	prefix := newPrefix(t, direct)
+	replicatest.RunOutage(t, replicatest.Outage{
+		Target: addr,
+		NewStore: func(t *testing.T, addr string) eachhook.Store {
+			return newStore(t, newClient(t, addr), prefix)
+		},
+		Claimed: func(t *testing.T, id string) bool {
+			n, err := direct.Exists(context.Background(), prefix+id).Result()
+			require.NoError(t, err)
+			return n == 1
+		},
+	})
+}
