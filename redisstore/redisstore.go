@@ -9,14 +9,17 @@
 //
 // # Claims
 //
-// A claim is one command, SET key token NX PX ttl GET, where key is the
-// key prefix ([WithKeyPrefix]) followed by the prediction id and token is a
-// random value drawn for that claim. Redis expires the key after the TTL,
-// so the store keeps nothing on the server beyond the claims themselves.
-// GET makes the claim safe against the client's own retries: go-redis
-// resends a command whose connection broke after it was written, and a
-// resent SET NX that finds the first attempt's token reports the claim
-// won, not a duplicate. SET with both NX and GET needs Redis 7.0 or later.
+// A claim is one command, SET key token PX ttl NX (EX when the TTL is
+// whole seconds), where key is the key
+// prefix ([WithKeyPrefix]) followed by the prediction id and token is a
+// random value drawn for that claim; Redis expires the key after the TTL,
+// so nothing else is kept on the server. When the SET finds the key taken,
+// a GET tells whether the value there is this claim's own token: go-redis
+// resends a command whose connection broke after it was written, and the
+// resent SET NX then finds the first attempt's token. Such a claim is won,
+// not a duplicate of itself (which would drop the delivery). A winning
+// claim thus costs one round trip, as a raw SET NX does, and a duplicate
+// two. Any Redis from 2.6.12 on will do.
 //
 // # Releases
 //
@@ -152,15 +155,22 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, 
 		return false, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
 	ttl = max(ttl, time.Millisecond)
-	token := newToken()
-	old, err := s.client.SetArgs(ctx, s.prefix+id, token, redis.SetArgs{Mode: "NX", TTL: ttl, Get: true}).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		// The key was absent and now holds token.
-	case err != nil:
+	key, token := s.prefix+id, newToken()
+	won, err := s.client.SetNX(ctx, key, token, ttl).Result()
+	if err != nil {
 		return false, fmt.Errorf("redisstore: claim: %w", err)
-	case old != token:
-		return false, nil
+	}
+	if !won {
+		// A retried SET finds its own first attempt's token.
+		v, err := s.client.Get(ctx, key).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return false, nil // the claim that stood has just expired
+		case err != nil:
+			return false, fmt.Errorf("redisstore: claim: %w", err)
+		case v != token:
+			return false, nil
+		}
 	}
 	s.remember(&claim{id: id, token: token, expires: s.now().Add(ttl)}, true)
 	return true, nil
