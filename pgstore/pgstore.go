@@ -16,7 +16,7 @@
 //
 //	CREATE TABLE IF NOT EXISTS eachhook_claims (
 //		id         text        PRIMARY KEY,
-//		owner      uuid        NOT NULL,
+//		token      uuid        NOT NULL,
 //		expires_at timestamptz NOT NULL
 //	);
 //	CREATE INDEX IF NOT EXISTS eachhook_claims_expires_at_idx
@@ -27,10 +27,10 @@
 // A claim is one statement that inserts the id's row, or takes over the
 // row of an expired claim, and does nothing if an unexpired claim exists:
 //
-//	INSERT INTO eachhook_claims AS c (id, owner, expires_at)
+//	INSERT INTO eachhook_claims AS c (id, token, expires_at)
 //	VALUES ($1, $2, now() + $3 * interval '1 microsecond')
 //	ON CONFLICT (id) DO UPDATE
-//		SET owner = excluded.owner, expires_at = excluded.expires_at
+//		SET token = excluded.token, expires_at = excluded.expires_at
 //		WHERE c.expires_at <= now()
 //
 // It affects one row exactly when the claim is won; PostgreSQL's
@@ -39,19 +39,40 @@
 // server's clock (now()), never by the replicas', so replicas whose clocks
 // disagree still agree on which claims have expired.
 //
-// # Releases and cleanup
+// # Releases
 //
-// Each Store draws a random owner id when it is created and writes it into
-// the rows of its claims. Release deletes the id's row only if this Store
-// owns it, so it never removes a claim that expired and was taken by
-// another replica. Expired rows count as absent; a background cleanup
-// deletes them every [WithCleanupInterval] (default 5 minutes), in batches
-// that skip rows other replicas are touching. [Store.Close] stops it.
+// Each claim writes a random token of its own. Release deletes the id's
+// row only if it still holds the token of this Store's claim, so that it
+// never removes a claim that expired and was taken by another replica. The
+// tokens of the claims a Store won are kept in memory, at most
+// [WithMaxTokens] of them: when the limit is reached, the oldest are
+// forgotten, and expired ones are forgotten as they are met. Release of an
+// id whose token was forgotten (or that another process claimed) deletes
+// nothing and returns nil; that claim then lasts until its TTL. The
+// Handler releases a claim within seconds or minutes of taking it (queue
+// full, callback failed on every attempt, shutdown), long before the
+// default limit is reached at ordinary rates.
+//
+// # Outages
+//
+// A Claim that fails leaves no claim behind. When the connection breaks
+// after the INSERT was sent, PostgreSQL may have committed it although
+// Claim returned an error (and the Handler answered 503); the sender's
+// retry would then be taken for a duplicate and the delivery lost. So the
+// store deletes such a row by its token as soon as the database answers
+// again: from a goroutine that tries every second while there are such
+// claims and ends when there are none (or at [Store.Close]), and before it
+// claims the same id again.
+//
+// # Cleanup
+//
+// Expired rows count as absent; a background cleanup deletes them every
+// [WithCleanupInterval] (default 5 minutes), in batches that skip rows
+// other replicas are touching. [Store.Close] stops it.
 package pgstore
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,7 +82,9 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/internal/claimledger"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -69,6 +92,7 @@ import (
 const (
 	DefaultTable           = "eachhook_claims"
 	DefaultCleanupInterval = 5 * time.Minute
+	DefaultMaxTokens       = 1 << 16
 )
 
 // cleanupBatch is how many expired rows one cleanup statement deletes, so
@@ -87,11 +111,11 @@ var ErrInvalidTTL = errors.New("pgstore: TTL must be positive")
 // its table with [Store.Migrate], and stop its background cleanup with
 // [Store.Close]. It is safe for concurrent use. It does not close the pool.
 type Store struct {
-	pool  *pgxpool.Pool
-	owner [16]byte
-	log   *slog.Logger
-	table string // the table's name as given, unquoted
-	index string // the expiry index's name, unquoted
+	pool   *pgxpool.Pool
+	ledger *claimledger.Ledger
+	log    *slog.Logger
+	table  string // the table's name as given, unquoted
+	index  string // the expiry index's name, unquoted
 
 	claimSQL, releaseSQL, cleanupSQL, migrateSQL string
 
@@ -103,9 +127,10 @@ type Store struct {
 var _ eachhook.Store = (*Store)(nil)
 
 type config struct {
-	table    string
-	interval time.Duration
-	logger   *slog.Logger
+	table     string
+	interval  time.Duration
+	logger    *slog.Logger
+	maxTokens int
 }
 
 // Option configures a [Store].
@@ -141,6 +166,19 @@ func WithCleanupInterval(d time.Duration) Option {
 	}
 }
 
+// WithMaxTokens sets how many of its own claims' tokens the store keeps in
+// memory for Release (about 150 bytes each). Default [DefaultMaxTokens]
+// (65536); it must be at least 1.
+func WithMaxTokens(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: max tokens %d < 1", ErrInvalidOption, n)
+		}
+		c.maxTokens = n
+		return nil
+	}
+}
+
 // WithLogger sets the logger of the background cleanup's failures.
 // Default [slog.Default] at the time New runs.
 func WithLogger(l *slog.Logger) Option {
@@ -160,7 +198,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: nil pool", ErrInvalidOption)
 	}
-	cfg := config{table: DefaultTable, interval: DefaultCleanupInterval}
+	cfg := config{table: DefaultTable, interval: DefaultCleanupInterval, maxTokens: DefaultMaxTokens}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -177,19 +215,19 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 		index: parts[len(parts)-1] + "_expires_at_idx",
 		done:  make(chan struct{}),
 	}
-	rand.Read(s.owner[:])
+	s.ledger = claimledger.New(cfg.maxTokens, claimledger.UndoInterval, s.deleteIfHeld)
 	t := pgx.Identifier(parts).Sanitize()
 	s.migrateSQL = fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[1]s (
 	id         text        PRIMARY KEY,
-	owner      uuid        NOT NULL,
+	token      uuid        NOT NULL,
 	expires_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (expires_at)`, t, pgx.Identifier{s.index}.Sanitize())
-	s.claimSQL = fmt.Sprintf(`INSERT INTO %s AS c (id, owner, expires_at)
+	s.claimSQL = fmt.Sprintf(`INSERT INTO %s AS c (id, token, expires_at)
 VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
-ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
 WHERE c.expires_at <= now()`, t)
-	s.releaseSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND owner = $2`, t)
+	s.releaseSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND token = $2`, t)
 	// The outer expiry check is evaluated again on a row that a
 	// concurrent claim took over, so such a row is kept.
 	s.cleanupSQL = fmt.Sprintf(`DELETE FROM %[1]s WHERE expires_at <= now() AND id IN (
@@ -230,23 +268,46 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, 
 	if ttl <= 0 {
 		return false, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
-	tag, err := s.pool.Exec(ctx, s.claimSQL, id, s.owner, max(ttl.Microseconds(), 1))
-	if err != nil {
+	if err := s.ledger.Settle(ctx, id); err != nil {
 		return false, fmt.Errorf("pgstore: claim: %w", err)
 	}
-	return tag.RowsAffected() == 1, nil
+	token := claimledger.NewToken()
+	tag, err := s.pool.Exec(ctx, s.claimSQL, id, [16]byte(token), max(ttl.Microseconds(), 1))
+	if err != nil {
+		if !pgconn.SafeToRetry(err) { // the INSERT may have been sent
+			s.ledger.Doubt(id, token, ttl)
+		}
+		return false, fmt.Errorf("pgstore: claim: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return false, nil
+	}
+	s.ledger.Won(id, token, ttl)
+	return true, nil
 }
 
 // Release implements [eachhook.Store]. It deletes id's claim only if this
-// Store owns it.
+// Store holds it.
 func (s *Store) Release(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, s.releaseSQL, id, s.owner); err != nil {
+	token, expires, ok := s.ledger.Take(id)
+	if !ok {
+		return nil
+	}
+	if err := s.deleteIfHeld(ctx, id, token); err != nil {
+		// The claim may still stand: keep its token for another try.
+		s.ledger.PutBack(id, token, expires)
 		return fmt.Errorf("pgstore: release: %w", err)
 	}
 	return nil
+}
+
+// deleteIfHeld deletes id's claim if it holds token.
+func (s *Store) deleteIfHeld(ctx context.Context, id string, token claimledger.Token) error {
+	_, err := s.pool.Exec(ctx, s.releaseSQL, id, [16]byte(token))
+	return err
 }
 
 // Cleanup deletes every expired claim now and reports how many it deleted.
@@ -283,10 +344,14 @@ func (s *Store) cleanupEvery(ctx context.Context, interval time.Duration) {
 }
 
 // Close stops the background cleanup, interrupting a cleanup in progress,
-// and waits for it to end. The store still answers Claim and Release
-// afterwards; the pool stays open. Close is idempotent.
+// and the deletion of the claims of failed Claims (see Outages in the
+// package documentation; the ones left stand until their TTL), and waits
+// for both goroutines to end. The store still answers Claim and Release
+// afterwards; the pool stays open. Call it at exit, after the Handlers'
+// Shutdown. Close is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(s.cancel)
 	<-s.done
+	s.ledger.Close()
 	return nil
 }

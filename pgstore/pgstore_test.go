@@ -185,7 +185,7 @@ func TestCleanup(t *testing.T) {
 	s := newStore(t, pool, table, pgstore.WithCleanupInterval(0))
 	ctx := context.Background()
 	// 2500 expired rows (more than two batches) and one live claim.
-	_, err := pool.Exec(ctx, "INSERT INTO "+table+" (id, owner, expires_at) "+
+	_, err := pool.Exec(ctx, "INSERT INTO "+table+" (id, token, expires_at) "+
 		"SELECT 'old-' || g, gen_random_uuid(), now() - interval '1 minute' FROM generate_series(1, 2500) g")
 	require.NoError(t, err)
 	ok, err := s.Claim(ctx, "live", time.Hour)
@@ -200,7 +200,7 @@ func TestCleanup(t *testing.T) {
 	require.Equal(t, 1, left)
 
 	// The background cleanup of a second store on the same table.
-	_, err = pool.Exec(ctx, "INSERT INTO "+table+" (id, owner, expires_at) VALUES ('old', gen_random_uuid(), now())")
+	_, err = pool.Exec(ctx, "INSERT INTO "+table+" (id, token, expires_at) VALUES ('old', gen_random_uuid(), now())")
 	require.NoError(t, err)
 	bg := newStore(t, pool, table, pgstore.WithCleanupInterval(10*time.Millisecond))
 	require.Eventually(t, func() bool {
@@ -240,4 +240,47 @@ func TestPostgresOutage(t *testing.T) {
 			return ok
 		},
 	})
+}
+
+// A Claim whose answer is lost after PostgreSQL committed it returns an
+// error (the Handler answers 503) and leaves no claim behind: the store
+// deletes it once the database answers, so the sender's retry, on any
+// replica, is processed.
+func TestFailedClaimLeavesNoClaim(t *testing.T) {
+	d := dsn(t)
+	direct := newPool(t, d, "")
+	table := newTable(t, direct)
+	cfg, err := pgx.ParseConfig(d)
+	require.NoError(t, err)
+	target := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	ctx := context.Background()
+	claimed := func(id string) bool {
+		var ok bool
+		require.NoError(t, direct.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1)", id).Scan(&ok))
+		return ok
+	}
+	for _, sameStore := range []bool{false, true} {
+		id := fmt.Sprintf("pred-lost-%v", sameStore)
+		proxy := replicatest.NewReplyDropper(t, target, id)
+		s := newStore(t, newPool(t, d, proxy.Addr()), table)
+
+		ok, err := s.Claim(ctx, id, time.Hour)
+		require.Error(t, err)
+		require.False(t, ok)
+		require.True(t, proxy.Dropped())
+
+		if sameStore {
+			// The same store claims the id again before it was undone in
+			// the background, or after: either way it wins.
+			ok, err = s.Claim(ctx, id, time.Hour)
+			require.NoError(t, err)
+			require.True(t, ok)
+			continue
+		}
+		require.Eventually(t, func() bool { return !claimed(id) }, 10*time.Second, 10*time.Millisecond,
+			"the failed claim was not undone")
+		ok, err = newStore(t, direct, table).Claim(ctx, id, time.Hour)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
 }

@@ -34,19 +34,27 @@
 // within seconds or minutes of taking it (queue full, callback failed on
 // every attempt, shutdown), long before the default limit is reached at
 // ordinary rates.
+//
+// # Outages
+//
+// A Claim that fails leaves no claim behind. When the connection breaks
+// after the SET was sent, Redis may have applied it although Claim
+// returned an error (and the Handler answered 503); the sender's retry
+// would then be taken for a duplicate and the delivery lost. So the store
+// deletes such a claim by its token as soon as Redis answers again: from
+// a goroutine that tries every second while there are such claims and
+// ends when there are none (or at [Store.Close]), and before it claims
+// the same id again.
 package redisstore
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/internal/claimledger"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -71,28 +79,14 @@ end
 return 0`)
 
 // Store is an [eachhook.Store] on Redis. Create it with [New]. It is safe
-// for concurrent use and holds no goroutine, so it needs no closing; it
-// does not close the client.
+// for concurrent use. It does not close the client.
 type Store struct {
-	client    redis.UniversalClient
-	prefix    string
-	maxTokens int
-	now       func() time.Time
-
-	mu     sync.Mutex
-	tokens map[string]*list.Element // id -> element of order holding *claim
-	order  list.List                // claims won, oldest first
+	client redis.UniversalClient
+	prefix string
+	ledger *claimledger.Ledger
 }
 
 var _ eachhook.Store = (*Store)(nil)
-
-// claim is a claim this store won, remembered so that Release can tell it
-// apart from another process's claim of the same id.
-type claim struct {
-	id      string
-	token   string
-	expires time.Time
-}
 
 type config struct {
 	prefix    string
@@ -136,13 +130,9 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
-	return &Store{
-		client:    client,
-		prefix:    cfg.prefix,
-		maxTokens: cfg.maxTokens,
-		now:       time.Now,
-		tokens:    make(map[string]*list.Element),
-	}, nil
+	s := &Store{client: client, prefix: cfg.prefix}
+	s.ledger = claimledger.New(cfg.maxTokens, claimledger.UndoInterval, s.deleteIfHeld)
+	return s, nil
 }
 
 // Claim implements [eachhook.Store]. TTLs are kept to the millisecond; a
@@ -155,9 +145,14 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, 
 		return false, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
 	ttl = max(ttl, time.Millisecond)
-	key, token := s.prefix+id, newToken()
-	won, err := s.client.SetNX(ctx, key, token, ttl).Result()
+	if err := s.ledger.Settle(ctx, id); err != nil {
+		return false, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	key, token := s.prefix+id, claimledger.NewToken()
+	value := token.String()
+	won, err := s.client.SetNX(ctx, key, value, ttl).Result()
 	if err != nil {
+		s.ledger.Doubt(id, token, ttl)
 		return false, fmt.Errorf("redisstore: claim: %w", err)
 	}
 	if !won {
@@ -167,12 +162,13 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, 
 		case errors.Is(err, redis.Nil):
 			return false, nil // the claim that stood has just expired
 		case err != nil:
+			s.ledger.Doubt(id, token, ttl)
 			return false, fmt.Errorf("redisstore: claim: %w", err)
-		case v != token:
+		case v != value:
 			return false, nil
 		}
 	}
-	s.remember(&claim{id: id, token: token, expires: s.now().Add(ttl)}, true)
+	s.ledger.Won(id, token, ttl)
 	return true, nil
 }
 
@@ -182,69 +178,29 @@ func (s *Store) Release(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := s.forget(id)
-	if c == nil {
+	token, expires, ok := s.ledger.Take(id)
+	if !ok {
 		return nil
 	}
-	if err := release.Run(ctx, s.client, []string{s.prefix + id}, c.token).Err(); err != nil {
-		// The claim may still stand: keep its token for another try,
-		// unless this store has claimed id again meanwhile.
-		s.remember(c, false)
+	if err := s.deleteIfHeld(ctx, id, token); err != nil {
+		// The claim may still stand: keep its token for another try.
+		s.ledger.PutBack(id, token, expires)
 		return fmt.Errorf("redisstore: release: %w", err)
 	}
 	return nil
 }
 
-// remember records c, replacing a remembered claim of the same id if
-// replace is set (else keeping it), and forgets the oldest claims beyond the
-// limit and the expired ones at the front.
-func (s *Store) remember(c *claim, replace bool) {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.tokens[c.id]; ok {
-		if !replace {
-			return
-		}
-		s.order.Remove(e)
-	}
-	s.tokens[c.id] = s.order.PushBack(c)
-	for e := s.order.Front(); e != nil; e = s.order.Front() {
-		old := e.Value.(*claim)
-		if s.order.Len() <= s.maxTokens && old.expires.After(now) {
-			break
-		}
-		s.order.Remove(e)
-		delete(s.tokens, old.id)
-	}
+// deleteIfHeld deletes id's claim if it holds token.
+func (s *Store) deleteIfHeld(ctx context.Context, id string, token claimledger.Token) error {
+	return release.Run(ctx, s.client, []string{s.prefix + id}, token.String()).Err()
 }
 
-// forget removes and returns id's remembered claim, nil if there is none
-// or it has expired.
-func (s *Store) forget(id string) *claim {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.tokens[id]
-	if !ok {
-		return nil
-	}
-	s.order.Remove(e)
-	delete(s.tokens, id)
-	c := e.Value.(*claim)
-	if !c.expires.After(s.now()) {
-		return nil
-	}
-	return c
-}
-
-// newToken returns a value unique to one claim. It need not be secret, only
-// distinct from every other claim's, so it comes from the runtime's
-// ChaCha8 generator (seeded from the operating system), which is much
-// cheaper than crypto/rand.
-func newToken() string {
-	var b [32]byte
-	n := strconv.AppendUint(b[:0], rand.Uint64(), 36)
-	n = append(n, '.')
-	n = strconv.AppendUint(n, rand.Uint64(), 36)
-	return string(n)
+// Close stops deleting the claims of failed Claims in the background (see
+// Outages in the package documentation) and waits for that goroutine,
+// which otherwise ends on its own once none is left; the ones left stand
+// until their TTL. The store still answers Claim and Release afterwards.
+// Call it at exit, after the Handlers' Shutdown. Close is idempotent.
+func (s *Store) Close() error {
+	s.ledger.Close()
+	return nil
 }

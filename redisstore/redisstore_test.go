@@ -1,14 +1,9 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +63,7 @@ func newStore(tb testing.TB, c redis.UniversalClient, prefix string, opts ...red
 	tb.Helper()
 	s, err := redisstore.New(c, append([]redisstore.Option{redisstore.WithKeyPrefix(prefix)}, opts...)...)
 	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, s.Close()) })
 	return s
 }
 
@@ -87,6 +83,8 @@ func TestNewRejectsUnworkableConfig(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.Claim(context.Background(), "pred", 0)
 	require.ErrorIs(t, err, redisstore.ErrInvalidTTL)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
 }
 
 func TestKeyLayout(t *testing.T) {
@@ -155,83 +153,6 @@ func TestTokensAreBounded(t *testing.T) {
 	require.Equal(t, int64(1), n, "the oldest claim's token should have been forgotten")
 }
 
-// replyDropper is a proxy to a Redis server that closes the connection
-// instead of relaying the reply to the first command containing marker,
-// after the server ran it: what a network failure at the worst moment does.
-type replyDropper struct {
-	ln      net.Listener
-	target  string
-	marker  []byte
-	dropped atomic.Bool
-	wg      sync.WaitGroup
-}
-
-func newReplyDropper(t *testing.T, target, marker string) *replyDropper {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &replyDropper{ln: ln, target: target, marker: []byte(marker)}
-	p.wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Go(func() { p.pipe(conn) })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
-	return p
-}
-
-func (p *replyDropper) pipe(client net.Conn) {
-	defer client.Close()
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer server.Close()
-	var drop atomic.Bool // the next reply on this connection is dropped
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := client.Read(buf)
-			if n > 0 {
-				if bytes.Contains(buf[:n], p.marker) && p.dropped.CompareAndSwap(false, true) {
-					drop.Store(true)
-				}
-				if _, werr := server.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		server.Close()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := server.Read(buf)
-		if drop.Load() {
-			client.Close()
-			break
-		}
-		if n > 0 {
-			if _, werr := client.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	client.Close()
-	io.Copy(io.Discard, server)
-	<-done
-}
-
 // When the connection breaks after the server ran the claim, go-redis
 // sends the command again; the claim must still be won, not taken for a
 // duplicate of itself (which would drop the delivery).
@@ -240,13 +161,13 @@ func TestClaimWonThroughClientRetry(t *testing.T) {
 	direct := newClient(t, addr)
 	prefix := newPrefix(t, direct)
 	const id = "pred-retried"
-	proxy := newReplyDropper(t, addr, prefix+id)
-	s := newStore(t, newClient(t, proxy.ln.Addr().String()), prefix)
+	proxy := replicatest.NewReplyDropper(t, addr, prefix+id)
+	s := newStore(t, newClient(t, proxy.Addr()), prefix)
 	ctx := context.Background()
 
 	ok, err := s.Claim(ctx, id, time.Hour)
 	require.NoError(t, err)
-	require.True(t, proxy.dropped.Load(), "the proxy did not drop the claim's reply")
+	require.True(t, proxy.Dropped(), "the proxy did not drop the claim's reply")
 	require.True(t, ok, "a claim retried by the client was taken for a duplicate")
 
 	ok, err = s.Claim(ctx, id, time.Hour)
@@ -280,4 +201,44 @@ func TestRedisOutage(t *testing.T) {
 			return n == 1
 		},
 	})
+}
+
+// A Claim whose answer is lost after Redis applied it returns an error (the
+// Handler answers 503) and leaves no claim behind: the store deletes it
+// once Redis answers, so the sender's retry, on any replica, is processed.
+func TestFailedClaimLeavesNoClaim(t *testing.T) {
+	addr := redisAddr(t)
+	direct := newClient(t, addr)
+	prefix := newPrefix(t, direct)
+	ctx := context.Background()
+	for _, sameStore := range []bool{false, true} {
+		id := fmt.Sprintf("pred-lost-%v", sameStore)
+		proxy := replicatest.NewReplyDropper(t, addr, prefix+id)
+		// No client retries, so the lost answer is Claim's error.
+		noRetry := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
+		t.Cleanup(func() { noRetry.Close() })
+		s := newStore(t, noRetry, prefix)
+
+		ok, err := s.Claim(ctx, id, time.Hour)
+		require.Error(t, err)
+		require.False(t, ok)
+		require.True(t, proxy.Dropped())
+
+		if sameStore {
+			// The same store claims the id again before it was undone in
+			// the background, or after: either way it wins.
+			ok, err = s.Claim(ctx, id, time.Hour)
+			require.NoError(t, err)
+			require.True(t, ok)
+			continue
+		}
+		require.Eventually(t, func() bool {
+			n, err := direct.Exists(ctx, prefix+id).Result()
+			require.NoError(t, err)
+			return n == 0
+		}, 10*time.Second, 10*time.Millisecond, "the failed claim was not undone")
+		ok, err = newStore(t, direct, prefix).Claim(ctx, id, time.Hour)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
 }

@@ -1,9 +1,11 @@
 package replicatest
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -148,3 +150,93 @@ func (p *Proxy) pipe(client net.Conn, gen int) {
 	delete(p.conns, server)
 	p.mu.Unlock()
 }
+
+// ReplyDropper is a TCP proxy on loopback that closes the connection
+// instead of relaying the server's answer to the first request containing
+// a marker, after the server received it: what a network failure at the
+// worst moment does.
+type ReplyDropper struct {
+	ln      net.Listener
+	target  string
+	marker  []byte
+	dropped atomic.Bool
+	wg      sync.WaitGroup
+}
+
+// NewReplyDropper starts a ReplyDropper to target (host:port) that drops
+// the answer to the first request containing marker. It is closed when the
+// test ends.
+func NewReplyDropper(t testing.TB, target, marker string) *ReplyDropper {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proxy: %v", err)
+	}
+	p := &ReplyDropper{ln: ln, target: target, marker: []byte(marker)}
+	p.wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Go(func() { p.pipe(conn) })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *ReplyDropper) pipe(client net.Conn) {
+	defer client.Close()
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	var drop atomic.Bool // the next reply on this connection is dropped
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := client.Read(buf)
+			if n > 0 {
+				if bytes.Contains(buf[:n], p.marker) && p.dropped.CompareAndSwap(false, true) {
+					drop.Store(true)
+				}
+				if _, werr := server.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		server.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := server.Read(buf)
+		if drop.Load() {
+			client.Close()
+			break
+		}
+		if n > 0 {
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	client.Close()
+	io.Copy(io.Discard, server)
+	<-done
+}
+
+// Addr returns the address clients dial instead of the server's.
+func (p *ReplyDropper) Addr() string { return p.ln.Addr().String() }
+
+// Dropped reports whether an answer was dropped.
+func (p *ReplyDropper) Dropped() bool { return p.dropped.Load() }
