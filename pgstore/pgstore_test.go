@@ -218,7 +218,13 @@ func TestTwoHandlersSharePostgres(t *testing.T) {
 	d := dsn(t)
 	pool := newPool(t, d, "")
 	table := newTable(t, pool)
-	replicatest.RunSharedStore(t, newStore(t, pool, table), newStore(t, newPool(t, d, ""), table))
+	t.Run("OneStore", func(t *testing.T) {
+		s := newStore(t, pool, table)
+		replicatest.RunSharedStore(t, s, s)
+	})
+	t.Run("StorePerReplica", func(t *testing.T) {
+		replicatest.RunSharedStore(t, newStore(t, pool, table), newStore(t, newPool(t, d, ""), table))
+	})
 }
 
 func TestPostgresOutage(t *testing.T) {

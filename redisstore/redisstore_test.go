@@ -183,7 +183,13 @@ func TestTwoHandlersShareRedis(t *testing.T) {
 	addr := redisAddr(t)
 	c := newClient(t, addr)
 	prefix := newPrefix(t, c)
-	replicatest.RunSharedStore(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
+	t.Run("OneStore", func(t *testing.T) {
+		s := newStore(t, c, prefix)
+		replicatest.RunSharedStore(t, s, s)
+	})
+	t.Run("StorePerReplica", func(t *testing.T) {
+		replicatest.RunSharedStore(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
+	})
 }
 
 func TestRedisOutage(t *testing.T) {
