@@ -290,3 +290,39 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 		require.True(t, ok)
 	}
 }
+
+// Simultaneous claims of an id whose row has expired (and not yet been
+// cleaned up) have exactly one winner, as for a new id.
+func TestConcurrentClaimsOfExpiredRow(t *testing.T) {
+	d := dsn(t)
+	pool := newPool(t, d, "")
+	table := newTable(t, pool)
+	stores := []*pgstore.Store{newStore(t, pool, table), newStore(t, newPool(t, d, ""), table)}
+	ctx := context.Background()
+	for round := range 5 {
+		id := fmt.Sprintf("pred-expired-%d", round)
+		_, err := pool.Exec(ctx, "INSERT INTO "+table+" (id, token, expires_at) VALUES ($1, gen_random_uuid(), now() - interval '1 second')", id)
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		won, failed := 0, 0
+		start := make(chan struct{})
+		for i := range 50 {
+			wg.Go(func() {
+				<-start
+				ok, err := stores[i%2].Claim(ctx, id, time.Hour)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed++
+				} else if ok {
+					won++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		require.Zero(t, failed)
+		require.Equal(t, 1, won, "round %d", round)
+	}
+}
