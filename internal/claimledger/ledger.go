@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/hex"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,8 +72,8 @@ type Ledger struct {
 	mu      sync.Mutex
 	won     map[string]*list.Element // id -> element of order holding *entry
 	order   list.List                // won claims, oldest first
-	doubts  map[string]entry         // claims of unknown outcome, by id
-	ndoubts atomic.Int32             // len(doubts), read without mu
+	doubts  map[string][]entry       // claims of unknown outcome, by id
+	ndoubts atomic.Int32             // claims in doubts, read without mu
 	undoing sync.WaitGroup           // the undo goroutine, if it runs
 	running bool                     // the undo goroutine runs
 	closed  bool
@@ -95,7 +96,7 @@ func New(max int, interval time.Duration, undo Undo) *Ledger {
 		undo:     undo,
 		interval: interval,
 		won:      make(map[string]*list.Element),
-		doubts:   make(map[string]entry),
+		doubts:   make(map[string][]entry),
 	}
 }
 
@@ -170,14 +171,15 @@ func (l *Ledger) Doubt(id string, token Token, ttl time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.doubts[id]; !ok && len(l.doubts) >= l.max {
-		for old := range l.doubts { // forget one, the map's choice
+	if int(l.ndoubts.Load()) >= l.max {
+		for old, ds := range l.doubts { // forget some, the map's choice
 			delete(l.doubts, old)
+			l.ndoubts.Add(-int32(len(ds)))
 			break
 		}
 	}
-	l.doubts[id] = entry{id: id, token: token, expires: now.Add(ttl)}
-	l.ndoubts.Store(int32(len(l.doubts)))
+	l.doubts[id] = append(l.doubts[id], entry{id: id, token: token, expires: now.Add(ttl)})
+	l.ndoubts.Add(1)
 	if !l.running && !l.closed {
 		l.running = true
 		l.undoing.Add(1)
@@ -185,36 +187,42 @@ func (l *Ledger) Doubt(id string, token Token, ttl time.Duration) {
 	}
 }
 
-// Settle undoes id's claim of unknown outcome, if there is one, before
-// this store claims id again. An error means it could not be undone.
+// Settle undoes id's claims of unknown outcome, if there are any, before
+// this store claims id again. An error means one could not be undone.
 func (l *Ledger) Settle(ctx context.Context, id string) error {
 	if l.ndoubts.Load() == 0 {
 		return nil
 	}
 	l.mu.Lock()
-	d, ok := l.doubts[id]
+	ds := slices.Clone(l.doubts[id])
 	l.mu.Unlock()
-	if !ok {
-		return nil
+	for _, d := range ds {
+		if err := l.undo(ctx, id, d.token); err != nil {
+			return err
+		}
+		l.settled(d)
 	}
-	if err := l.undo(ctx, id, d.token); err != nil {
-		return err
-	}
-	l.settled(d)
 	return nil
 }
 
 // Doubts reports how many claims of unknown outcome wait to be undone.
 func (l *Ledger) Doubts() int { return int(l.ndoubts.Load()) }
 
-// settled forgets d unless id has a newer claim of unknown outcome.
+// settled forgets d.
 func (l *Ledger) settled(d entry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if cur, ok := l.doubts[d.id]; ok && cur.token == d.token {
-		delete(l.doubts, d.id)
-		l.ndoubts.Store(int32(len(l.doubts)))
+	ds := l.doubts[d.id]
+	i := slices.IndexFunc(ds, func(e entry) bool { return e.token == d.token })
+	if i < 0 {
+		return
 	}
+	if len(ds) == 1 {
+		delete(l.doubts, d.id)
+	} else {
+		l.doubts[d.id] = slices.Delete(ds, i, i+1)
+	}
+	l.ndoubts.Add(-1)
 }
 
 // undoDoubts undoes the claims of unknown outcome, in rounds every
@@ -223,9 +231,9 @@ func (l *Ledger) undoDoubts() {
 	defer l.undoing.Done()
 	for {
 		l.mu.Lock()
-		pending := make([]entry, 0, len(l.doubts))
-		for _, d := range l.doubts {
-			pending = append(pending, d)
+		pending := make([]entry, 0, l.ndoubts.Load())
+		for _, ds := range l.doubts {
+			pending = append(pending, ds...)
 		}
 		if len(pending) == 0 || l.closed {
 			l.running = false

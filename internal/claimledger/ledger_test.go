@@ -148,3 +148,36 @@ func TestClose(t *testing.T) {
 	require.Equal(t, 2, l.Doubts())
 	l.Close()
 }
+
+// Two claims of one id whose outcome is unknown are both undone.
+func TestDoubtsOfOneId(t *testing.T) {
+	var mu sync.Mutex
+	var undone []Token
+	l := New(10, time.Hour, func(ctx context.Context, id string, tok Token) error {
+		mu.Lock()
+		defer mu.Unlock()
+		undone = append(undone, tok)
+		return nil
+	})
+	defer l.Close()
+	a, b := NewToken(), NewToken()
+	l.mu.Lock()
+	l.closed = true // no background goroutine: Settle does the work
+	l.mu.Unlock()
+	l.Doubt("p1", a, time.Hour)
+	l.Doubt("p1", b, time.Hour)
+	require.Equal(t, 2, l.Doubts())
+	require.NoError(t, l.Settle(context.Background(), "p1"))
+	require.Zero(t, l.Doubts())
+	require.ElementsMatch(t, []Token{a, b}, undone)
+}
+
+// The claims of unknown outcome are bounded too.
+func TestDoubtsAreBounded(t *testing.T) {
+	l := New(3, time.Hour, func(context.Context, string, Token) error { return errors.New("down") })
+	defer l.Close()
+	for i := range 10 {
+		l.Doubt("p"+strconv.Itoa(i), NewToken(), time.Hour)
+	}
+	require.Equal(t, 3, l.Doubts())
+}
