@@ -51,6 +51,7 @@ type config struct {
 	maxAttempts int
 	backoff     time.Duration
 	onError     func(ctx context.Context, err error)
+	queue       Queue
 }
 
 func defaultConfig() config {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -27,7 +28,10 @@ type Handler struct {
 	onSuccess atomic.Pointer[func(context.Context, *Success) error]
 	onFailed  atomic.Pointer[func(context.Context, *Failure) error]
 
-	pool pool
+	queue   Queue       // the in-memory pool unless WithQueue
+	closing atomic.Bool // set when Shutdown begins; read without a lock
+	startMu sync.Mutex  // serialises Start and the start of Shutdown
+	started atomic.Bool
 }
 
 // New returns a Handler configured by opts. It returns an error matching
@@ -58,7 +62,10 @@ func New(opts ...Option) (*Handler, error) {
 		h.ownStore = NewMemoryStore(0, cfg.now)
 		h.store = h.ownStore
 	}
-	h.pool.init(h)
+	h.queue = cfg.queue
+	if h.queue == nil {
+		h.queue = newPool(cfg.workers, cfg.queueSize)
+	}
 	return h, nil
 }
 
@@ -85,7 +92,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if h.pool.closing.Load() {
+	if h.closing.Load() {
 		unavailable(w, "shutting down")
 		return
 	}
@@ -139,12 +146,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !h.pool.enqueue(&delivery{id: env.ID, status: env.Status, body: body}) {
+	if err := h.enqueue(r.Context(), Delivery{ID: env.ID, Status: env.Status, Body: body}); err != nil {
 		// Release so that the sender's retry of this delivery is processed.
 		if err := h.store.Release(context.WithoutCancel(r.Context()), env.ID); err != nil {
-			h.log.Error("eachhook: release after full queue failed", "id", env.ID, "err", err)
+			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", err)
 		}
-		h.log.Warn("eachhook: queue full or shutting down", "id", env.ID)
+		h.log.Warn("eachhook: delivery not queued", "id", env.ID, "err", err)
 		unavailable(w, "busy")
 		return
 	}
