@@ -1,0 +1,310 @@
+package durable_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/durable"
+	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+)
+
+// The crash tests re-execute the test binary as a webhook receiver (the
+// child), with these environment variables. The child's callbacks append
+// "<id> <attempt>\n" to the completions file once they have done their
+// work, so the file is the ground truth of what completed, even across a
+// SIGKILL.
+const (
+	childEnv        = "EACHHOOK_DURABLE_CHILD" // "sqlite" or "postgres"
+	childTargetEnv  = "EACHHOOK_DURABLE_TARGET"
+	childSchemaEnv  = "EACHHOOK_DURABLE_SCHEMA"
+	childDoneEnv    = "EACHHOOK_DURABLE_DONE"
+	childWorkers    = 4
+	childWork       = 150 * time.Millisecond // each callback's duration
+	childJobTimeout = time.Second
+	childRescue     = 2 * time.Second
+)
+
+// runChild serves webhooks on 127.0.0.1 until SIGTERM, printing its address
+// on stdout. It returns the process's exit code.
+func runChild() int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "child:", err); return 1 }
+	ctx := context.Background()
+	cfg := durable.Config{Workers: childWorkers, JobTimeout: childJobTimeout, RescueStuckJobsAfter: childRescue, Logger: quiet}
+	var q *durable.Queue
+	var err error
+	switch os.Getenv(childEnv) {
+	case "sqlite":
+		q, err = durable.OpenSQLite(ctx, os.Getenv(childTargetEnv), cfg)
+	case "postgres":
+		var pool *pgxpool.Pool
+		pool, err = pgxpool.New(ctx, os.Getenv(childTargetEnv))
+		if err != nil {
+			return fail(err)
+		}
+		defer pool.Close()
+		q, err = durable.NewPostgres(pool, os.Getenv(childSchemaEnv), cfg)
+	default:
+		err = errors.New("unknown backend")
+	}
+	if err != nil {
+		return fail(err)
+	}
+	done, err := os.OpenFile(os.Getenv(childDoneEnv), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fail(err)
+	}
+	defer done.Close()
+
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet), eachhook.WithQueue(q))
+	if err != nil {
+		return fail(err)
+	}
+	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
+		select {
+		case <-time.After(childWork):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		// One write(2) per line: a SIGKILL leaves whole lines only.
+		_, err := fmt.Fprintf(done, "%s %d\n", s.ID, eachhook.AttemptFromContext(ctx))
+		return err
+	})
+	if err := h.Start(ctx); err != nil {
+		return fail(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with ErrServerClosed
+	fmt.Printf("ADDR %s\n", ln.Addr())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fail(err)
+	}
+	if err := h.Shutdown(sctx); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// child is a running receiver process.
+type child struct {
+	cmd  *exec.Cmd
+	url  string
+	wait chan error
+}
+
+func startChild(t *testing.T, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	c := &child{cmd: cmd, wait: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+				addr <- a
+			}
+		}
+		c.wait <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-c.wait
+		}
+	})
+	select {
+	case a := <-addr:
+		c.url = "http://" + a + "/"
+	case err := <-c.wait:
+		t.Fatalf("child exited before serving: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("child did not start")
+	}
+	return c
+}
+
+// kill ends the child with SIGKILL and waits for it.
+func (c *child) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGKILL))
+	<-c.wait
+}
+
+// stop ends the child with SIGTERM and requires a clean exit.
+func (c *child) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-c.wait:
+		require.NoError(t, err, "child's graceful shutdown")
+	case <-time.After(30 * time.Second):
+		t.Fatal("child did not stop")
+	}
+}
+
+// send delivers id to url and returns the status code, 0 when no response
+// arrived.
+func send(client *http.Client, url, id string) int {
+	req, err := eachhooktest.NewClientRequest(url, secret, eachhooktest.SuccessBody(id), eachhooktest.BodyScheme, time.Now())
+	if err != nil {
+		return 0
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// completions reads the completions file: id -> attempts, in order.
+func completions(t *testing.T, path string) map[string][]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string][]int{}
+	}
+	require.NoError(t, err)
+	out := map[string][]int{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		id, n, ok := strings.Cut(line, " ")
+		require.True(t, ok, line)
+		attempt, err := strconv.Atoi(n)
+		require.NoError(t, err)
+		out[id] = append(out[id], attempt)
+	}
+	return out
+}
+
+func TestCrashAndReplaySQLite(t *testing.T) {
+	dir := t.TempDir()
+	testCrashAndReplay(t, childEnv+"=sqlite", childTargetEnv+"="+filepath.Join(dir, "webhooks.db"))
+}
+
+func TestCrashAndReplayPostgres(t *testing.T) {
+	pool := postgresPool(t)
+	schema := postgresSchema(t, pool)
+	testCrashAndReplay(t, childEnv+"=postgres", childTargetEnv+"="+postgresDSN(), childSchemaEnv+"="+schema)
+}
+
+// testCrashAndReplay sends deliveries to a child, kills it with SIGKILL while
+// callbacks run and more deliveries arrive, restarts it on the same database
+// and resends what got no 200. Every delivery must then have completed.
+func testCrashAndReplay(t *testing.T, env ...string) {
+	done := filepath.Join(t.TempDir(), "completions")
+	env = append(env, childDoneEnv+"="+done)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	const n = 60
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "crash-" + strconv.Itoa(i)
+	}
+	var mu sync.Mutex
+	codes := map[string]int{}
+	sendAll := func(url string, ids []string, parallel int) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		next := make(chan string, len(ids))
+		for _, id := range ids {
+			next <- id
+		}
+		close(next)
+		for range parallel {
+			wg.Go(func() {
+				for id := range next {
+					code := send(client, url, id)
+					mu.Lock()
+					codes[id] = code
+					mu.Unlock()
+				}
+			})
+		}
+		return &wg
+	}
+
+	// Phase 1: half the deliveries are accepted; the child kills while their
+	// callbacks run, with the other half in flight.
+	first := startChild(t, env...)
+	sendAll(first.url, ids[:n/2], 4).Wait()
+	for _, id := range ids[:n/2] {
+		require.Equal(t, 200, codes[id], id)
+	}
+	require.Eventually(t, func() bool { return len(completions(t, done)) >= childWorkers }, 30*time.Second, 5*time.Millisecond)
+	rest := sendAll(first.url, ids[n/2:], 2)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(codes) >= n/2+4
+	}, 30*time.Second, time.Millisecond)
+	first.kill(t)
+	rest.Wait()
+	completedAtKill := len(completions(t, done))
+	accepted, refused := 0, []string{}
+	for _, id := range ids {
+		if codes[id] == 200 {
+			accepted++
+		} else {
+			refused = append(refused, id)
+		}
+	}
+	t.Logf("at SIGKILL: %d accepted, %d completed, %d without a 200", accepted, completedAtKill, len(refused))
+	require.Less(t, completedAtKill, accepted, "the kill must interrupt accepted work")
+	require.NotEmpty(t, refused, "some deliveries must have been refused by the dead process")
+
+	// Phase 2: restart on the same database; the sender resends what got no
+	// 200. Everything completes.
+	second := startChild(t, env...)
+	for _, id := range refused {
+		require.Equal(t, 200, send(client, second.url, id), id)
+	}
+	require.Eventually(t, func() bool { return len(completions(t, done)) == n }, 120*time.Second, 50*time.Millisecond,
+		"every delivery must complete after the restart")
+	second.stop(t)
+
+	got := completions(t, done)
+	reruns := 0
+	for _, id := range ids {
+		attempts := got[id]
+		require.NotEmpty(t, attempts, id)
+		// A callback reruns only when its job was rescued from the dead
+		// process, which counts as a further attempt.
+		for i := 1; i < len(attempts); i++ {
+			require.Greater(t, attempts[i], attempts[i-1], "%s: %v", id, attempts)
+			reruns++
+		}
+	}
+	t.Logf("after restart: %d deliveries completed, %d callbacks ran again (at least once)", len(got), reruns)
+}
