@@ -74,27 +74,31 @@ var backendNames = []string{"sqlite", "postgres"}
 type backend struct {
 	name string
 	// open returns a new Queue on the test's database.
-	open func(t *testing.T, cfg durable.Config) *durable.Queue
+	open func(tb testing.TB, cfg durable.Config) *durable.Queue
+	// path is the SQLite file; pool and schema are the Postgres database.
+	path   string
+	pool   *pgxpool.Pool
+	schema string
 }
 
 // newBackend returns a backend on a new SQLite file or a new Postgres
 // schema, removed at the end of the test.
-func newBackend(t *testing.T, name string) backend {
-	t.Helper()
+func newBackend(tb testing.TB, name string) backend {
+	tb.Helper()
 	switch name {
 	case "sqlite":
-		path := filepath.Join(t.TempDir(), "webhooks.db")
-		return backend{name: name, open: func(t *testing.T, cfg durable.Config) *durable.Queue {
+		path := filepath.Join(tb.TempDir(), "webhooks.db")
+		return backend{name: name, path: path, open: func(tb testing.TB, cfg durable.Config) *durable.Queue {
 			q, err := durable.OpenSQLite(context.Background(), path, cfg)
-			require.NoError(t, err)
+			require.NoError(tb, err)
 			return q
 		}}
 	case "postgres":
-		pool := postgresPool(t)
-		schema := postgresSchema(t, pool)
-		return backend{name: name, open: func(t *testing.T, cfg durable.Config) *durable.Queue {
+		pool := postgresPool(tb)
+		schema := postgresSchema(tb, pool)
+		return backend{name: name, pool: pool, schema: schema, open: func(tb testing.TB, cfg durable.Config) *durable.Queue {
 			q, err := durable.NewPostgres(pool, schema, cfg)
-			require.NoError(t, err)
+			require.NoError(tb, err)
 			return q
 		}}
 	}

@@ -42,16 +42,21 @@
 // kept for [Config.CompletedJobRetention] (default 24h, as long as the
 // Handler's default dedupe window), so redeliveries are recognised for at
 // least that long on every replica, even after a restart that emptied the
-// Handler's in-memory dedupe store.
+// Handler's in-memory dedupe store. The Handler's default [eachhook.MemoryStore]
+// is therefore enough in front of this Queue, also with replicas: River's
+// unique insert is the shared dedupe.
 //
 // A callback that returns an error or panics is retried with River's
 // backoff (attempt⁴ seconds with 10% jitter: 1s, 16s, 81s, 4m16s, ...)
 // until [Config.MaxAttempts] attempts (default 10, so the last attempt
-// runs about 4¼ hours after the first); the job is then discarded and
-// [eachhook.Handler.GiveUp] reports it and releases the claim, so a
-// manual redelivery is stored and run again. [eachhook.AttemptFromContext]
-// gives River's attempt number, which also counts runs cut short by a
-// crash.
+// runs about 4¼ hours after the first); the job is then discarded. Once
+// the discard is committed, [eachhook.Handler.GiveUp] reports it to the
+// [eachhook.WithErrorHandler] function and releases the claim, so a
+// manual redelivery is stored and run again. (A job whose last attempt was
+// cut short by a crash is discarded by River's rescuer without that
+// report; it is in River's table with state 'discarded'.)
+// [eachhook.AttemptFromContext] gives River's attempt number, which also
+// counts runs cut short by a crash.
 //
 // Delivery is at least once: a process killed while a callback runs has
 // not recorded the job as completed, so the callback runs again on
