@@ -44,6 +44,13 @@ type Delivery struct {
 // [Handler.Shutdown]. A Queue runs each delivery by calling
 // [Handler.RunCallback] once per attempt, with its own retry policy, and
 // [Handler.GiveUp] when it stops retrying.
+//
+// The Handler keeps what is common to every queue: verification, the
+// dedupe claim before Enqueue, its release when Enqueue fails, decoding
+// the body for the callbacks and the attempt number in their context.
+// Retrying belongs to the queue, because only the queue knows where the
+// attempt count lives: in a goroutine's loop for the in-memory queue, in
+// the stored job for a durable one, which also survives a restart.
 type Queue interface {
 	// Start begins running queued deliveries of h, including, for a
 	// durable queue, those an earlier process left unfinished. ctx bounds
