@@ -27,16 +27,16 @@ import (
 
 // The crash tests re-execute the test binary as a webhook receiver (the
 // child), with these environment variables. The child's callbacks append
-// "<id> <attempt>\n" to the completions file once they have done their
-// work, so the file is the ground truth of what completed, even across a
-// SIGKILL.
+// "start <id> <attempt> <pid>\n" to the completions file when they begin
+// and "<id> <attempt> <pid>\n" once they have done their work, so the file
+// is the ground truth of what ran and completed, even across a SIGKILL.
 const (
 	childEnv        = "EACHHOOK_DURABLE_CHILD" // "sqlite" or "postgres"
 	childTargetEnv  = "EACHHOOK_DURABLE_TARGET"
 	childSchemaEnv  = "EACHHOOK_DURABLE_SCHEMA"
 	childDoneEnv    = "EACHHOOK_DURABLE_DONE"
 	childWorkers    = 4
-	childWork       = 150 * time.Millisecond // each callback's duration
+	childWork       = 300 * time.Millisecond // each callback's duration
 	childJobTimeout = time.Second
 	childRescue     = 2 * time.Second
 )
@@ -77,13 +77,16 @@ func runChild() int {
 		return fail(err)
 	}
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
+		if _, err := fmt.Fprintf(done, "start %s %d %d\n", s.ID, eachhook.AttemptFromContext(ctx), os.Getpid()); err != nil {
+			return err
+		}
 		select {
 		case <-time.After(childWork):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		// One write(2) per line: a SIGKILL leaves whole lines only.
-		_, err := fmt.Fprintf(done, "%s %d\n", s.ID, eachhook.AttemptFromContext(ctx))
+		_, err := fmt.Fprintf(done, "%s %d %d\n", s.ID, eachhook.AttemptFromContext(ctx), os.Getpid())
 		return err
 	})
 	if err := h.Start(ctx); err != nil {
@@ -188,24 +191,63 @@ func send(client *http.Client, url, id string) int {
 	return resp.StatusCode
 }
 
-// completions reads the completions file: id -> attempts, in order.
-func completions(t *testing.T, path string) map[string][]int {
+// completion is one line of the completions file.
+type completion struct {
+	attempt, pid int
+}
+
+// completionsByID reads the completions file: id -> completions, in order.
+func completionsByID(t *testing.T, path string) map[string][]completion {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string][]int{}
+		return map[string][]completion{}
 	}
 	require.NoError(t, err)
-	out := map[string][]int{}
+	out := map[string][]completion{}
 	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-		if line == "" {
+		if line == "" || strings.HasPrefix(line, "start ") {
 			continue
 		}
-		id, n, ok := strings.Cut(line, " ")
-		require.True(t, ok, line)
-		attempt, err := strconv.Atoi(n)
+		f := strings.Fields(line)
+		require.Len(t, f, 3, line)
+		attempt, err := strconv.Atoi(f[1])
 		require.NoError(t, err)
-		out[id] = append(out[id], attempt)
+		pid, err := strconv.Atoi(f[2])
+		require.NoError(t, err)
+		out[f[0]] = append(out[f[0]], completion{attempt: attempt, pid: pid})
+	}
+	return out
+}
+
+// running counts the callbacks that started and have not completed.
+func running(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	require.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(line, "start "):
+			n++
+		case line != "":
+			n--
+		}
+	}
+	return n
+}
+
+// completions reads the completions file: id -> attempts, in order.
+func completions(t *testing.T, path string) map[string][]int {
+	t.Helper()
+	out := map[string][]int{}
+	for id, cs := range completionsByID(t, path) {
+		for _, c := range cs {
+			out[id] = append(out[id], c.attempt)
+		}
 	}
 	return out
 }
@@ -269,6 +311,8 @@ func testCrashAndReplay(t *testing.T, env ...string) {
 		defer mu.Unlock()
 		return len(codes) >= n/2+4
 	}, 30*time.Second, time.Millisecond)
+	// Kill while callbacks run, so that River must rescue their jobs.
+	require.Eventually(t, func() bool { return running(t, done) >= 2 }, 30*time.Second, time.Millisecond)
 	first.kill(t)
 	rest.Wait()
 	completedAtKill := len(completions(t, done))
@@ -295,7 +339,7 @@ func testCrashAndReplay(t *testing.T, env ...string) {
 	second.stop(t)
 
 	got := completions(t, done)
-	reruns := 0
+	reruns, rescued := 0, 0
 	for _, id := range ids {
 		attempts := got[id]
 		require.NotEmpty(t, attempts, id)
@@ -305,6 +349,46 @@ func testCrashAndReplay(t *testing.T, env ...string) {
 			require.Greater(t, attempts[i], attempts[i-1], "%s: %v", id, attempts)
 			reruns++
 		}
+		if attempts[len(attempts)-1] > 1 {
+			rescued++
+		}
 	}
-	t.Logf("after restart: %d deliveries completed, %d callbacks ran again (at least once)", len(got), reruns)
+	t.Logf("after restart: %d deliveries completed, %d rescued from the dead process, %d callbacks ran again", len(got), rescued, reruns)
+	// Jobs the dead process had fetched (state running) are rescued only
+	// by River's rescuer, after RescueStuckJobsAfter.
+	require.Positive(t, rescued, "some jobs must have been running at the SIGKILL")
+}
+
+// TestTwoProcessesShareABacklog stores a backlog in Postgres, then starts
+// two receiver processes on it: every job runs exactly once, and both
+// processes take part.
+func TestTwoProcessesShareABacklog(t *testing.T) {
+	ctx := context.Background()
+	pool := postgresPool(t)
+	schema := postgresSchema(t, pool)
+	const n = 120
+	seed, err := durable.NewPostgres(pool, schema, durable.Config{Logger: quiet})
+	require.NoError(t, err)
+	for i := range n {
+		id := "backlog-" + strconv.Itoa(i)
+		require.NoError(t, seed.Enqueue(ctx, eachhook.Delivery{ID: id, Status: eachhook.StatusSuccess, Body: eachhooktest.SuccessBody(id)}))
+	}
+	require.NoError(t, seed.Shutdown(ctx))
+
+	done := filepath.Join(t.TempDir(), "completions")
+	env := []string{childEnv + "=postgres", childTargetEnv + "=" + postgresDSN(), childSchemaEnv + "=" + schema, childDoneEnv + "=" + done}
+	a := startChild(t, env...)
+	b := startChild(t, env...)
+	require.Eventually(t, func() bool { return len(completions(t, done)) == n }, 60*time.Second, 20*time.Millisecond)
+	a.stop(t)
+	b.stop(t)
+
+	perProcess := map[int]int{}
+	for id, cs := range completionsByID(t, done) {
+		require.Len(t, cs, 1, "%s ran more than once: %v", id, cs)
+		require.Equal(t, 1, cs[0].attempt, id)
+		perProcess[cs[0].pid]++
+	}
+	t.Logf("backlog of %d split between processes: %v", n, perProcess)
+	require.Len(t, perProcess, 2, "both processes must work the backlog")
 }
