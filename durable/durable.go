@@ -365,8 +365,9 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // Shutdown implements [eachhook.Queue]. It stops fetching jobs and waits
 // for the callbacks in progress; jobs not started stay stored and run
 // when a process starts again. If ctx ends first, it cancels the running
-// callbacks' contexts and returns ctx.Err(); a callback cancelled so is
-// retried later like any failed attempt. A database opened by
+// callbacks' contexts and returns ctx.Err(); River puts the job of a
+// callback that returns because of that cancellation back in the queue
+// without counting the attempt, so it runs again on the next start. A database opened by
 // [OpenSQLite] is closed once River has stopped.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()
