@@ -277,7 +277,9 @@ func testCrashAndReplay(t *testing.T, env ...string) {
 	}
 	var mu sync.Mutex
 	codes := map[string]int{}
-	sendAll := func(url string, ids []string, parallel int) *sync.WaitGroup {
+	// sendAll sends ids with parallel senders, each pausing between two
+	// requests.
+	sendAll := func(url string, ids []string, parallel int, pause time.Duration) *sync.WaitGroup {
 		var wg sync.WaitGroup
 		next := make(chan string, len(ids))
 		for _, id := range ids {
@@ -291,28 +293,29 @@ func testCrashAndReplay(t *testing.T, env ...string) {
 					mu.Lock()
 					codes[id] = code
 					mu.Unlock()
+					time.Sleep(pause)
 				}
 			})
 		}
 		return &wg
 	}
 
-	// Phase 1: half the deliveries are accepted; the child kills while their
-	// callbacks run, with the other half in flight.
+	// Phase 1: half the deliveries are accepted; the child is killed while
+	// their callbacks run, with the other half being sent (paced so that
+	// most are still unsent at the kill).
 	first := startChild(t, env...)
-	sendAll(first.url, ids[:n/2], 4).Wait()
+	sendAll(first.url, ids[:n/2], 4, 0).Wait()
 	for _, id := range ids[:n/2] {
 		require.Equal(t, 200, codes[id], id)
 	}
-	require.Eventually(t, func() bool { return len(completions(t, done)) >= childWorkers }, 30*time.Second, 5*time.Millisecond)
-	rest := sendAll(first.url, ids[n/2:], 2)
+	// Kill while callbacks run, so that River must rescue their jobs.
+	require.Eventually(t, func() bool { return running(t, done) >= 2 }, 30*time.Second, time.Millisecond)
+	rest := sendAll(first.url, ids[n/2:], 2, 50*time.Millisecond)
 	require.Eventually(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(codes) >= n/2+4
 	}, 30*time.Second, time.Millisecond)
-	// Kill while callbacks run, so that River must rescue their jobs.
-	require.Eventually(t, func() bool { return running(t, done) >= 2 }, 30*time.Second, time.Millisecond)
 	first.kill(t)
 	rest.Wait()
 	completedAtKill := len(completions(t, done))
