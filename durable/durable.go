@@ -289,7 +289,6 @@ type riverClient interface {
 // before the Handler answers 200. Create it with [OpenSQLite] or
 // [NewPostgres] and pass it to [eachhook.WithQueue]; it serves one Handler.
 type Queue struct {
-	cfg    Config
 	client riverClient
 	worker *deliveryWorker
 	opts   river.InsertOpts
@@ -306,7 +305,6 @@ var _ eachhook.Queue = (*Queue)(nil)
 
 func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() error) *Queue {
 	return &Queue{
-		cfg:    cfg,
 		client: client,
 		worker: w,
 		close:  closeDB,
@@ -354,6 +352,8 @@ func (q *Queue) Start(ctx context.Context, h *eachhook.Handler) error {
 // Enqueue implements [eachhook.Queue]: it inserts d as a job and returns
 // nil once the insert is committed, or when a job for d.ID is already
 // stored (pending, running, retrying or completed within the retention).
+// It also works on a Queue that was never started, for a process that
+// only stores deliveries for others to run.
 func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 	_, err := q.client.Insert(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body}, &q.opts)
 	if err != nil {
