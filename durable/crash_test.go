@@ -316,6 +316,11 @@ func testCrashAndReplay(t *testing.T, env ...string) {
 		defer mu.Unlock()
 		return len(codes) >= n/2+4
 	}, 30*time.Second, time.Millisecond)
+	// Kill only while callbacks are in progress (each takes childWork), so
+	// that jobs are in state running and River must rescue them: without
+	// this check the kill can fall between one batch's completion and the
+	// next fetch, and then no job is rescued.
+	require.Eventually(t, func() bool { return running(t, done) >= 2 }, 30*time.Second, time.Millisecond)
 	first.kill(t)
 	rest.Wait()
 	completedAtKill := len(completions(t, done))
