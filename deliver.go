@@ -1,0 +1,73 @@
+package eachhook
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotQueued is returned by [Handler.Deliver] when the Handler could not
+// take the outcome now: its queue is full or [Handler.Shutdown] has begun.
+// Nothing was accepted; try again later.
+var ErrNotQueued = errors.New("eachhook: delivery not queued")
+
+// Deliver hands the Handler an outcome learned some other way than by a
+// webhook, such as by polling the each::labs API, so that it runs through
+// the same dedupe [Store] and queue as a verified webhook: a prediction id
+// runs one callback, whichever of the webhook and Deliver comes first.
+//
+// body is a JSON object in the webhook's shape, with "id" and a "status"
+// of [StatusSuccess] or [StatusFailed]; the callback's [Success] or
+// [Failure] is decoded from it, and its Raw is body. Deliver verifies no
+// signature: body must come from code you trust. The Handler keeps body;
+// do not change it afterwards.
+//
+// Deliver returns (true, nil) when it accepted the outcome: the callback
+// will run as for a webhook answered 200. It returns (false, nil) when
+// there is nothing to run: the id was accepted before within the dedupe
+// TTL, or no callback is registered for the status (logged and dropped, as
+// a webhook would be). An error means nothing was accepted: it matches
+// [ErrMalformedPayload] for a body that cannot be routed, [ErrNotQueued]
+// when the queue is full or the Handler shuts down, or is the Store's
+// error.
+func (h *Handler) Deliver(ctx context.Context, body []byte) (bool, error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return false, err
+	}
+	if h.pool.closing.Load() {
+		return false, ErrNotQueued
+	}
+	if !h.hasCallback(env.Status) {
+		h.log.Info("eachhook: delivered outcome with no callback", "id", env.ID, "status", env.Status)
+		return false, nil
+	}
+	claimed, err := h.store.Claim(ctx, env.ID, h.cfg.dedupeTTL)
+	if err != nil {
+		return false, err
+	}
+	if !claimed {
+		h.log.Debug("eachhook: duplicate delivered outcome", "id", env.ID)
+		return false, nil
+	}
+	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body}) {
+		if err := h.store.Release(context.WithoutCancel(ctx), env.ID); err != nil {
+			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", err)
+		}
+		return false, ErrNotQueued
+	}
+	return true, nil
+}
+
+// ReportError logs err and passes it to the function set with
+// [WithErrorHandler], if any, on the calling goroutine. It lets code that
+// works beside the Handler, such as the reconciler of package eachloop,
+// report through the same hook as failed callbacks.
+func (h *Handler) ReportError(ctx context.Context, err error) {
+	if err == nil {
+		return
+	}
+	h.log.Error("eachhook: reported error", "err", err)
+	if h.cfg.onError != nil {
+		h.cfg.onError(ctx, err)
+	}
+}
