@@ -13,6 +13,7 @@ import (
 	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,7 +28,7 @@ func TestWebhookArrivesNoPoll(t *testing.T) {
 	require.Empty(t, r.pending())
 
 	r.clock.StepUntil(t, t0.Add(grace+10*eachloop.DefaultScanInterval))
-	require.Empty(t, r.api.Gets(id), "an accepted webhook stops the polling")
+	require.Empty(t, r.gets(id), "an accepted webhook stops the polling")
 	r.stop()
 	s, f := r.calls.counts()
 	require.Equal(t, [2]int{1, 0}, [2]int{s, f})
@@ -37,16 +38,16 @@ func TestWebhookNeverArrivesPollDispatchesOnce(t *testing.T) {
 	r := newRig(t, rigConfig{})
 	r.start()
 	id := r.create()
-	r.api.Script(id, ok(`{"id": "pred-1", "status": "processing"}`), successAnswer(id))
+	r.api.Script(id, eachlooptest.OK(`{"id": "pred-1", "status": "processing"}`), eachlooptest.Success(id))
 
-	require.Equal(t, id, StepUntilSignal(t, r.clock, r.calls.done))
-	require.Equal(t, []time.Duration{grace, grace + 30*time.Second}, r.api.Gets(id))
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
+	require.Equal(t, []time.Duration{grace, grace + 30*time.Second}, r.gets(id))
 	require.Empty(t, r.pending())
 
 	// The sender's late delivery is a duplicate: acknowledged, no callback.
 	require.Equal(t, http.StatusOK, r.deliver(id, r.secret(id), eachhooktest.SuccessBody(id)))
 	r.clock.StepUntil(t, r.clock.Now().Add(time.Hour))
-	require.Len(t, r.api.Gets(id), 2, "no poll after the outcome")
+	require.Len(t, r.gets(id), 2, "no poll after the outcome")
 	r.stop()
 	s, f := r.calls.counts()
 	require.Equal(t, [2]int{1, 0}, [2]int{s, f})
@@ -63,22 +64,22 @@ func TestWebhookNeverArrivesPollDispatchesOnce(t *testing.T) {
 func TestWebhookArrivesWhilePollInFlight(t *testing.T) {
 	r := newRig(t, rigConfig{})
 	inGet, release := make(chan struct{}), make(chan struct{})
-	r.api.onGet = func(string) {
+	r.api.OnGet(func(string) {
 		inGet <- struct{}{}
 		<-release
-	}
+	})
 	r.start()
 	id := r.create()
-	r.api.Script(id, successAnswer(id))
+	r.api.Script(id, eachlooptest.Success(id))
 
-	StepUntilSignal(t, r.clock, inGet)
+	eachlooptest.StepUntilReceive(t, r.clock, inGet)
 	require.Equal(t, http.StatusOK, r.deliver(id, r.secret(id), eachhooktest.SuccessBody(id)))
 	require.Equal(t, id, r.callback())
 	close(release) // the poll now answers "success" too
 
 	r.clock.Step(t) // the reconciler sleeps again: the poll has been handled
 	r.clock.StepUntil(t, r.clock.Now().Add(time.Hour))
-	require.Len(t, r.api.Gets(id), 1)
+	require.Len(t, r.gets(id), 1)
 	require.Empty(t, r.pending())
 	r.stop()
 	s, f := r.calls.counts()
@@ -91,18 +92,18 @@ func TestPollBacksOffOn429And5xx(t *testing.T) {
 	r.start()
 	id := r.create()
 	r.api.Script(id,
-		answer{status: 429, header: http.Header{"Retry-After": {"120"}}, body: `{"error": "Rate limit exceeded. Please retry after 120 seconds."}`},
-		answer{status: 500, body: `{"error": "Internal server error"}`},
-		answer{status: 503, header: http.Header{"Retry-After": {"1"}}, body: `{"error": "Service unavailable"}`},
-		successAnswer(id),
+		eachlooptest.Answer{Status: 429, Header: http.Header{"Retry-After": {"120"}}, Body: `{"error": "Rate limit exceeded. Please retry after 120 seconds."}`},
+		eachlooptest.Answer{Status: 500, Body: `{"error": "Internal server error"}`},
+		eachlooptest.Answer{Status: 503, Header: http.Header{"Retry-After": {"1"}}, Body: `{"error": "Service unavailable"}`},
+		eachlooptest.Success(id),
 	)
-	require.Equal(t, id, StepUntilSignal(t, r.clock, r.calls.done))
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
 	require.Equal(t, []time.Duration{
 		grace,                 // 429, Retry-After 120s is longer than the 30s wait
 		grace + 2*time.Minute, // 500: wait = time since the first poll = 2m
 		grace + 4*time.Minute, // 503, Retry-After 1s is shorter than the 4m wait
 		grace + 8*time.Minute, // success
-	}, r.api.Gets(id))
+	}, r.gets(id))
 	r.stop()
 	s, f := r.calls.counts()
 	require.Equal(t, [2]int{1, 0}, [2]int{s, f})
@@ -130,9 +131,9 @@ func TestPolledFailureCarriesCodeAndMessage(t *testing.T) {
 	r := newRig(t, rigConfig{})
 	r.start()
 	id := r.create()
-	r.api.Script(id, ok(`{"id": "pred-1", "status": "error", "input": {"prompt": "a lighthouse"},
+	r.api.Script(id, eachlooptest.OK(`{"id": "pred-1", "status": "error", "input": {"prompt": "a lighthouse"},
 		"output": {"error_code": "PROVIDER_RATE_LIMIT", "error_message": "The provider is rate limiting requests"}, "logs": null}`))
-	require.Equal(t, id, StepUntilSignal(t, r.clock, r.calls.done))
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
 	r.stop()
 	s, f := r.calls.counts()
 	require.Equal(t, [2]int{0, 1}, [2]int{s, f})
@@ -149,8 +150,8 @@ func TestPolledLegacyFailureKeepsItsLogs(t *testing.T) {
 	r := newRig(t, rigConfig{})
 	r.start()
 	id := r.create()
-	r.api.Script(id, ok(`{"id": "pred-1", "status": "error", "output": null, "logs": "Error: Model timeout after 30s"}`))
-	require.Equal(t, id, StepUntilSignal(t, r.clock, r.calls.done))
+	r.api.Script(id, eachlooptest.OK(`{"id": "pred-1", "status": "error", "output": null, "logs": "Error: Model timeout after 30s"}`))
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
 	r.stop()
 	got := r.calls.failures[0]
 	require.Equal(t, "Error: Model timeout after 30s", got.Logs)
@@ -158,13 +159,13 @@ func TestPolledLegacyFailureKeepsItsLogs(t *testing.T) {
 }
 
 func TestCancelled(t *testing.T) {
-	cancelled := ok(`{"id": "pred-1", "status": "cancelled", "output": null}`)
+	cancelled := eachlooptest.OK(`{"id": "pred-1", "status": "cancelled", "output": null}`)
 	t.Run("dispatched to OnFailed", func(t *testing.T) {
 		r := newRig(t, rigConfig{})
 		r.start()
 		id := r.create()
 		r.api.Script(id, cancelled)
-		require.Equal(t, id, StepUntilSignal(t, r.clock, r.calls.done))
+		require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
 		r.stop()
 		got := r.calls.failures[0]
 		require.JSONEq(t, `{"error_code": "CANCELLED", "error_message": "the prediction was cancelled"}`, jsonField(t, got.Raw, "error"))
@@ -177,7 +178,7 @@ func TestCancelled(t *testing.T) {
 		id := r.create()
 		r.api.Script(id, cancelled)
 		r.clock.StepUntil(t, t0.Add(2*time.Hour))
-		require.Equal(t, []time.Duration{grace}, r.api.Gets(id))
+		require.Equal(t, []time.Duration{grace}, r.gets(id))
 		require.Empty(t, r.pending())
 		r.stop()
 		s, f := r.calls.counts()
@@ -189,7 +190,7 @@ func TestGivesUpAtTheHorizon(t *testing.T) {
 	r := newRig(t, rigConfig{loopOpts: []eachloop.Option{eachloop.WithHorizon(time.Hour)}})
 	r.start()
 	id := r.create()
-	err := StepUntilSignal(t, r.clock, r.errs)
+	err := eachlooptest.StepUntilReceive(t, r.clock, r.errs)
 	require.ErrorIs(t, err, eachloop.ErrGaveUp)
 	var gu *eachloop.GiveUpError
 	require.ErrorAs(t, err, &gu)
@@ -199,11 +200,11 @@ func TestGivesUpAtTheHorizon(t *testing.T) {
 	require.Equal(t, []time.Duration{
 		15 * m, 15*m + 30*time.Second, 16 * m, 17 * m, 19 * m, 23 * m, 31 * m, 41 * m, 51 * m,
 		60 * m, // the last poll, at the horizon
-	}, r.api.Gets(id))
+	}, r.gets(id))
 	require.Empty(t, r.pending())
 
 	r.clock.StepUntil(t, t0.Add(3*time.Hour))
-	require.Len(t, r.api.Gets(id), 10, "no poll after giving up")
+	require.Len(t, r.gets(id), 10, "no poll after giving up")
 	// The secret outlives the give-up: a late webhook is still accepted.
 	require.Equal(t, http.StatusOK, r.deliver(id, r.secret(id), eachhooktest.SuccessBody(id)))
 	require.Equal(t, id, r.callback())
@@ -213,8 +214,8 @@ func TestGiveUpReportsTheLastError(t *testing.T) {
 	r := newRig(t, rigConfig{loopOpts: []eachloop.Option{eachloop.WithHorizon(20 * time.Minute)}})
 	r.start()
 	id := r.create()
-	r.api.Script(id, answer{status: 404, body: `{"error": "Prediction not found"}`})
-	err := StepUntilSignal(t, r.clock, r.errs)
+	r.api.Script(id, eachlooptest.Answer{Status: 404, Body: `{"error": "Prediction not found"}`})
+	err := eachlooptest.StepUntilReceive(t, r.clock, r.errs)
 	require.ErrorIs(t, err, eachloop.ErrGaveUp)
 	require.ErrorIs(t, err, eachlabs.ErrNotFound)
 }
@@ -231,16 +232,16 @@ func TestFailedCallbackIsPolledAgain(t *testing.T) {
 	})
 	r.start()
 	id := r.create()
-	r.api.Script(id, successAnswer(id))
+	r.api.Script(id, eachlooptest.Success(id))
 	require.Equal(t, http.StatusOK, r.deliver(id, r.secret(id), eachhooktest.SuccessBody(id)))
 	require.Equal(t, id, r.callback())
 	var cerr *eachhook.CallbackError
 	require.ErrorAs(t, <-r.errs, &cerr)
-	require.Eventually(t, func() bool { return len(r.pending()) == 1 }, guard, time.Millisecond,
+	require.Eventually(t, func() bool { return len(r.pending()) == 1 }, eachlooptest.Guard, time.Millisecond,
 		"the Handler released the outcome: the expectation is pending again")
 
-	require.Equal(t, id, StepUntilSignal(t, r.clock, r.calls.done))
-	require.Equal(t, []time.Duration{grace}, r.api.Gets(id))
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
+	require.Equal(t, []time.Duration{grace}, r.gets(id))
 	r.stop()
 	require.Equal(t, int32(2), runs.Load())
 	require.Empty(t, r.pending())
@@ -273,7 +274,7 @@ func TestCreate(t *testing.T) {
 	require.Equal(t, "https://other.example/hook", r.api.Request(id).WebhookURL)
 
 	// A refused creation records nothing.
-	r.api.refuse = true
+	r.api.Refuse(true)
 	_, err = r.loop.Create(t.Context(), eachlabs.PredictionRequest{Model: "m", Input: map[string]any{}})
 	require.ErrorIs(t, err, eachlabs.ErrBadRequest)
 	require.Len(t, r.pending(), 3)
@@ -298,13 +299,10 @@ func TestWebhookBeforeCreateReturns(t *testing.T) {
 	r := newRig(t, rigConfig{})
 	status := make(chan int, 1)
 	// The sender delivers before the API has even answered the creation.
-	r.api.onCreate = func(id string, req eachlabs.PredictionRequest) {
-		r.api.mu.Lock()
-		r.api.requests[id] = req
-		r.api.mu.Unlock()
+	r.api.OnCreate(func(id string, req eachlabs.PredictionRequest) {
 		status <- r.deliver(id, req.WebhookSecret, eachhooktest.SuccessBody(id))
-	}
-	r.api.Script("pred-1", successAnswer("pred-1"))
+	})
+	r.api.Script("pred-1", eachlooptest.Success("pred-1"))
 	r.start()
 	id := r.create()
 	require.Equal(t, http.StatusOK, <-status)
@@ -314,7 +312,7 @@ func TestWebhookBeforeCreateReturns(t *testing.T) {
 	// already accepted.
 	require.Len(t, r.pending(), 1)
 	r.clock.StepUntil(t, t0.Add(2*grace))
-	require.Equal(t, []time.Duration{grace}, r.api.Gets(id))
+	require.Equal(t, []time.Duration{grace}, r.gets(id))
 	require.Empty(t, r.pending())
 	r.stop()
 	s, _ := r.calls.counts()

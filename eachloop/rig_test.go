@@ -4,20 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -28,193 +25,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var t0 = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 
 var quiet = slog.New(slog.DiscardHandler)
-
-// guard bounds every wait of a test for something another goroutine does,
-// so that a bug fails the test instead of hanging it. It is never reached
-// by a passing test.
-const guard = 10 * time.Second
-
-// fakeClock is the reconciler's clock. Its Sleep blocks until the test
-// calls Step, which moves the time to the end of the sleep; the reconciler
-// is the only sleeper.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	until  time.Time
-	wake   chan struct{}
-	asleep chan struct{}
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: t0, asleep: make(chan struct{}, 1)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	ch := make(chan struct{})
-	c.mu.Lock()
-	c.until, c.wake = c.now.Add(d), ch
-	c.mu.Unlock()
-	select {
-	case c.asleep <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Step waits until the reconciler sleeps, ends its sleep and returns the
-// new time.
-func (c *fakeClock) Step(t *testing.T) time.Time {
-	t.Helper()
-	select {
-	case <-c.asleep:
-	case <-time.After(guard):
-		t.Fatal("the reconciler never went to sleep")
-	}
-	return c.wakeUp()
-}
-
-func (c *fakeClock) wakeUp() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.until
-	close(c.wake)
-	return c.now
-}
-
-// StepUntil steps until the time is at least at.
-func (c *fakeClock) StepUntil(t *testing.T, at time.Time) {
-	t.Helper()
-	for c.Now().Before(at) {
-		c.Step(t)
-	}
-}
-
-// StepUntilSignal steps until ch is ready, and returns what it carried.
-func StepUntilSignal[T any](t *testing.T, c *fakeClock, ch <-chan T) T {
-	t.Helper()
-	for {
-		select {
-		case v := <-ch:
-			return v
-		case <-c.asleep:
-			c.wakeUp()
-		case <-time.After(guard):
-			t.Fatal("neither a signal nor a sleep")
-		}
-	}
-}
-
-// answer is one scripted answer of the fake API to a GET.
-type answer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func ok(body string) answer { return answer{status: 200, body: body} }
-
-// fakeAPI plays the each::labs API: it creates predictions pred-1,
-// pred-2... and answers GET /v1/prediction/{id} from a script, the last
-// answer repeating; the default is "processing".
-type fakeAPI struct {
-	clock *fakeClock
-
-	mu       sync.Mutex
-	n        int
-	requests map[string]eachlabs.PredictionRequest
-	script   map[string][]answer
-	gets     map[string][]time.Time
-	// onCreate runs before the create is answered, onGet before a GET is.
-	onCreate func(id string, req eachlabs.PredictionRequest)
-	onGet    func(id string)
-	refuse   bool // answer creates with 400
-}
-
-func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Authorization") != "Bearer test-key" {
-		w.WriteHeader(401)
-		return
-	}
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/prediction":
-		var req eachlabs.PredictionRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || a.refuse {
-			w.WriteHeader(400)
-			fmt.Fprint(w, `{"error": "Invalid input"}`)
-			return
-		}
-		a.mu.Lock()
-		a.n++
-		id := fmt.Sprint("pred-", a.n)
-		a.requests[id] = req
-		onCreate := a.onCreate
-		a.mu.Unlock()
-		if onCreate != nil {
-			onCreate(id, req)
-		}
-		fmt.Fprintf(w, `{"status": "success", "message": "Prediction created successfully", "predictionID": %q}`, id)
-	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/prediction/"):
-		id := strings.TrimPrefix(r.URL.Path, "/v1/prediction/")
-		a.mu.Lock()
-		a.gets[id] = append(a.gets[id], a.clock.Now())
-		onGet := a.onGet
-		a.mu.Unlock()
-		if onGet != nil {
-			onGet(id)
-		}
-		a.mu.Lock()
-		ans := ok(fmt.Sprintf(`{"id": %q, "status": "processing", "output": null}`, id))
-		if s := a.script[id]; len(s) > 0 {
-			ans = s[0]
-			if len(s) > 1 {
-				a.script[id] = s[1:]
-			}
-		}
-		a.mu.Unlock()
-		for k, v := range ans.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(ans.status)
-		fmt.Fprint(w, ans.body)
-	default:
-		w.WriteHeader(404)
-		fmt.Fprint(w, `{"error": "not found"}`)
-	}
-}
-
-func (a *fakeAPI) Script(id string, answers ...answer) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.script[id] = answers
-}
-
-func (a *fakeAPI) Gets(id string) []time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []time.Duration
-	for _, at := range a.gets[id] {
-		out = append(out, at.Sub(t0))
-	}
-	return out
-}
-
-func (a *fakeAPI) Request(id string) eachlabs.PredictionRequest {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.requests[id]
-}
 
 // calls records the callbacks a Handler ran.
 type calls struct {
@@ -251,8 +61,8 @@ func (c *calls) counts() (int, int) {
 // fake API, with a sender that delivers webhooks to it.
 type rig struct {
 	t        *testing.T
-	clock    *fakeClock
-	api      *fakeAPI
+	clock    *eachlooptest.Clock
+	api      *eachlooptest.API
 	client   *eachlabs.Client
 	exp      eachloop.Expectations
 	loop     *eachloop.Loop
@@ -260,7 +70,6 @@ type rig struct {
 	calls    *calls
 	errs     chan error // the Handler's error hook
 	receiver *httptest.Server
-	sender   *http.Client
 
 	cancel context.CancelFunc
 	ran    chan error
@@ -276,8 +85,9 @@ type rigConfig struct {
 
 func newRig(t *testing.T, rc rigConfig) *rig {
 	t.Helper()
-	r := &rig{t: t, clock: newFakeClock(), errs: make(chan error, 100), calls: &calls{done: make(chan string, 100)}}
-	r.api = &fakeAPI{clock: r.clock, requests: map[string]eachlabs.PredictionRequest{}, script: map[string][]answer{}, gets: map[string][]time.Time{}}
+	r := &rig{t: t, clock: eachlooptest.NewClock(t0), errs: make(chan error, 100), calls: &calls{done: make(chan string, 100)}}
+	r.api = eachlooptest.NewAPI(r.clock.Now)
+	t.Cleanup(r.api.Close)
 	apiSrv := httptest.NewServer(r.api)
 	t.Cleanup(apiSrv.Close)
 	hc := &http.Client{Transport: &http.Transport{}}
@@ -291,8 +101,6 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	mux.Handle("POST /webhooks/prediction", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { handler.ServeHTTP(w, req) }))
 	r.receiver = httptest.NewServer(mux)
 	t.Cleanup(r.receiver.Close)
-	r.sender = &http.Client{Transport: &http.Transport{}}
-	t.Cleanup(r.sender.CloseIdleConnections)
 
 	r.exp = rc.exp
 	if r.exp == nil {
@@ -340,11 +148,11 @@ func (r *rig) stop() {
 		select {
 		case err := <-r.ran:
 			require.ErrorIs(r.t, err, context.Canceled)
-		case <-time.After(guard):
+		case <-time.After(eachlooptest.Guard):
 			r.t.Fatal("Run did not return")
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	ctx, cancel := context.WithTimeout(context.Background(), eachlooptest.Guard)
 	defer cancel()
 	require.NoError(r.t, r.h.Shutdown(ctx))
 }
@@ -361,13 +169,18 @@ func (r *rig) create() string {
 // prediction was created with, signed with secret, and returns the status.
 func (r *rig) deliver(id, secret string, body []byte) int {
 	r.t.Helper()
-	req, err := eachhooktest.NewClientRequest(r.api.Request(id).WebhookURL, secret, body, eachhooktest.BodyScheme, time.Now())
+	code, err := r.api.Deliver(context.Background(), id, secret, body)
 	require.NoError(r.t, err)
-	resp, err := r.sender.Do(req)
-	require.NoError(r.t, err)
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	return code
+}
+
+// gets returns when each poll of id came, counted from t0.
+func (r *rig) gets(id string) []time.Duration {
+	var out []time.Duration
+	for _, at := range r.api.Gets(id) {
+		out = append(out, at.Sub(t0))
+	}
+	return out
 }
 
 // secret returns the webhook_secret prediction id was created with.
@@ -379,7 +192,7 @@ func (r *rig) callback() string {
 	select {
 	case id := <-r.calls.done:
 		return id
-	case <-time.After(guard):
+	case <-time.After(eachlooptest.Guard):
 		r.t.Fatal("no callback ran")
 	}
 	return ""
@@ -390,13 +203,6 @@ func (r *rig) pending() []eachloop.Expectation {
 	p, err := r.exp.Pending(context.Background(), r.clock.Now().Add(365*24*time.Hour))
 	require.NoError(r.t, err)
 	return p
-}
-
-func successAnswer(id string) answer {
-	return ok(fmt.Sprintf(`{"id": %q, "input": {"prompt": "a lighthouse"}, "status": "success",
-		"output": %q, "logs": null, "metrics": {"predict_time": 12.5, "cost": 0.05},
-		"urls": {"cancel": "https://api.eachlabs.ai/v1/prediction/%s/cancel", "get": "https://api.eachlabs.ai/v1/prediction/%s"}}`,
-		id, eachhooktest.SeedOutput, id, id))
 }
 
 func jsonField(t *testing.T, raw []byte, key string) string {
