@@ -56,6 +56,11 @@ const (
 // secretBytes is the size of a generated webhook secret: 256 bits.
 const secretBytes = 32
 
+// maxInflightSecrets bounds how many secrets of creations in flight
+// SecretLookup returns for an unknown id, and so the HMACs a forged
+// delivery can cost.
+const maxInflightSecrets = 8
+
 // Loop creates predictions, each with its own webhook secret, records
 // them as [Expectations], verifies their webhooks with those secrets and
 // reconciles the predictions whose webhook never came. Create it with
@@ -273,7 +278,9 @@ func (l *Loop) Create(ctx context.Context, req eachlabs.PredictionRequest) (stri
 // that each delivery is verified with its own prediction's secret, and one
 // signed with another prediction's secret is refused with 401. For an id
 // not recorded (yet) it returns the secrets of the creations in flight in
-// this process, each known only to the sender of that creation.
+// this process (at most eight), each known only to the sender of that
+// creation; a delivery refused meanwhile is retried by the sender, and
+// its outcome is polled for after the grace period in any case.
 func (l *Loop) SecretLookup(ctx context.Context, id string) ([]string, error) {
 	secrets, err := l.exp.Secrets(ctx, id)
 	if err != nil || len(secrets) > 0 {
@@ -282,6 +289,9 @@ func (l *Loop) SecretLookup(ctx context.Context, id string) ([]string, error) {
 	l.inflightMu.Lock()
 	defer l.inflightMu.Unlock()
 	for s := range l.inflight {
+		if len(secrets) == maxInflightSecrets {
+			break
+		}
 		secrets = append(secrets, *s)
 	}
 	return secrets, nil
