@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/eachhook/eachhook/eachloop/expectationstest"
 	"github.com/stretchr/testify/require"
@@ -43,4 +44,14 @@ func TestMemoryExpectationsForgetDoneAfterRetention(t *testing.T) {
 	pending, err = s.Pending(ctx, now)
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
+}
+
+// TestRestartSuite runs the restart suite on a memory backend that
+// outlives the two processes, as a database does: the durable stores run
+// the same suite on their own storage.
+func TestRestartSuite(t *testing.T) {
+	exp := eachloop.NewMemoryExpectations(0, nil)
+	store := eachhook.NewMemoryStore(0, nil)
+	t.Cleanup(func() { store.Close() })
+	expectationstest.RunRestart(t, func(t *testing.T) (eachloop.Expectations, eachhook.Store) { return exp, store })
 }
