@@ -359,3 +359,28 @@ func TestRunOnceAtATime(t *testing.T) {
 	r.clock.Step(t) // the first Run is in its loop
 	require.ErrorIs(t, r.loop.Run(t.Context(), r.h), eachloop.ErrRunning)
 }
+
+// flakyPending fails the first Pending.
+type flakyPending struct {
+	eachloop.Expectations
+	failed atomic.Bool
+}
+
+func (f *flakyPending) Pending(ctx context.Context, before time.Time) ([]eachloop.Expectation, error) {
+	if f.failed.CompareAndSwap(false, true) {
+		return nil, errDown
+	}
+	return f.Expectations.Pending(ctx, before)
+}
+
+func TestScanFailureIsRetriedAtTheNextScan(t *testing.T) {
+	r := newRig(t, rigConfig{
+		exp:      &flakyPending{Expectations: eachloop.NewMemoryExpectations(0, nil)},
+		loopOpts: []eachloop.Option{eachloop.WithGrace(0)},
+	})
+	id := r.create()
+	r.api.Script(id, eachlooptest.Success(id))
+	r.start() // the first scan, due at once, fails
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
+	require.Equal(t, []time.Duration{eachloop.DefaultScanInterval}, r.gets(id))
+}

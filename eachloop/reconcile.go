@@ -61,8 +61,10 @@ type entry struct {
 }
 
 // Run reconciles the expectations until ctx ends, dispatching outcomes to
-// h, which must have been built with [Loop.Store] around its dedupe store
-// (and usually [Loop.SecretLookup]). Every scan interval it lists the
+// h, which should have been built with [Loop.Store] around its dedupe
+// store (without it, an expectation whose webhook was accepted is marked
+// done only by its first poll) and usually [Loop.SecretLookup]. Every scan
+// interval it lists the
 // expectations pending for longer than the grace period and polls each
 // with GET /v1/prediction/{id}, then again after a wait that doubles (see
 // [WithPollWait]) until the prediction finishes:
@@ -128,7 +130,7 @@ func (l *Loop) Run(ctx context.Context, h *eachhook.Handler) error {
 		}
 		l.mu.Unlock()
 		if d := wake.Sub(l.cfg.now()); d > 0 {
-			if err := l.cfg.sleep(ctx, d); err != nil {
+			if err := l.cfg.sleep(ctx, d); err != nil && ctx.Err() != nil {
 				return ctx.Err()
 			}
 		}
