@@ -16,9 +16,10 @@ var ErrCallbackPanic = errors.New("eachhook: callback panicked")
 // CallbackError reports a delivery whose callback failed on every attempt.
 // It is passed to the function set with [WithErrorHandler].
 type CallbackError struct {
-	// ID is the prediction id.
+	// ID is the delivery's key: the prediction id, or [WorkflowKeyPrefix]
+	// and the workflow execution id.
 	ID string
-	// Status is the delivery's status, such as [StatusSuccess].
+	// Status is the delivery's status as sent, such as [StatusSuccess].
 	Status string
 	// Attempts is how many times the callback ran.
 	Attempts int
@@ -51,6 +52,7 @@ type delivery struct {
 	id     string
 	status string
 	body   []byte
+	req    *requestContext // for the observer only (observe.go)
 }
 
 // pool runs accepted deliveries on a fixed number of goroutines, started on
@@ -93,10 +95,12 @@ func (p *pool) enqueue(d delivery) bool {
 		return false
 	}
 	p.start.Do(p.startWorkers)
+	p.h.queueChanged(1) // before the send, so that a worker's -1 never comes first
 	select {
 	case p.queue <- d:
 		return true
 	default:
+		p.h.queueChanged(-1)
 		return false
 	}
 }
@@ -115,6 +119,7 @@ func (p *pool) startWorkers() {
 func (p *pool) work() {
 	defer p.workers.Done()
 	for d := range p.queue {
+		p.h.queueChanged(-1)
 		if p.abandon.Load() {
 			p.h.lost(d)
 			continue
@@ -148,6 +153,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		p.abandon.Store(true)
 		for d := range p.queue {
+			h.queueChanged(-1)
 			h.lost(d)
 		}
 	}
@@ -162,6 +168,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 // claim, so that a manual redelivery is processed.
 func (h *Handler) lost(d delivery) {
 	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.id, "status", d.status)
+	h.notRun(d)
 	if err := h.store.Release(context.Background(), d.id); err != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", err)
 	}
@@ -171,26 +178,24 @@ func (h *Handler) lost(d delivery) {
 func (h *Handler) run(d delivery) {
 	ctx := h.pool.ctx
 	var err error
-	attempt := 0
-	for attempt < h.cfg.maxAttempts {
-		attempt++
+	ran := 0
+	for attempt := 1; attempt <= h.cfg.maxAttempts; attempt++ {
 		if attempt > 1 && !h.sleep(ctx, attempt) {
-			break
+			break // shutdown gave up waiting: report what ran so far
 		}
-		err = h.call(h.pool.attemptCtx[attempt], d)
+		ran = attempt
+		err = h.observedCall(h.pool.attemptCtx[attempt], d, attempt)
 		if err == nil {
 			return
 		}
 		h.log.Warn("eachhook: callback failed", "id", d.id, "status", d.status, "attempt", attempt, "err", err)
 	}
-	if err == nil { // stopped by shutdown before the first retry ran
-		err = ctx.Err()
-	}
-	cerr := &CallbackError{ID: d.id, Status: d.status, Attempts: attempt, Err: err}
-	h.log.Error("eachhook: giving up on delivery", "id", d.id, "status", d.status, "attempts", attempt, "err", err)
+	cerr := &CallbackError{ID: d.id, Status: d.status, Attempts: ran, Err: err}
+	h.log.Error("eachhook: giving up on delivery", "id", d.id, "status", d.status, "attempts", ran, "err", err)
 	if rerr := h.store.Release(context.WithoutCancel(ctx), d.id); rerr != nil {
 		h.log.Error("eachhook: release failed", "id", d.id, "err", rerr)
 	}
+	h.gaveUp(ctx, cerr)
 	if h.cfg.onError != nil {
 		h.cfg.onError(ctx, cerr)
 	}
@@ -220,15 +225,5 @@ func (h *Handler) call(ctx context.Context, d delivery) (err error) {
 			err = fmt.Errorf("%w: %v", ErrCallbackPanic, v)
 		}
 	}()
-	switch d.status {
-	case StatusSuccess:
-		if fn := h.onSuccess.Load(); fn != nil {
-			return (*fn)(ctx, newSuccess(d.id, d.body))
-		}
-	case StatusFailed:
-		if fn := h.onFailed.Load(); fn != nil {
-			return (*fn)(ctx, newFailure(d.id, d.body))
-		}
-	}
-	return nil
+	return h.invoke(ctx, d.body)
 }

@@ -1,7 +1,7 @@
-// Package eachhook receives each::labs prediction webhooks: it verifies
-// each request's signature, answers the sender at once, and runs the
-// callback registered for the prediction's outcome exactly once per
-// prediction id, on a worker goroutine.
+// Package eachhook receives each::labs prediction and workflow execution
+// webhooks: it verifies each request's signature, answers the sender at
+// once, and runs the callback registered for the outcome exactly once per
+// prediction id (or workflow execution id), on a worker goroutine.
 //
 //	h, err := eachhook.New(eachhook.WithSecret(os.Getenv("EACHHOOK_SECRET")))
 //	if err != nil { ... }
@@ -44,12 +44,50 @@
 //	signature missing, malformed or wrong,
 //	  or timestamp out of tolerance            401
 //	secret lookup failed                       503, Retry-After
-//	not a JSON object with a string "id"       400
-//	status other than success/failed, or
+//	not a JSON object, or its kind and id
+//	  cannot be told (see below)               400
+//	status with no callback (see below), or
 //	  no callback registered for it            200, logged, no callback
 //	id already accepted (duplicate)            200, no callback
 //	dedupe store failed, or queue full         503, Retry-After, claim released
 //	first delivery of an id                    200, then one callback
+//
+// # What the sender sends
+//
+// The each::labs documentation changed several times, and the live sender
+// may use any of its forms, so one Handler accepts all of them:
+//
+//	spec page    {id, status: success|failed, output, input, metrics, logs}
+//	             OnSuccess / OnFailed; ID from "id"
+//	exec_id form {exec_id, flow_id, status: succeeded|failed, output, error}
+//	             OnSuccess / OnFailed; ID from "exec_id"; on failure
+//	             Failure.Code and Failure.Logs from the first output[i].error
+//	             ({error_code, error_message} or a string), else "error"
+//	workflow     {execution_id, workflow_id, status: completed|failed,
+//	             started_at, inputs, step_outputs, output, error, error_cause}
+//	             OnWorkflowCompleted / OnWorkflowFailed with a [WorkflowRun]
+//
+// A body's kind and id are decided by the first rule that holds: a
+// non-empty "workflow_id" makes it a workflow execution identified by
+// "execution_id" (400 if that is missing); else a non-empty "id" makes it a
+// prediction with that id, even when "exec_id" is present too; else a
+// non-empty "exec_id" makes it a prediction with that id; else a non-empty
+// "execution_id" makes it a workflow execution. A body that matches no rule
+// is answered 400 and logged ("cannot tell the kind of delivery"). Fields
+// the Handler does not know are ignored, never a reason to refuse.
+//
+// Predictions are deduplicated by their id and workflow executions by
+// [WorkflowKeyPrefix] + execution id ("workflow:abc"), so the two cannot
+// collide in a shared [Store]; that key is also what a [SecretLookup]
+// receives and what logs and [CallbackError] report.
+//
+// Signatures: see Verifying. The legacy X-Webhook-Secret header, which
+// carries the secret itself and signs nothing, is refused (401) unless
+// [WithLegacySecretHeader] is set; a request with a signature is decided by
+// the signature alone. A manual redelivery ([HeaderRedelivery]: true, signed
+// again with a fresh timestamp) is handled like any delivery: it runs no
+// callback if the id's callback already finished within the dedupe TTL,
+// and runs it again if every attempt had failed (the claim was released).
 //
 // # Delivery guarantees
 //
@@ -80,4 +118,15 @@
 // crash, and exactly-once for each id while the process lives and the
 // callback succeeds. [Handler.Shutdown] drains the queue; deliveries it
 // could not start before its deadline are logged by id and lost.
+//
+// # Monitoring
+//
+// [WithObserver] installs an [Observer], a set of functions the Handler
+// calls at every outcome: each request refused (with a [RefusalReason]
+// from a closed set), duplicate, ignored or accepted; each callback run
+// started and finished; each delivery given up; each change of the queue's
+// depth. Module github.com/eachhook/eachhook/otel implements it with
+// OpenTelemetry metrics and traces. [Handler.Health] serves a health
+// endpoint that answers 503 while the Handler cannot accept deliveries.
+// [WithPayloadLogging] logs each verified body at debug level.
 package eachhook

@@ -162,7 +162,8 @@ func TestServeHTTPResponses(t *testing.T) {
 		{name: "no id", req: signed([]byte(`{"status":"success"}`)), want: 400},
 		{name: "numeric id", req: signed([]byte(`{"id":5,"status":"success"}`)), want: 400},
 		{name: "processing status", req: signed([]byte(`{"id":"p","status":"processing"}`)), want: 200},
-		{name: "exec_id form (later issue)", req: signed([]byte(`{"exec_id":"e1","status":"succeeded"}`)), want: 400},
+		{name: "exec_id form", req: signed([]byte(`{"exec_id":"e1","status":"succeeded"}`)), want: 200, successes: 1},
+		{name: "kind cannot be told", req: signed([]byte(`{"status":"succeeded","flow_id":"f"}`)), want: 400},
 		{name: "failed", req: signed(eachhooktest.FailedBody("pred-f")), want: 200, failures: 1},
 		{name: "success", req: signed(success), want: 200, successes: 1},
 		{name: "extra fields", req: signed([]byte(`{"id":"x","status":"success","output":[1],"new_field":{"a":1}}`)), want: 200, successes: 1},
@@ -646,4 +647,23 @@ func TestFakeClockTolerance(t *testing.T) {
 	drain(t, h)
 	s, _ := c.counts()
 	require.Equal(t, 1, s)
+}
+
+func TestShutdownDeadlineInterruptsRetryBackoff(t *testing.T) {
+	reported := make(chan error, 1)
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet),
+		eachhook.WithRetry(3, time.Hour),
+		eachhook.WithErrorHandler(func(ctx context.Context, err error) { reported <- err }))
+	require.NoError(t, err)
+	errDown := errors.New("downstream unavailable")
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return errDown })
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "backoff")).Code)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
+	got := <-reported
+	var ce *eachhook.CallbackError
+	require.ErrorAs(t, got, &ce)
+	require.Equal(t, 1, ce.Attempts, "the hour-long backoff never ran attempt 2")
+	require.ErrorIs(t, got, errDown)
 }

@@ -19,10 +19,12 @@ type Option func(*config) error
 
 // SecretLookup returns the secrets that may have signed the delivery of
 // prediction id, for services that create each prediction with its own
-// webhook_secret. It returns (nil, nil) when id has no secret (the delivery
-// is refused with 401) and an error only for a system failure (the delivery
-// is answered 503 so that the sender retries). id comes from a body that is
-// not yet verified: treat it as untrusted input.
+// webhook_secret. id is the delivery's key: the prediction id, or for a
+// workflow execution [WorkflowKeyPrefix] and the execution id. It returns
+// (nil, nil) when id has no secret (the delivery is refused with 401) and an
+// error only for a system failure (the delivery is answered 503 so that the
+// sender retries). id comes from a body that is not yet verified: treat it
+// as untrusted input.
 type SecretLookup func(ctx context.Context, id string) ([]string, error)
 
 // Defaults for the options.
@@ -40,6 +42,7 @@ type config struct {
 	secrets     []string
 	lookup      SecretLookup
 	insecure    bool
+	legacy      bool // accept the plain X-Webhook-Secret header
 	workers     int
 	queueSize   int
 	maxBody     int64
@@ -51,6 +54,7 @@ type config struct {
 	maxAttempts int
 	backoff     time.Duration
 	onError     func(ctx context.Context, err error)
+	observe     observeConfig // observe.go
 }
 
 func defaultConfig() config {
@@ -70,6 +74,8 @@ func (c *config) validate() error {
 	switch {
 	case c.insecure && (len(c.secrets) > 0 || c.lookup != nil):
 		return fmt.Errorf("%w: WithInsecureSkipVerification together with secrets", ErrInvalidOption)
+	case c.insecure && c.legacy:
+		return fmt.Errorf("%w: WithInsecureSkipVerification together with WithLegacySecretHeader", ErrInvalidOption)
 	case !c.insecure && len(c.secrets) == 0 && c.lookup == nil:
 		return fmt.Errorf("%w: no secret: use WithSecret or WithSecretLookup", ErrInvalidOption)
 	case c.workers < 1:
@@ -183,7 +189,7 @@ func WithTolerance(d time.Duration) Option {
 
 // WithLogger sets the logger. Default [slog.Default] at the time New runs.
 // Secrets, signatures, the X-Webhook-Secret header and bodies are never
-// logged.
+// logged, except verified bodies under [WithPayloadLogging].
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {

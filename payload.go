@@ -8,18 +8,26 @@ import (
 
 // Payload errors.
 var (
-	// ErrMalformedPayload means a verified body is not a JSON object with a
-	// non-empty string "id".
+	// ErrMalformedPayload means a verified body is not a JSON object, or
+	// none of the fields that identify a delivery ("id", "exec_id",
+	// "execution_id" with "workflow_id") tells its kind and id, or one of
+	// those fields or "status" is neither a string nor null.
 	ErrMalformedPayload = errors.New("eachhook: malformed payload")
 	// ErrOutputShape means Output does not have the shape a helper asked
 	// for, such as [Success.URL] on an array.
 	ErrOutputShape = errors.New("eachhook: output has another shape")
 )
 
-// Prediction statuses the sender reports in a terminal webhook.
+// Statuses the sender reports in a terminal webhook.
 const (
+	// StatusSuccess is a prediction that succeeded (the spec page's form).
 	StatusSuccess = "success"
-	StatusFailed  = "failed"
+	// StatusSucceeded is a prediction that succeeded (the exec_id form).
+	StatusSucceeded = "succeeded"
+	// StatusFailed is a prediction or a workflow execution that failed.
+	StatusFailed = "failed"
+	// StatusCompleted is a workflow execution that completed.
+	StatusCompleted = "completed"
 )
 
 // Metrics are the measurements the sender reports for a prediction.
@@ -32,7 +40,8 @@ type Metrics struct {
 
 // Success is a prediction that finished with an output.
 type Success struct {
-	// ID is the prediction id; it is the idempotency key.
+	// ID is the prediction id ("id", or "exec_id" when the body has no
+	// "id"); it is the idempotency key.
 	ID string
 	// Output is the model's output as sent: a URL string, an array of
 	// URLs, an object or text depending on the model. See [Success.URL],
@@ -50,13 +59,23 @@ type Success struct {
 
 // Failure is a prediction that failed.
 type Failure struct {
-	// ID is the prediction id; it is the idempotency key.
+	// ID is the prediction id ("id", or "exec_id" when the body has no
+	// "id"); it is the idempotency key.
 	ID string
 	// Input is the prediction's input as sent.
 	Input json.RawMessage
-	// Logs holds the failure's logs, such as "Error: Model timeout after 30s".
+	// Logs holds the failure's logs, such as "Error: Model timeout after
+	// 30s": the "logs" field when present, otherwise the error message of
+	// the exec_id form (see [Failure.Code]).
 	Logs string
-	// Output is the output as sent; null in the documented payload.
+	// Code is the machine-readable error code of the exec_id form, such as
+	// "EXECUTION_TIMEOUT", taken from the first element of "output" whose
+	// "error" is set, or else from the top-level "error". That error is
+	// either {"error_code", "error_message"} (Code and Logs) or a plain
+	// string (Logs only). Code is empty when the sender gave none.
+	Code string
+	// Output is the output as sent: null in the spec page's payload, an
+	// array of {"id", "status", "output", "error"} in the exec_id form.
 	Output json.RawMessage
 	// Metrics holds the reported run time and cost (zero when absent).
 	Metrics Metrics
@@ -98,103 +117,140 @@ func (s *Success) Decode(v any) error {
 }
 
 // envelope is the part of a body that is read before the 200: enough to
-// route and deduplicate it.
+// route and deduplicate it. It decodes nothing it does not need.
 type envelope struct {
+	// ID is the dedupe key: the prediction id, or WorkflowKeyPrefix and
+	// the workflow execution id.
 	ID     string
 	Status string
+	Kind   kind
 }
 
-// decodeEnvelope reads id and status from a body. The body must be a JSON
-// object whose "id" is a non-empty string and whose "status", if present,
-// is a string. Other members are skipped, whatever their type.
+// decodeEnvelope reads the identifying fields and the status of a body and
+// classifies it (see identity.classify). The body must be a JSON object
+// whose identifying fields and "status", when present, are strings or null;
+// other fields are skipped whatever their type.
 func decodeEnvelope(body []byte) (envelope, error) {
-	var e envelope
 	if !json.Valid(body) {
-		return e, fmt.Errorf("%w: not JSON", ErrMalformedPayload)
+		return envelope{}, fmt.Errorf("%w: not JSON", ErrMalformedPayload)
 	}
-	var bad string
+	var p wirePayload
+	if err := p.scan(body); err != nil {
+		return envelope{}, err
+	}
+	k, key, err := p.classify()
+	if err != nil {
+		return envelope{}, err
+	}
+	return envelope{ID: key, Status: p.Status, Kind: k}, nil
+}
+
+// wirePayload is the union of the documented bodies: the spec page's
+// prediction, the exec_id form and the workflow execution. Raw fields alias
+// the body, which the delivery owns and never changes; fields whose type
+// varies are kept raw so that no unexpected shape can reject a delivery that
+// was accepted.
+type wirePayload struct {
+	identity
+	Output  json.RawMessage
+	Input   json.RawMessage
+	Metrics json.RawMessage
+	Logs    json.RawMessage
+	Error   json.RawMessage
+
+	// Workflow executions.
+	StartedAt   json.RawMessage
+	Inputs      json.RawMessage
+	StepOutputs json.RawMessage
+	ErrorCause  json.RawMessage
+}
+
+// scan fills p from the top level of a body that json.Valid accepted,
+// without reflection and without copying: the request path runs it on
+// every delivery. As with encoding/json, a later duplicate member wins and
+// a null identifying field is ignored; unlike it, keys match exactly.
+func (p *wirePayload) scan(body []byte) error {
+	var bad []byte
 	isObject := members(body, func(key, value []byte) bool {
+		var dst *string
 		switch string(key) {
 		case "id":
-			id, ok := stringValue(value)
-			if !ok {
-				bad = "id is not a string"
-				return false
-			}
-			e.ID = id
+			dst = &p.ID
+		case "exec_id":
+			dst = &p.ExecID
+		case "execution_id":
+			dst = &p.ExecutionID
+		case "workflow_id":
+			dst = &p.WorkflowID
 		case "status":
-			e.Status = statusValue(value)
-			if e.Status == "" && string(value) != `""` {
-				bad = "status is not a string"
+			dst = &p.Status
+		case "output":
+			p.Output = value
+		case "input":
+			p.Input = value
+		case "metrics":
+			p.Metrics = value
+		case "logs":
+			p.Logs = value
+		case "error":
+			p.Error = value
+		case "started_at":
+			p.StartedAt = value
+		case "inputs":
+			p.Inputs = value
+		case "step_outputs":
+			p.StepOutputs = value
+		case "error_cause":
+			p.ErrorCause = value
+		}
+		if dst != nil && string(value) != "null" {
+			s, ok := knownString(value)
+			if !ok {
+				bad = key
 				return false
 			}
+			*dst = s
 		}
 		return true
 	})
 	switch {
 	case !isObject:
-		return e, fmt.Errorf("%w: not a JSON object", ErrMalformedPayload)
-	case bad != "":
-		return e, fmt.Errorf("%w: %s", ErrMalformedPayload, bad)
-	case e.ID == "":
-		return e, fmt.Errorf("%w: no id", ErrMalformedPayload)
+		return fmt.Errorf("%w: not a JSON object", ErrMalformedPayload)
+	case bad != nil:
+		return fmt.Errorf("%w: %s is neither a string nor null", ErrMalformedPayload, bad)
 	}
-	return e, nil
+	return nil
 }
 
-// statusValue decodes a status without allocating for the known ones.
-func statusValue(raw []byte) string {
+// knownString decodes a JSON string, without allocating for the statuses
+// the sender uses.
+func knownString(raw []byte) (string, bool) {
 	switch string(raw) {
 	case `"success"`:
-		return StatusSuccess
+		return StatusSuccess, true
+	case `"succeeded"`:
+		return StatusSucceeded, true
 	case `"failed"`:
-		return StatusFailed
+		return StatusFailed, true
+	case `"completed"`:
+		return StatusCompleted, true
 	}
-	s, _ := stringValue(raw)
-	return s
-}
-
-// payload holds the members of a verified body that the callbacks see.
-// Raw values alias the body, which the delivery owns and never changes.
-type payload struct {
-	id      string
-	output  json.RawMessage
-	input   json.RawMessage
-	metrics Metrics
-	logs    string
+	return stringValue(raw)
 }
 
 // decodePayload decodes a body already checked by decodeEnvelope. It never
-// fails on a member of an unexpected type: such a member is left zero (logs
-// that are not a string keep their JSON text), since the delivery was
-// already acknowledged.
-func decodePayload(id string, body []byte) payload {
-	p := payload{id: id}
-	members(body, func(key, value []byte) bool {
-		switch string(key) {
-		case "output":
-			p.output = value
-		case "input":
-			p.input = value
-		case "metrics":
-			p.metrics = decodeMetrics(value)
-		case "logs":
-			if string(value) != "null" {
-				if s, ok := stringValue(value); ok {
-					p.logs = s
-				} else {
-					p.logs = string(value)
-				}
-			}
-		}
-		return true
-	})
+// fails on a field of an unexpected type: such a field is left zero (Logs
+// keeps its JSON text), since the delivery was already acknowledged.
+func decodePayload(body []byte) wirePayload {
+	var p wirePayload
+	_ = p.scan(body) // decodeEnvelope accepted this body before the 200
 	return p
 }
 
-func decodeMetrics(raw []byte) Metrics {
+func (p *wirePayload) metrics() Metrics {
 	var m Metrics
-	members(raw, func(key, value []byte) bool {
+	members(p.Metrics, func(key, value []byte) bool {
+		// A member of another type stays zero; the rest still decode.
 		switch string(key) {
 		case "predict_time":
 			m.PredictTime, _ = floatValue(value)
@@ -206,12 +262,70 @@ func decodeMetrics(raw []byte) Metrics {
 	return m
 }
 
-func newSuccess(id string, body []byte) *Success {
-	p := decodePayload(id, body)
-	return &Success{ID: p.id, Output: p.output, Input: p.input, Metrics: p.metrics, Logs: p.logs, Raw: body}
+// text returns a JSON string's value, other JSON as its text, and "" for
+// null or an absent field.
+func text(raw json.RawMessage) string {
+	if isNull(raw) {
+		return ""
+	}
+	if s, ok := stringValue(raw); ok {
+		return s
+	}
+	return string(raw)
 }
 
-func newFailure(id string, body []byte) *Failure {
-	p := decodePayload(id, body)
-	return &Failure{ID: p.id, Input: p.input, Logs: p.logs, Output: p.output, Metrics: p.metrics, Raw: body}
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+func (p *wirePayload) logs() string { return text(p.Logs) }
+
+// execError is the error of the exec_id form's failure.
+type execError struct {
+	Code    json.RawMessage `json:"error_code"`
+	Message json.RawMessage `json:"error_message"`
+}
+
+// failureError returns the code and message of the exec_id form's error:
+// from the first element of output whose error is set, else from the
+// top-level error. Each is {"error_code", "error_message"} or a string.
+func (p *wirePayload) failureError() (code, message string) {
+	var steps []struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if len(p.Output) > 0 && p.Output[0] == '[' && json.Unmarshal(p.Output, &steps) == nil {
+		for _, s := range steps {
+			if !isNull(s.Error) {
+				return splitError(s.Error)
+			}
+		}
+	}
+	return splitError(p.Error)
+}
+
+func splitError(raw json.RawMessage) (code, message string) {
+	if isNull(raw) {
+		return "", ""
+	}
+	var e execError
+	if raw[0] == '{' && json.Unmarshal(raw, &e) == nil && (!isNull(e.Code) || !isNull(e.Message)) {
+		return text(e.Code), text(e.Message)
+	}
+	return "", text(raw)
+}
+
+// success and failure build a prediction's callback value; id is the key
+// classify returned.
+func (p *wirePayload) success(id string, body []byte) *Success {
+	return &Success{ID: id, Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
+}
+
+func (p *wirePayload) failure(id string, body []byte) *Failure {
+	f := &Failure{ID: id, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
+	code, msg := p.failureError()
+	f.Code = code
+	if f.Logs == "" {
+		f.Logs = msg
+	}
+	return f
 }

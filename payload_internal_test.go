@@ -3,84 +3,159 @@ package eachhook
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
-// FuzzDecodeEnvelope checks the hand-written top-level scan against
-// encoding/json: for every valid JSON object, the members it finds, and the
-// id and status it reads, are the ones encoding/json finds.
-func FuzzDecodeEnvelope(f *testing.F) {
+// testdataBodies returns the documented example bodies in testdata/.
+func testdataBodies(tb testing.TB) map[string][]byte {
+	tb.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no testdata: %v", err)
+	}
+	bodies := make(map[string][]byte, len(files))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		bodies[filepath.Base(f)] = b
+	}
+	return bodies
+}
+
+// FuzzDecode checks the request-path envelope and the worker's decoding
+// against each other on every form: an accepted body classifies the same
+// way on both paths, its key is well formed, and building the callback's
+// value never panics; a refused body's error matches ErrMalformedPayload.
+func FuzzDecode(f *testing.F) {
+	for _, b := range testdataBodies(f) {
+		f.Add(b)
+	}
 	for _, s := range []string{
-		`{"id":"a","status":"success","output":"https://x/y.png","input":{"p":"q"},"metrics":{"predict_time":12.5,"cost":0.05}}`,
-		`{"id":"b","status":"failed","output":null,"logs":"Error: Model timeout after 30s"}`,
-		` { "id" : "c\"d" , "status":"\u0073uccess", "x":[1,{"y":"]}"}] } `,
-		`{"id":5}`, `{"id":"x","status":7}`, `[]`, `"id"`, `{}`, `{"id":"","status":""}`,
-		`{"id":"a","id":"b"}`, `{"nested":{"id":"inner"},"id":"outer"}`,
+		`{"id":"p","status":"success"}`,
+		`{"exec_id":"e","status":"succeeded","output":[{"error":{"error_code":"C","error_message":"m"}}]}`,
+		`{"exec_id":"e","status":"failed","error":"x"}`,
+		`{"execution_id":"x","status":"completed","started_at":"not a time"}`,
+		`{"workflow_id":"w","status":"failed"}`,
+		`{"id":"","exec_id":null,"execution_id":"x"}`,
+		`{"status":"success"}`,
+		`[]`, `null`, `"id"`, ``,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		env, err := decodeEnvelope(body)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedPayload) {
+				t.Fatalf("error %v does not match ErrMalformedPayload", err)
+			}
+			return
+		}
+		if env.ID == "" {
+			t.Fatal("accepted with an empty key")
+		}
+		p := decodePayload(body)
+		k, key, err := p.classify()
+		if err != nil || k != env.Kind || key != env.ID || p.Status != env.Status {
+			t.Fatalf("worker decodes (%v, %q, %q, %v), envelope (%v, %q, %q)", k, key, p.Status, err, env.Kind, env.ID, env.Status)
+		}
+		switch k {
+		case kindPrediction:
+			p.success(key, body)
+			p.failure(key, body)
+		case kindWorkflow:
+			run := p.workflowRun(body)
+			if !strings.HasPrefix(env.ID, WorkflowKeyPrefix) || WorkflowKeyPrefix+run.ExecutionID != env.ID {
+				t.Fatalf("workflow key %q for execution %q", env.ID, run.ExecutionID)
+			}
+		default:
+			t.Fatalf("kind %v", k)
+		}
+	})
+}
+
+// BenchmarkDecodeEnvelope measures the request path's only decoding, on
+// each documented form.
+func BenchmarkDecodeEnvelope(b *testing.B) {
+	for _, name := range []string{"prediction-success.json", "exec-failed-code.json", "workflow-completed.json"} {
+		body := testdataBodies(b)[name]
+		b.Run(strings.TrimSuffix(name, ".json"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decodeEnvelope(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// FuzzScanMatchesEncodingJSON checks the hand-written top-level scan
+// against encoding/json: for every valid JSON object without escaped or
+// duplicate keys, the identifying fields and raw members it reads are the
+// ones encoding/json reads, and it refuses exactly the bodies whose
+// identifying fields are neither strings nor null.
+func FuzzScanMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"a","status":"success","output":"https://x/y.png","input":{"p":"q"},"metrics":{"predict_time":12.5,"cost":0.05}}`,
+		` { "id" : "c\"d" , "status":"\u0073uccess", "x":[1,{"y":"]}"}] } `,
+		`{"id":5}`, `{"id":"x","status":7}`, `[]`, `"id"`, `{}`, `{"id":"\xe5"}`,
+		`{"nested":{"id":"inner"},"exec_id":"outer","output":[{"error":null}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
 		var m map[string]json.RawMessage
 		if json.Unmarshal(body, &m) != nil {
-			if err == nil && !json.Valid(body) {
-				t.Fatalf("accepted invalid JSON %q", body)
-			}
-			if err == nil {
-				// A valid non-object must have been refused.
-				var v any
-				if json.Unmarshal(body, &v) == nil {
-					if _, ok := v.(map[string]any); !ok {
-						t.Fatalf("accepted non-object %q", body)
-					}
-				}
+			if _, err := decodeEnvelope(body); err == nil && !isJSONObject(body) {
+				t.Fatalf("accepted %q, which is not a JSON object", body)
 			}
 			return
 		}
 		var keys [][]byte
 		members(body, func(k, _ []byte) bool { keys = append(keys, k); return true })
+		seen := map[string]bool{}
 		for _, k := range keys {
-			if bytes.IndexByte(k, '\\') >= 0 {
-				return // escaped keys are compared raw by design
+			if bytes.IndexByte(k, '\\') >= 0 || seen[string(k)] {
+				return // escaped keys are matched raw by design; duplicates differ in null handling
+			}
+			seen[string(k)] = true
+		}
+		if len(keys) != len(m) {
+			t.Fatalf("scan found %d members, encoding/json %d in %q", len(keys), len(m), body)
+		}
+		var p wirePayload
+		scanErr := p.scan(body)
+		wantErr := false
+		for name, got := range map[string]string{"id": p.ID, "exec_id": p.ExecID, "execution_id": p.ExecutionID, "workflow_id": p.WorkflowID, "status": p.Status} {
+			raw, ok := m[name]
+			if !ok || string(raw) == "null" {
+				continue
+			}
+			var want string
+			if json.Unmarshal(raw, &want) != nil {
+				wantErr = true
+				continue
+			}
+			if scanErr == nil && got != want {
+				t.Fatalf("%s: scan %q, encoding/json %q in %q", name, got, want, body)
 			}
 		}
-		var want struct {
-			ID     any `json:"id"`
-			Status any `json:"status"`
+		if wantErr != (scanErr != nil) {
+			t.Fatalf("scan error %v, encoding/json sees a non-string identifying field: %v, in %q", scanErr, wantErr, body)
 		}
-		if raw, ok := m["id"]; ok {
-			json.Unmarshal(raw, &want.ID)
-		}
-		if raw, ok := m["status"]; ok {
-			json.Unmarshal(raw, &want.Status)
-		}
-		id, idIsString := want.ID.(string)
-		status, statusIsString := want.Status.(string)
-		_, hasStatus := m["status"]
-		wantOK := idIsString && id != "" && (!hasStatus || statusIsString)
-		if wantOK != (err == nil) {
-			t.Fatalf("decodeEnvelope(%q) error %v; encoding/json sees id %#v status %#v", body, err, want.ID, want.Status)
-		}
-		if err == nil && (env.ID != id || env.Status != status) {
-			t.Fatalf("decodeEnvelope(%q) = %+v; encoding/json: id %q status %q", body, env, id, status)
-		}
-		if len(keys) != len(m) && !hasDuplicateKeys(keys) {
-			t.Fatalf("members found %d keys, encoding/json %d in %q", len(keys), len(m), body)
-		}
-		p := decodePayload(env.ID, body)
-		if raw, ok := m["output"]; ok && !bytes.Equal(raw, p.output) {
-			t.Fatalf("output %q, want %q", p.output, raw)
+		if raw, ok := m["output"]; ok && !bytes.Equal(raw, p.Output) {
+			t.Fatalf("output %q, want %q", p.Output, raw)
 		}
 	})
 }
 
-func hasDuplicateKeys(keys [][]byte) bool {
-	seen := map[string]bool{}
-	for _, k := range keys {
-		if seen[string(k)] {
-			return true
-		}
-		seen[string(k)] = true
-	}
-	return false
+func isJSONObject(body []byte) bool {
+	var m map[string]any
+	return json.Unmarshal(body, &m) == nil && m != nil
 }

@@ -21,7 +21,8 @@ const (
 	// sign together with the body.
 	HeaderTimestamp = "X-Webhook-Timestamp"
 	// HeaderSecret is the legacy header that carries the secret itself in
-	// plain text. The Handler never logs it.
+	// plain text. The Handler never logs it and accepts it only with
+	// [WithLegacySecretHeader].
 	HeaderSecret = "X-Webhook-Secret"
 	// HeaderRedelivery is "true" on a manual redelivery.
 	HeaderRedelivery = "X-Webhook-Redelivery"

@@ -27,6 +27,9 @@ type Handler struct {
 	onSuccess atomic.Pointer[func(context.Context, *Success) error]
 	onFailed  atomic.Pointer[func(context.Context, *Failure) error]
 
+	onWorkflowCompleted atomic.Pointer[func(context.Context, *WorkflowRun) error]
+	onWorkflowFailed    atomic.Pointer[func(context.Context, *WorkflowRun) error]
+
 	pool pool
 }
 
@@ -81,24 +84,29 @@ func (h *Handler) OnFailed(fn func(ctx context.Context, f *Failure) error) {
 // the status code of every outcome.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
+		h.refused(r.Context(), ReasonMethod, 405, "", nil)
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	if h.pool.closing.Load() {
+		h.refused(r.Context(), ReasonShutdown, 503, "", nil)
 		unavailable(w, "shutting down")
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		h.refused(r.Context(), ReasonMediaType, 415, "", nil)
 		http.Error(w, "content type must be application/json", http.StatusUnsupportedMediaType)
 		return
 	}
 	body, err := readBody(r.Body, r.ContentLength, h.cfg.maxBody)
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
+			h.refused(r.Context(), ReasonTooLarge, 413, "", nil)
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
+		h.refused(r.Context(), ReasonUnreadable, 400, "", err)
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
@@ -107,47 +115,56 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, errLookup) {
 			h.log.Error("eachhook: secret lookup failed", "id", env.ID, "err", err)
+			h.refused(r.Context(), ReasonLookup, 503, "", err)
 			unavailable(w, "temporarily unavailable")
 			return
 		}
 		h.log.Info("eachhook: refused unverified delivery", "reason", err.Error(), "remote", r.RemoteAddr)
+		h.refusedUnverified(r.Context(), err)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
 	if envErr == nil && env.ID == "" {
 		env, envErr = decodeEnvelope(body)
 	}
+	h.logPayload(r.Context(), env, body)
 	if envErr != nil {
 		h.log.Info("eachhook: refused malformed delivery", "err", envErr.Error())
+		h.refused(r.Context(), ReasonMalformed, 400, "", envErr)
 		http.Error(w, "malformed payload", http.StatusBadRequest)
 		return
 	}
 
-	if !h.hasCallback(env.Status) {
+	if !h.hasCallback(env) {
 		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
+		h.ignored(r.Context(), env)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	claimed, err := h.store.Claim(r.Context(), env.ID, h.cfg.dedupeTTL)
 	if err != nil {
 		h.log.Error("eachhook: dedupe store failed", "id", env.ID, "err", err)
+		h.refused(r.Context(), ReasonStore, 503, env.ID, err)
 		unavailable(w, "temporarily unavailable")
 		return
 	}
 	if !claimed {
 		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		h.duplicate(r.Context(), env)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body}) {
+	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body, req: h.requestContext(r.Context())}) {
 		// Release so that the sender's retry of this delivery is processed.
 		if err := h.store.Release(context.WithoutCancel(r.Context()), env.ID); err != nil {
 			h.log.Error("eachhook: release after full queue failed", "id", env.ID, "err", err)
 		}
 		h.log.Warn("eachhook: queue full or shutting down", "id", env.ID)
+		h.refusedNotQueued(r.Context(), env)
 		unavailable(w, "busy")
 		return
 	}
+	h.accepted(r.Context(), env)
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -162,6 +179,9 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (env envelope, envE
 		return env, nil, nil
 	}
 	sig := r.Header.Get(HeaderSignature)
+	if strings.TrimSpace(sig) == "" && r.Header.Get(HeaderSecret) != "" {
+		return h.authenticateSecretHeader(r, body)
+	}
 	ts := r.Header.Get(HeaderTimestamp)
 	now := h.cfg.now()
 	err = ErrNoSecret
@@ -184,16 +204,6 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (env envelope, envE
 		return env, envErr, fmt.Errorf("%w: %v", errLookup, lerr)
 	}
 	return env, nil, VerifySignature(body, sig, ts, now, h.cfg.tolerance, secrets...)
-}
-
-func (h *Handler) hasCallback(status string) bool {
-	switch status {
-	case StatusSuccess:
-		return h.onSuccess.Load() != nil
-	case StatusFailed:
-		return h.onFailed.Load() != nil
-	}
-	return false
 }
 
 func unavailable(w http.ResponseWriter, msg string) {

@@ -28,8 +28,8 @@ type outcome struct {
 	Time   time.Time
 	Kind   string
 	Code   int
-	ID     string // prediction id, when the body had one
-	Status string // the payload's status, when the body had one
+	ID     string // prediction id of a verified delivery
+	Status string // the payload's status, of a verified delivery
 	Reason string // why a request was refused or ignored
 	Err    error  // the verification error of a 401
 	Remote string
@@ -42,22 +42,36 @@ type receiverConfig struct {
 	tolerance time.Duration
 	now       func() time.Time
 	logger    *slog.Logger
-	workers   int
 	onSuccess func(context.Context, *eachhook.Success) error
 	onFailed  func(context.Context, *eachhook.Failure) error
 	report    func(outcome) // called once per request, on its goroutine
 }
 
-// receiver is an [eachhook.Handler] wrapped so that it can tell what it did
-// with each request. It does not change the Handler's answers: it records
-// the status code, observes the dedupe store's claims through the request's
-// context, and explains a 401 by verifying the captured body again with
-// the same secrets.
+// receiver serves an [eachhook.Handler] at one path and reports what the
+// Handler did with each request, as its [eachhook.Observer] tells it.
 type receiver struct {
-	cfg      receiverConfig
-	handler  *eachhook.Handler
-	store    *eachhook.MemoryStore
-	verifier *eachhook.Verifier // explains a 401
+	cfg     receiverConfig
+	handler *eachhook.Handler
+}
+
+// decision is the Handler's decision on one request, noted by the observer
+// through the request's context.
+type decision struct {
+	kind    string
+	info    eachhook.DeliveryInfo // of a verified delivery
+	refusal eachhook.Refusal      // of a refused request
+}
+
+type decisionKey struct{}
+
+// note returns an observer function that notes the decision kind for a
+// verified delivery.
+func note(kind string) func(context.Context, eachhook.DeliveryInfo) {
+	return func(ctx context.Context, d eachhook.DeliveryInfo) {
+		if dec, ok := ctx.Value(decisionKey{}).(*decision); ok {
+			dec.kind, dec.info = kind, d
+		}
+	}
 }
 
 func newReceiver(cfg receiverConfig) (*receiver, error) {
@@ -70,24 +84,24 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.workers == 0 {
-		cfg.workers = 1
-	}
-	verifier, err := eachhook.NewVerifier(cfg.secrets...)
-	if err != nil {
-		return nil, err
-	}
-	store := eachhook.NewMemoryStore(0, cfg.now)
 	h, err := eachhook.New(
 		eachhook.WithSecret(cfg.secrets...),
 		eachhook.WithTolerance(cfg.tolerance),
 		eachhook.WithClock(cfg.now),
 		eachhook.WithLogger(cfg.logger),
-		eachhook.WithWorkers(cfg.workers),
-		eachhook.WithStore(claimObserver{store}),
+		eachhook.WithWorkers(1), // events print in the order they were accepted
+		eachhook.WithObserver(eachhook.Observer{
+			Refused: func(ctx context.Context, r eachhook.Refusal) {
+				if dec, ok := ctx.Value(decisionKey{}).(*decision); ok {
+					dec.kind, dec.refusal = kindRefused, r
+				}
+			},
+			Duplicate: note(kindDuplicate),
+			Ignored:   note(kindIgnored),
+			Accepted:  note(kindAccepted),
+		}),
 	)
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
 	if cfg.onSuccess != nil {
@@ -96,61 +110,18 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 	if cfg.onFailed != nil {
 		h.OnFailed(cfg.onFailed)
 	}
-	return &receiver{cfg: cfg, handler: h, store: store, verifier: verifier}, nil
+	return &receiver{cfg: cfg, handler: h}, nil
 }
 
-// Shutdown drains the Handler and stops the store's sweep.
+// Shutdown drains the Handler.
 func (rc *receiver) Shutdown(ctx context.Context) error {
-	err := rc.handler.Shutdown(ctx)
-	rc.store.Close()
-	return err
-}
-
-// claimKey is the context key of a request's *claimRecord.
-type claimKey struct{}
-
-// claimRecord is where claimObserver notes the Handler's claim of an id.
-type claimRecord struct {
-	called  bool
-	claimed bool
-}
-
-// claimObserver is the Handler's dedupe store; it notes in the request's
-// context whether the id was claimed (first delivery) or not (duplicate).
-type claimObserver struct{ eachhook.Store }
-
-func (s claimObserver) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
-	ok, err := s.Store.Claim(ctx, id, ttl)
-	if rec, _ := ctx.Value(claimKey{}).(*claimRecord); rec != nil && err == nil {
-		rec.called, rec.claimed = true, ok
-	}
-	return ok, err
-}
-
-// statusWriter records the status code written.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
+	return rc.handler.Shutdown(ctx)
 }
 
 // ServeHTTP serves the Handler at the configured path and reports the
 // outcome of every request.
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	o := outcome{Time: rc.cfg.now(), Remote: r.RemoteAddr}
+	o := outcome{Time: rc.cfg.now(), Code: http.StatusOK, Remote: r.RemoteAddr}
 	if rc.cfg.path != "" && r.URL.Path != rc.cfg.path {
 		http.NotFound(w, r)
 		o.Kind, o.Code = kindRefused, http.StatusNotFound
@@ -159,72 +130,72 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Keep the bytes the Handler reads, to explain a 400 or a 401.
 	var body bytes.Buffer
 	r.Body = struct {
 		io.Reader
 		io.Closer
 	}{io.TeeReader(r.Body, &body), r.Body}
-	rec := &claimRecord{}
-	r = r.WithContext(context.WithValue(r.Context(), claimKey{}, rec))
-	sw := &statusWriter{ResponseWriter: w}
-	rc.handler.ServeHTTP(sw, r)
+	var dec decision
+	rc.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, &dec)))
 
-	o.Code = sw.code
-	if o.Code == 0 {
-		o.Code = http.StatusOK
-	}
-	var env struct {
-		ID     any `json:"id"`
-		Status any `json:"status"`
-	}
-	_ = json.Unmarshal(body.Bytes(), &env)
-	o.ID, _ = env.ID.(string)
-	o.Status, _ = env.Status.(string)
-
-	switch {
-	case o.Code == http.StatusOK && rec.called && rec.claimed:
-		o.Kind = kindAccepted
-	case o.Code == http.StatusOK && rec.called:
-		o.Kind, o.Reason = kindDuplicate, "id already accepted; acknowledged without a callback"
-	case o.Code == http.StatusOK:
-		o.Kind, o.Reason = kindIgnored, fmt.Sprintf("no callback for status %q; acknowledged and dropped", o.Status)
-	default:
-		o.Kind = kindRefused
-		o.Reason = rc.refusal(r, o.Code, body.Bytes(), &o.Err)
+	o.Kind, o.ID, o.Status = dec.kind, dec.info.ID, dec.info.Status
+	switch dec.kind {
+	case kindDuplicate:
+		o.Reason = "id already accepted; acknowledged without a callback"
+	case kindIgnored:
+		o.Reason = fmt.Sprintf("no callback for status %q; acknowledged and dropped", o.Status)
+	case kindRefused:
+		o.Code, o.ID = dec.refusal.StatusCode, dec.refusal.ID
+		o.Reason, o.Err = rc.explainRefusal(r, body.Bytes(), dec.refusal)
 	}
 	rc.report(o)
 }
 
-// refusal explains an answer other than 200.
-func (rc *receiver) refusal(r *http.Request, code int, body []byte, verr *error) string {
-	switch code {
-	case http.StatusUnauthorized:
-		sig := r.Header.Get(eachhook.HeaderSignature)
-		ts := r.Header.Get(eachhook.HeaderTimestamp)
-		now := rc.cfg.now()
-		err := rc.verifier.Verify(body, sig, ts, now, rc.cfg.tolerance)
-		if err == nil {
-			// The Handler's clock moved on between the two checks.
-			err = eachhook.ErrTimestampOutOfRange
+// verifyErrors are the core's verification errors, by which a 401 is
+// reported.
+var verifyErrors = []error{
+	eachhook.ErrMissingSignature, eachhook.ErrMalformedSignature, eachhook.ErrMalformedTimestamp,
+	eachhook.ErrTimestampOutOfRange, eachhook.ErrNoSecret, eachhook.ErrInvalidSignature,
+}
+
+// explainRefusal says why the Handler refused a request, and for a 401
+// which verification error it was.
+func (rc *receiver) explainRefusal(r *http.Request, body []byte, ref eachhook.Refusal) (string, error) {
+	switch ref.Reason {
+	case eachhook.ReasonSignature, eachhook.ReasonTimestamp:
+		err := ref.Err
+		for _, sentinel := range verifyErrors {
+			if errors.Is(err, sentinel) {
+				err = sentinel
+				break
+			}
 		}
-		*verr = err
-		reason := explain(err, body, sig, ts, now, rc.cfg.tolerance, rc.cfg.secrets)
+		sig, ts := r.Header.Get(eachhook.HeaderSignature), r.Header.Get(eachhook.HeaderTimestamp)
+		reason := explain(err, body, sig, ts, rc.cfg.now(), rc.cfg.tolerance, rc.cfg.secrets)
 		if errors.Is(err, eachhook.ErrMissingSignature) && r.Header.Get(eachhook.HeaderSecret) != "" {
 			reason += "; the request carries the legacy " + eachhook.HeaderSecret + " header instead, which this receiver does not accept: create the prediction with a webhook_secret so that it is signed"
 		}
-		return reason
-	case http.StatusBadRequest:
-		return "malformed payload: " + payloadProblem(body)
-	case http.StatusMethodNotAllowed:
-		return fmt.Sprintf("method %s not allowed: the sender POSTs", r.Method)
-	case http.StatusUnsupportedMediaType:
-		return fmt.Sprintf("Content-Type %q is not JSON", r.Header.Get("Content-Type"))
-	case http.StatusRequestEntityTooLarge:
-		return "body larger than the receiver's limit"
-	case http.StatusServiceUnavailable:
-		return "receiver busy or shutting down; the sender will retry"
+		return reason, err
+	case eachhook.ReasonMalformed:
+		return "malformed payload: " + payloadProblem(body, ref.Err), nil
+	case eachhook.ReasonMethod:
+		return fmt.Sprintf("method %s not allowed: the sender POSTs", r.Method), nil
+	case eachhook.ReasonMediaType:
+		return fmt.Sprintf("Content-Type %q is not JSON", r.Header.Get("Content-Type")), nil
+	case eachhook.ReasonTooLarge:
+		return "body larger than the receiver's limit", nil
+	case eachhook.ReasonShutdown:
+		return "receiver shutting down; the sender will retry", nil
+	case eachhook.ReasonQueueFull:
+		return "every worker busy and the queue full; the sender will retry", nil
 	}
-	return strings.ToLower(http.StatusText(code))
+	// Unreadable body, failed lookup or store: the error says it all.
+	reason := strings.ReplaceAll(string(ref.Reason), "_", " ")
+	if ref.Err != nil {
+		reason += ": " + ref.Err.Error()
+	}
+	return reason, nil
 }
 
 func (rc *receiver) report(o outcome) {
@@ -234,15 +205,19 @@ func (rc *receiver) report(o outcome) {
 }
 
 // payloadProblem says what is wrong with a body the Handler refused as
-// malformed.
-func payloadProblem(body []byte) string {
+// malformed with err. The problems of the classic prediction form are
+// worded for a person; for the other forms, err says what is wrong.
+func payloadProblem(body []byte, err error) string {
 	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(body, &obj); err != nil {
-		return "not a JSON object (" + err.Error() + ")"
+	if jerr := json.Unmarshal(body, &obj); jerr != nil {
+		return "not a JSON object (" + jerr.Error() + ")"
 	}
-	var id string
-	if err := json.Unmarshal(obj["id"], &id); err != nil || id == "" {
+	var id, status string
+	switch {
+	case obj["id"] != nil && (json.Unmarshal(obj["id"], &id) != nil || id == ""):
 		return "no non-empty string \"id\""
+	case obj["status"] != nil && json.Unmarshal(obj["status"], &status) != nil:
+		return "\"status\" is not a string"
 	}
-	return "\"status\" is not a string"
+	return strings.TrimPrefix(err.Error(), eachhook.ErrMalformedPayload.Error()+": ")
 }

@@ -1,0 +1,488 @@
+package eachhook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/stretchr/testify/require"
+)
+
+// recorder records every callback of a Handler, of all four kinds.
+type recorder struct {
+	mu        sync.Mutex
+	successes []*eachhook.Success
+	failures  []*eachhook.Failure
+	completed []*eachhook.WorkflowRun
+	wfFailed  []*eachhook.WorkflowRun
+}
+
+func (c *recorder) register(h *eachhook.Handler) {
+	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.successes = append(c.successes, s)
+		return nil
+	})
+	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.failures = append(c.failures, f)
+		return nil
+	})
+	h.OnWorkflowCompleted(func(ctx context.Context, run *eachhook.WorkflowRun) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.completed = append(c.completed, run)
+		return nil
+	})
+	h.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.wfFailed = append(c.wfFailed, run)
+		return nil
+	})
+}
+
+// counts returns the number of runs of OnSuccess, OnFailed,
+// OnWorkflowCompleted and OnWorkflowFailed.
+func (c *recorder) counts() [4]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return [4]int{len(c.successes), len(c.failures), len(c.completed), len(c.wfFailed)}
+}
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return b
+}
+
+// withUnknownField adds a field no version of the sender documents.
+func withUnknownField(body []byte) []byte {
+	i := bytes.IndexByte(body, '{')
+	return append(append(append([]byte{}, body[:i+1]...), `"x_future_field":{"nested":[1,{"a":null}]},`...), body[i+1:]...)
+}
+
+var (
+	onSuccess   = [4]int{1, 0, 0, 0}
+	onFailed    = [4]int{0, 1, 0, 0}
+	onCompleted = [4]int{0, 0, 1, 0}
+	onWfFailed  = [4]int{0, 0, 0, 1}
+)
+
+func TestDocumentedForms(t *testing.T) {
+	cases := []struct {
+		file  string
+		want  [4]int
+		check func(t *testing.T, c *recorder)
+	}{
+		{file: "prediction-success.json", want: onSuccess, check: func(t *testing.T, c *recorder) {
+			s := c.successes[0]
+			require.Equal(t, "abc123-def456-ghi789", s.ID)
+			u, err := s.URL()
+			require.NoError(t, err)
+			require.Equal(t, "https://storage.example.com/predictions/abc123/image.jpg", u)
+			require.Equal(t, eachhook.Metrics{PredictTime: 12.5, Cost: 0.05}, s.Metrics)
+			require.JSONEq(t, `{"prompt":"A beautiful sunset over the ocean","aspect_ratio":"16:9"}`, string(s.Input))
+		}},
+		{file: "prediction-failed.json", want: onFailed, check: func(t *testing.T, c *recorder) {
+			f := c.failures[0]
+			require.Equal(t, "abc123-def456-ghi789", f.ID)
+			require.Equal(t, "Error: Model timeout after 30s", f.Logs)
+			require.Empty(t, f.Code)
+			require.Equal(t, "null", string(f.Output))
+		}},
+		{file: "exec-succeeded.json", want: onSuccess, check: func(t *testing.T, c *recorder) {
+			s := c.successes[0]
+			require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", s.ID)
+			var out struct{ URL string }
+			require.NoError(t, s.Decode(&out))
+			require.Equal(t, "https://storage.example.com/predictions/7c9e6679/image.png", out.URL)
+			require.Zero(t, s.Metrics)
+		}},
+		{file: "exec-failed-code.json", want: onFailed, check: func(t *testing.T, c *recorder) {
+			f := c.failures[0]
+			require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", f.ID)
+			require.Equal(t, "EXECUTION_TIMEOUT", f.Code)
+			require.Equal(t, "Execution timed out after 300 seconds", f.Logs)
+		}},
+		{file: "exec-failed-text.json", want: onFailed, check: func(t *testing.T, c *recorder) {
+			f := c.failures[0]
+			require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", f.ID)
+			require.Empty(t, f.Code)
+			require.Equal(t, "CUDA out of memory", f.Logs)
+		}},
+		{file: "both-ids.json", want: onSuccess, check: func(t *testing.T, c *recorder) {
+			require.Equal(t, "abc123-def456-ghi789", c.successes[0].ID, `"id" wins over "exec_id"`)
+		}},
+		{file: "workflow-completed.json", want: onCompleted, check: func(t *testing.T, c *recorder) {
+			run := c.completed[0]
+			require.Equal(t, "0b5f3d9e-8a61-4c2b-9f0e-5d7a1c3e2b44", run.ExecutionID)
+			require.Equal(t, "wf-portrait-upscale", run.WorkflowID)
+			require.Equal(t, eachhook.StatusCompleted, run.Status)
+			require.Equal(t, time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC), run.StartedAt)
+			require.JSONEq(t, `{"prompt":"A beautiful sunset over the ocean"}`, string(run.Inputs))
+			var steps map[string]struct{ URL string }
+			require.NoError(t, json.Unmarshal(run.StepOutputs, &steps))
+			require.Equal(t, "https://storage.example.com/workflows/0b5f3d9e/upscaled.png", steps["upscale"].URL)
+			require.JSONEq(t, `{"url":"https://storage.example.com/workflows/0b5f3d9e/upscaled.png"}`, string(run.Output))
+			require.Empty(t, run.Error)
+			require.Empty(t, run.ErrorCause)
+		}},
+		{file: "workflow-failed.json", want: onWfFailed, check: func(t *testing.T, c *recorder) {
+			run := c.wfFailed[0]
+			require.Equal(t, "0b5f3d9e-8a61-4c2b-9f0e-5d7a1c3e2b44", run.ExecutionID)
+			require.Equal(t, eachhook.StatusFailed, run.Status)
+			require.Equal(t, "ExecutionFailed", run.Error)
+			require.Equal(t, "step upscale: provider returned 500", run.ErrorCause)
+			require.Equal(t, "null", string(run.Output))
+		}},
+	}
+	schemes := []struct {
+		name   string
+		scheme eachhooktest.Scheme
+		opts   []eachhook.Option
+	}{
+		{name: "body signature", scheme: eachhooktest.BodyScheme},
+		{name: "timestamp signature", scheme: eachhooktest.TimestampScheme},
+		{name: "timestamp signature and plain secret", scheme: eachhooktest.TimestampAndSecretScheme},
+		{name: "legacy plain secret", scheme: eachhooktest.LegacySecretScheme, opts: []eachhook.Option{eachhook.WithLegacySecretHeader()}},
+	}
+	for _, tc := range cases {
+		for _, sc := range schemes {
+			for _, extra := range []bool{false, true} {
+				name := tc.file + "/" + sc.name
+				if extra {
+					name += "/unknown field"
+				}
+				t.Run(name, func(t *testing.T) {
+					body := readTestdata(t, tc.file)
+					if extra {
+						body = withUnknownField(body)
+					}
+					h := newHandler(t, append([]eachhook.Option{eachhook.WithSecret(secret)}, sc.opts...)...)
+					c := &recorder{}
+					c.register(h)
+					w := serve(h, eachhooktest.NewRequest("/", secret, body, sc.scheme, time.Now()))
+					require.Equal(t, 200, w.Code, w.Body.String())
+					drain(t, h)
+					require.Equal(t, tc.want, c.counts())
+					tc.check(t, c)
+				})
+			}
+		}
+	}
+}
+
+// TestBuilderForms checks that the eachhooktest builders produce deliveries
+// that reach the right callback with the seed values.
+func TestBuilderForms(t *testing.T) {
+	cases := []struct {
+		name  string
+		body  []byte
+		want  [4]int
+		check func(t *testing.T, c *recorder)
+	}{
+		{name: "SuccessBody", body: eachhooktest.SuccessBody("p1"), want: onSuccess, check: func(t *testing.T, c *recorder) {
+			require.Equal(t, "p1", c.successes[0].ID)
+		}},
+		{name: "FailedBody", body: eachhooktest.FailedBody("p1"), want: onFailed, check: func(t *testing.T, c *recorder) {
+			require.Equal(t, eachhooktest.SeedLogs, c.failures[0].Logs)
+		}},
+		{name: "SucceededBody", body: eachhooktest.SucceededBody("e1"), want: onSuccess, check: func(t *testing.T, c *recorder) {
+			s := c.successes[0]
+			require.Equal(t, "e1", s.ID)
+			require.JSONEq(t, `{"url":"`+eachhooktest.SeedOutput+`"}`, string(s.Output))
+		}},
+		{name: "ExecFailedBody with code", body: eachhooktest.ExecFailedBody("e1", eachhooktest.SeedErrorCode, eachhooktest.SeedErrorMessage), want: onFailed, check: func(t *testing.T, c *recorder) {
+			f := c.failures[0]
+			require.Equal(t, "e1", f.ID)
+			require.Equal(t, eachhooktest.SeedErrorCode, f.Code)
+			require.Equal(t, eachhooktest.SeedErrorMessage, f.Logs)
+		}},
+		{name: "ExecFailedBody plain", body: eachhooktest.ExecFailedBody("e1", "", "boom"), want: onFailed, check: func(t *testing.T, c *recorder) {
+			require.Empty(t, c.failures[0].Code)
+			require.Equal(t, "boom", c.failures[0].Logs)
+		}},
+		{name: "WorkflowCompletedBody", body: eachhooktest.WorkflowCompletedBody("x1", "wf"), want: onCompleted, check: func(t *testing.T, c *recorder) {
+			run := c.completed[0]
+			require.Equal(t, "x1", run.ExecutionID)
+			require.Equal(t, "wf", run.WorkflowID)
+			require.Equal(t, eachhooktest.SeedStartedAt, run.StartedAt.Format(time.RFC3339))
+		}},
+		{name: "WorkflowFailedBody", body: eachhooktest.WorkflowFailedBody("x1", "wf"), want: onWfFailed, check: func(t *testing.T, c *recorder) {
+			run := c.wfFailed[0]
+			require.Equal(t, eachhooktest.SeedWorkflowError, run.Error)
+			require.Equal(t, eachhooktest.SeedErrorCause, run.ErrorCause)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, eachhook.WithSecret(secret))
+			c := &recorder{}
+			c.register(h)
+			require.Equal(t, 200, serve(h, eachhooktest.NewRequest("/", secret, tc.body, eachhooktest.TimestampScheme, time.Now())).Code)
+			drain(t, h)
+			require.Equal(t, tc.want, c.counts())
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestFailureErrorShapes(t *testing.T) {
+	cases := []struct {
+		name, body, code, logs string
+	}{
+		{name: "top-level error object", body: `{"exec_id":"e","status":"failed","output":null,"error":{"error_code":"PROVIDER_RATE_LIMIT","error_message":"slow down"}}`, code: "PROVIDER_RATE_LIMIT", logs: "slow down"},
+		{name: "top-level error string", body: `{"exec_id":"e","status":"failed","error":"boom"}`, logs: "boom"},
+		{name: "first step with an error", body: `{"exec_id":"e","status":"failed","output":[{"id":"a","error":null},{"id":"b","error":{"error_code":"X","error_message":"y"}}]}`, code: "X", logs: "y"},
+		{name: "step error beats top-level error", body: `{"exec_id":"e","status":"failed","output":[{"error":"step"}],"error":"top"}`, logs: "step"},
+		{name: "logs beat error, code kept", body: `{"id":"e","status":"failed","logs":"log text","output":[{"error":{"error_code":"C","error_message":"m"}}]}`, code: "C", logs: "log text"},
+		{name: "error object of another shape", body: `{"exec_id":"e","status":"failed","output":[{"error":{"message":"m"}}]}`, logs: `{"message":"m"}`},
+		{name: "output not an array", body: `{"exec_id":"e","status":"failed","output":{"error":"ignored"}}`},
+		{name: "steps of another type", body: `{"exec_id":"e","status":"failed","output":[1,"two"],"error":"top"}`, logs: "top"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, eachhook.WithSecret(secret))
+			c := &recorder{}
+			c.register(h)
+			require.Equal(t, 200, serve(h, signed([]byte(tc.body))).Code)
+			drain(t, h)
+			require.Equal(t, onFailed, c.counts())
+			require.Equal(t, "e", c.failures[0].ID)
+			require.Equal(t, tc.code, c.failures[0].Code)
+			require.Equal(t, tc.logs, c.failures[0].Logs)
+		})
+	}
+}
+
+func TestKindRule(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		code int
+		want [4]int
+	}{
+		{name: "workflow_id decides over id", body: `{"id":"p","execution_id":"x","workflow_id":"w","status":"completed"}`, code: 200, want: onCompleted},
+		{name: "workflow failed is not a prediction failure", body: `{"execution_id":"x","workflow_id":"w","status":"failed"}`, code: 200, want: onWfFailed},
+		{name: "execution_id alone", body: `{"execution_id":"x","status":"completed"}`, code: 200, want: onCompleted},
+		{name: "id over execution_id without workflow_id", body: `{"id":"p","execution_id":"x","status":"success"}`, code: 200, want: onSuccess},
+		{name: "exec_id with null id", body: `{"id":null,"exec_id":"e","status":"succeeded"}`, code: 200, want: onSuccess},
+		{name: "exec_id with empty id", body: `{"id":"","exec_id":"e","status":"failed"}`, code: 200, want: onFailed},
+		{name: "prediction status on a workflow", body: `{"execution_id":"x","workflow_id":"w","status":"success"}`, code: 200},
+		{name: "workflow status on a prediction", body: `{"id":"p","status":"completed"}`, code: 200},
+		{name: "succeeded in the spec page's form", body: `{"id":"p","status":"succeeded"}`, code: 200, want: onSuccess},
+		{name: "flow_id of any type", body: `{"exec_id":"e","flow_id":{"a":1},"status":"succeeded"}`, code: 200, want: onSuccess},
+		{name: "no identifying field", body: `{"status":"succeeded","output":{"url":"u"}}`, code: 400},
+		{name: "workflow_id without execution_id", body: `{"workflow_id":"w","status":"completed"}`, code: 400},
+		{name: "numeric exec_id", body: `{"exec_id":7,"status":"succeeded"}`, code: 400},
+		{name: "numeric execution_id", body: `{"execution_id":7,"workflow_id":"w","status":"completed"}`, code: 400},
+		{name: "empty object", body: `{}`, code: 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, eachhook.WithSecret(secret))
+			c := &recorder{}
+			c.register(h)
+			w := serve(h, signed([]byte(tc.body)))
+			require.Equal(t, tc.code, w.Code, w.Body.String())
+			drain(t, h)
+			require.Equal(t, tc.want, c.counts())
+		})
+	}
+}
+
+func TestUnknownKindIsLogged(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))))
+	require.Equal(t, 400, serve(h, signed([]byte(`{"status":"succeeded"}`))).Code)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Contains(t, logs.String(), "refused malformed delivery")
+	require.Contains(t, logs.String(), "cannot tell the kind of delivery")
+}
+
+func TestPredictionAndWorkflowIDsDoNotCollide(t *testing.T) {
+	var looked []string
+	var mu sync.Mutex
+	lookup := func(ctx context.Context, id string) ([]string, error) {
+		mu.Lock()
+		looked = append(looked, id)
+		mu.Unlock()
+		return []string{"per-delivery"}, nil
+	}
+	store := eachhook.NewMemoryStore(0, nil)
+	defer store.Close()
+	h := newHandler(t, eachhook.WithSecretLookup(lookup), eachhook.WithStore(store))
+	c := &recorder{}
+	c.register(h)
+	send := func(body []byte) int {
+		return serve(h, eachhooktest.NewRequest("/", "per-delivery", body, eachhooktest.TimestampScheme, time.Now())).Code
+	}
+	for range 2 {
+		require.Equal(t, 200, send(eachhooktest.SuccessBody("same")))
+		require.Equal(t, 200, send(eachhooktest.WorkflowCompletedBody("same", "wf")))
+	}
+	drain(t, h)
+	require.Equal(t, [4]int{1, 0, 1, 0}, c.counts())
+	require.Equal(t, []string{"same", "workflow:same", "same", "workflow:same"}, looked)
+	// The keys as held by the store.
+	for _, key := range []string{"same", eachhook.WorkflowKeyPrefix + "same"} {
+		claimed, err := store.Claim(context.Background(), key, time.Hour)
+		require.NoError(t, err)
+		require.False(t, claimed, key)
+	}
+}
+
+func TestRedelivery(t *testing.T) {
+	forms := []struct {
+		name string
+		body []byte
+		key  string
+	}{
+		{name: "spec page", body: eachhooktest.SuccessBody("r1"), key: "r1"},
+		{name: "exec_id form", body: eachhooktest.SucceededBody("r1"), key: "r1"},
+		{name: "workflow", body: eachhooktest.WorkflowCompletedBody("r1", "wf"), key: "workflow:r1"},
+	}
+	for _, form := range forms {
+		t.Run(form.name+"/after callbacks finished", func(t *testing.T) {
+			var clock clockAt
+			clock.set(time.Now())
+			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock.now))
+			var runs counter
+			runs.register(h, nil)
+			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
+			require.Equal(t, 200, serve(h, first).Code)
+			<-runs.done
+			// An hour later the user asks for a redelivery: signed again.
+			clock.set(clock.now().Add(time.Hour))
+			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
+			require.Equal(t, 200, serve(h, again).Code)
+			drain(t, h)
+			require.Equal(t, 1, runs.n())
+		})
+		t.Run(form.name+"/after callbacks failed for good", func(t *testing.T) {
+			var clock clockAt
+			clock.set(time.Now())
+			gaveUp := make(chan string, 1)
+			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock.now), eachhook.WithRetry(2, time.Millisecond),
+				eachhook.WithErrorHandler(func(ctx context.Context, err error) {
+					var ce *eachhook.CallbackError
+					if errors.As(err, &ce) {
+						gaveUp <- ce.ID
+					}
+				}))
+			var runs counter
+			var fail sync.Mutex // held while the callback must fail
+			failing := true
+			runs.register(h, func() error {
+				fail.Lock()
+				defer fail.Unlock()
+				if failing {
+					return io.ErrUnexpectedEOF
+				}
+				return nil
+			})
+			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
+			require.Equal(t, 200, serve(h, first).Code)
+			require.Equal(t, form.key, <-gaveUp) // both attempts failed, claim released
+			fail.Lock()
+			failing = false
+			fail.Unlock()
+			clock.set(clock.now().Add(time.Hour))
+			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
+			require.Equal(t, 200, serve(h, again).Code)
+			drain(t, h)
+			require.Equal(t, 3, runs.n()) // 2 failed attempts + the redelivery
+			require.Equal(t, 1, runs.ok())
+		})
+	}
+}
+
+// clockAt is a settable clock.
+type clockAt struct{ unix atomic.Int64 }
+
+func (c *clockAt) set(t time.Time) { c.unix.Store(t.Unix()) }
+func (c *clockAt) now() time.Time  { return time.Unix(c.unix.Load(), 0) }
+
+// counter counts callback runs of every kind; fn, when set, decides each
+// run's result.
+type counter struct {
+	runs, oks atomic.Int32
+	done      chan struct{}
+}
+
+func (c *counter) register(h *eachhook.Handler, fn func() error) {
+	c.done = make(chan struct{}, 100)
+	run := func() error {
+		c.runs.Add(1)
+		defer func() { c.done <- struct{}{} }()
+		if fn != nil {
+			if err := fn(); err != nil {
+				return err
+			}
+		}
+		c.oks.Add(1)
+		return nil
+	}
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return run() })
+	h.OnFailed(func(context.Context, *eachhook.Failure) error { return run() })
+	h.OnWorkflowCompleted(func(context.Context, *eachhook.WorkflowRun) error { return run() })
+	h.OnWorkflowFailed(func(context.Context, *eachhook.WorkflowRun) error { return run() })
+}
+
+func (c *counter) n() int  { return int(c.runs.Load()) }
+func (c *counter) ok() int { return int(c.oks.Load()) }
+
+func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
+	h := newHandler(t, eachhook.WithSecret(secret))
+	c := newCalls() // OnSuccess and OnFailed only
+	c.register(h)
+	body := eachhooktest.WorkflowFailedBody("x1", "wf")
+	require.Equal(t, 200, serve(h, signed(body)).Code, "acknowledged and dropped")
+	// The dropped delivery was not claimed: once a callback is
+	// registered, the sender's retry is processed.
+	var runs atomic.Int32
+	h.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error { runs.Add(1); return nil })
+	require.Equal(t, 200, serve(h, signed(body)).Code)
+	drain(t, h)
+	require.Equal(t, int32(1), runs.Load())
+	s, f := c.counts()
+	require.Zero(t, s+f, "a failed workflow is not a failed prediction")
+}
+
+// TestDedupeAcrossForms checks that one prediction sent in several forms
+// runs one callback: the key is the id the rule picks, whatever the form.
+func TestDedupeAcrossForms(t *testing.T) {
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithWorkers(1)) // callbacks in order
+	c := &recorder{}
+	c.register(h)
+	for _, body := range [][]byte{
+		eachhooktest.SuccessBody("abc123-def456-ghi789"),
+		eachhooktest.SucceededBody("abc123-def456-ghi789"),
+		readTestdata(t, "both-ids.json"), // id abc123-def456-ghi789, another exec_id
+		eachhooktest.SucceededBody("7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+		readTestdata(t, "exec-succeeded.json"),
+	} {
+		require.Equal(t, 200, serve(h, signed(body)).Code)
+	}
+	drain(t, h)
+	require.Equal(t, [4]int{2, 0, 0, 0}, c.counts())
+	require.Equal(t, "abc123-def456-ghi789", c.successes[0].ID)
+	require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", c.successes[1].ID)
+}
