@@ -15,11 +15,13 @@ var ErrNotQueued = errors.New("eachhook: delivery not queued")
 // the same dedupe [Store] and queue as a verified webhook: a prediction id
 // runs one callback, whichever of the webhook and Deliver comes first.
 //
-// body is a JSON object in the webhook's shape, with "id" and a "status"
-// of [StatusSuccess] or [StatusFailed]; the callback's [Success] or
-// [Failure] is decoded from it, and its Raw is body. Deliver verifies no
-// signature: body must come from code you trust. The Handler keeps body;
-// do not change it afterwards.
+// body is a JSON object in one of the webhook's forms, such as "id" with
+// a "status" of [StatusSuccess] or [StatusFailed]; it is routed and
+// decoded as a webhook's body is, and the callback's Raw is body. Deliver
+// verifies no signature: body must come from code you trust. The Handler
+// keeps body; do not change it afterwards. Deliver is not a request: of
+// the [Observer]'s functions, only those about callbacks and the queue
+// are called for it, with ctx as the request's context.
 //
 // Deliver returns (true, nil) when it accepted the outcome: the callback
 // will run as for a webhook answered 200. It returns (false, nil) when
@@ -37,7 +39,7 @@ func (h *Handler) Deliver(ctx context.Context, body []byte) (bool, error) {
 	if h.pool.closing.Load() {
 		return false, ErrNotQueued
 	}
-	if !h.hasCallback(env.Status) {
+	if !h.hasCallback(env) {
 		h.log.Info("eachhook: delivered outcome with no callback", "id", env.ID, "status", env.Status)
 		return false, nil
 	}
@@ -49,7 +51,7 @@ func (h *Handler) Deliver(ctx context.Context, body []byte) (bool, error) {
 		h.log.Debug("eachhook: duplicate delivered outcome", "id", env.ID)
 		return false, nil
 	}
-	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body}) {
+	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body, req: h.requestContext(ctx)}) {
 		if err := h.store.Release(context.WithoutCancel(ctx), env.ID); err != nil {
 			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", err)
 		}

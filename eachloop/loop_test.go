@@ -139,6 +139,7 @@ func TestPolledFailureCarriesCodeAndMessage(t *testing.T) {
 	require.Equal(t, [2]int{0, 1}, [2]int{s, f})
 	got := r.calls.failures[0]
 	require.Equal(t, "pred-1", got.ID)
+	require.Equal(t, "PROVIDER_RATE_LIMIT", got.Code)
 	require.Equal(t, "The provider is rate limiting requests", got.Logs)
 	require.JSONEq(t, `{"error_code": "PROVIDER_RATE_LIMIT", "error_message": "The provider is rate limiting requests"}`, string(got.Output))
 	require.JSONEq(t, `{"error_code": "PROVIDER_RATE_LIMIT", "error_message": "The provider is rate limiting requests"}`, jsonField(t, got.Raw, "error"))
@@ -155,6 +156,7 @@ func TestPolledLegacyFailureKeepsItsLogs(t *testing.T) {
 	r.stop()
 	got := r.calls.failures[0]
 	require.Equal(t, "Error: Model timeout after 30s", got.Logs)
+	require.Empty(t, got.Code)
 	require.Empty(t, jsonField(t, got.Raw, "error"))
 }
 
@@ -169,6 +171,7 @@ func TestCancelled(t *testing.T) {
 		r.stop()
 		got := r.calls.failures[0]
 		require.JSONEq(t, `{"error_code": "CANCELLED", "error_message": "the prediction was cancelled"}`, jsonField(t, got.Raw, "error"))
+		require.Equal(t, eachloop.CodeCancelled, got.Code)
 		require.Equal(t, "the prediction was cancelled", got.Logs)
 		require.Equal(t, `"cancelled"`, jsonField(t, got.Raw, "polled_status"))
 	})

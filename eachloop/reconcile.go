@@ -81,8 +81,9 @@ type entry struct {
 // The callback's Raw is the API's answer with "status" set to the webhook's
 // ("success" or "failed"), the polled status kept in "polled_status" and,
 // for a failure with an error code, "error": {"error_code",
-// "error_message"} as in the webhook's exec_id form; its Logs is the error
-// message when the API sent no logs. An expectation whose outcome was
+// "error_message"} as in the webhook's exec_id form, so that
+// [eachhook.Failure] carries the code in Code and the message in Logs
+// (when the API sent no logs). An expectation whose outcome was
 // accepted (by a webhook or a poll) is marked done and no longer polled.
 // At the horizon ([WithHorizon]) the reconciler gives up: it marks the
 // expectation done and reports a [*GiveUpError] with
