@@ -387,3 +387,18 @@ func TestScanFailureIsRetriedAtTheNextScan(t *testing.T) {
 	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
 	require.Equal(t, []time.Duration{eachloop.DefaultScanInterval}, r.gets(id))
 }
+
+// An unexpected member of the API's answer does not change how the
+// polled outcome is routed, and the expectation's id is the one used.
+func TestPolledAnswerKeepsOnlyTheDocumentedMembers(t *testing.T) {
+	r := newRig(t, rigConfig{})
+	r.start()
+	id := r.create()
+	r.api.Script(id, eachlooptest.OK(`{"id": "another-id", "status": "success", "output": "https://x/y.png",
+		"workflow_id": "wf-1", "exec_id": "ex-1", "extra": true}`))
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
+	r.stop()
+	got := r.calls.successes[0]
+	require.Equal(t, id, got.ID)
+	require.JSONEq(t, `{"id": "pred-1", "status": "success", "polled_status": "success", "output": "https://x/y.png"}`, string(got.Raw))
+}

@@ -78,8 +78,10 @@ type entry struct {
 //   - an answer 429 or 5xx, or any other failure, is retried after the
 //     wait, or after the answer's Retry-After when that is longer.
 //
-// The callback's Raw is the API's answer with "status" set to the webhook's
-// ("success" or "failed"), the polled status kept in "polled_status" and,
+// The callback's Raw is a webhook body made of the API's answer: its
+// "input", "output", "logs", "metrics" and "urls", the prediction's "id",
+// "status" set to the webhook's ("success" or "failed"), the polled status
+// in "polled_status" and,
 // for a failure with an error code, "error": {"error_code",
 // "error_message"} as in the webhook's exec_id form, so that
 // [eachhook.Failure] carries the code in Code and the message in Logs
@@ -204,7 +206,7 @@ func (l *Loop) poll(ctx context.Context, h *eachhook.Handler, e *entry) {
 	if err == nil {
 		status = p.Status
 		if p.Terminal() {
-			err = l.dispatch(ctx, h, p)
+			err = l.dispatch(ctx, h, e.ID, p)
 			if err == nil {
 				return
 			}
@@ -239,15 +241,15 @@ func (l *Loop) poll(ctx context.Context, h *eachhook.Handler, e *entry) {
 	l.mu.Unlock()
 }
 
-// dispatch hands the terminal prediction p to h and marks it done, unless
+// dispatch hands the terminal prediction p, polled as id, to h and marks it done, unless
 // h could not take it.
-func (l *Loop) dispatch(ctx context.Context, h *eachhook.Handler, p *eachlabs.Prediction) error {
+func (l *Loop) dispatch(ctx context.Context, h *eachhook.Handler, id string, p *eachlabs.Prediction) error {
 	if p.Status == eachlabs.StatusCancelled && l.cfg.dropCancelled {
-		l.log.Info("eachloop: dropped a cancelled prediction", "id", p.ID)
-		l.settle(ctx, p.ID)
+		l.log.Info("eachloop: dropped a cancelled prediction", "id", id)
+		l.settle(ctx, id)
 		return nil
 	}
-	body, err := webhookBody(p)
+	body, err := webhookBody(id, p)
 	if err != nil {
 		return err
 	}
@@ -256,25 +258,29 @@ func (l *Loop) dispatch(ctx context.Context, h *eachhook.Handler, p *eachlabs.Pr
 		return fmt.Errorf("eachloop: dispatching the polled outcome: %w", err)
 	}
 	if accepted {
-		l.log.Info("eachloop: dispatched a polled outcome", "id", p.ID, "status", p.Status)
+		l.log.Info("eachloop: dispatched a polled outcome", "id", id, "status", p.Status)
 	}
 	// Accepted (the tracking store has settled it already), a duplicate,
 	// or no callback: done either way.
-	l.settle(ctx, p.ID)
+	l.settle(ctx, id)
 	return nil
 }
 
-// webhookBody turns a terminal poll answer into a webhook payload (see
-// Loop.Run).
-func webhookBody(p *eachlabs.Prediction) ([]byte, error) {
+// webhookBody turns a terminal poll answer for prediction id into a
+// webhook payload (see Loop.Run). Only the documented members are copied,
+// so that an unexpected one (such as "workflow_id") cannot change how the
+// Handler routes the body.
+func webhookBody(id string, p *eachlabs.Prediction) ([]byte, error) {
 	m := map[string]any{}
 	var raw map[string]json.RawMessage
 	if json.Unmarshal(p.Raw, &raw) == nil {
-		for k, v := range raw {
-			m[k] = v
+		for _, k := range []string{"input", "output", "logs", "metrics", "urls"} {
+			if v, ok := raw[k]; ok {
+				m[k] = v
+			}
 		}
 	}
-	m["id"] = p.ID
+	m["id"] = id
 	m["polled_status"] = p.Status
 	setError := func(code, msg string) {
 		m["error"] = map[string]string{"error_code": code, "error_message": msg}
