@@ -228,7 +228,10 @@ func New(client *eachlabs.Client, exp Expectations, webhookURL string, opts ...O
 // of its own. It returns the prediction's id.
 //
 // When the API refused or failed, nothing was recorded and the error is
-// the client's (see package eachlabs). When the prediction was created but
+// the client's (see package eachlabs); after an error matching
+// [eachlabs.ErrTimeout] the prediction may exist all the same: the Loop
+// does not know it, and its webhook will be refused. When the prediction
+// was created but
 // could not be recorded, Create returns its id and an error matching
 // [ErrNotRecorded]. The expectation is recorded even if ctx ends once the
 // API has answered.
