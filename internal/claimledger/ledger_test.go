@@ -1,0 +1,183 @@
+package claimledger
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func nopUndo(context.Context, string, Token) error { return nil }
+
+func TestWonTakePutBack(t *testing.T) {
+	l := New(2, time.Millisecond, nopUndo)
+	a, b, c := NewToken(), NewToken(), NewToken()
+	require.NotEqual(t, a, b)
+	l.Won("p1", a, time.Hour)
+	l.Won("p2", b, time.Hour)
+	l.Won("p3", c, time.Hour) // forgets p1, the oldest
+
+	_, _, ok := l.Take("p1")
+	require.False(t, ok)
+	tok, exp, ok := l.Take("p3")
+	require.True(t, ok)
+	require.Equal(t, c, tok)
+	_, _, ok = l.Take("p3")
+	require.False(t, ok, "Take removes")
+
+	l.PutBack("p3", tok, exp)
+	d := NewToken()
+	l.Won("p2", d, time.Hour) // replaces
+	l.PutBack("p2", b, exp)   // keeps the newer claim
+	tok, _, ok = l.Take("p2")
+	require.True(t, ok)
+	require.Equal(t, d, tok)
+	tok, _, ok = l.Take("p3")
+	require.True(t, ok)
+	require.Equal(t, c, tok)
+}
+
+func TestExpiredAreForgotten(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(10, time.Millisecond, nopUndo)
+	l.now = func() time.Time { return now }
+	l.Won("p1", NewToken(), time.Minute)
+	now = now.Add(time.Minute)
+	_, _, ok := l.Take("p1")
+	require.False(t, ok)
+	l.Won("p2", NewToken(), time.Minute)
+	now = now.Add(2 * time.Minute)
+	l.Won("p3", NewToken(), time.Minute) // p2, expired at the front, goes
+	require.Equal(t, 1, l.order.Len())
+}
+
+// A claim of unknown outcome is undone in the background, retried while
+// undo fails, and the goroutine ends when none is left.
+func TestDoubtsAreUndone(t *testing.T) {
+	var mu sync.Mutex
+	fails := 3
+	undone := map[string]Token{}
+	l := New(10, time.Millisecond, func(ctx context.Context, id string, tok Token) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			return errors.New("down")
+		}
+		undone[id] = tok
+		return nil
+	})
+	a, b := NewToken(), NewToken()
+	l.Doubt("p1", a, time.Hour)
+	l.Doubt("p2", b, time.Hour)
+	require.Eventually(t, func() bool { return l.Doubts() == 0 }, 10*time.Second, time.Millisecond)
+	mu.Lock()
+	require.Equal(t, map[string]Token{"p1": a, "p2": b}, undone)
+	mu.Unlock()
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.running
+	}, 10*time.Second, time.Millisecond)
+}
+
+// Settle undoes id's doubtful claim before a new claim of id, and reports
+// the failure to undo it.
+func TestSettle(t *testing.T) {
+	down := true
+	var mu sync.Mutex
+	l := New(10, time.Millisecond, func(ctx context.Context, id string, tok Token) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return errors.New("down")
+		}
+		return nil
+	})
+	ctx := context.Background()
+	require.NoError(t, l.Settle(ctx, "p1"))
+	l.Doubt("p1", NewToken(), time.Hour)
+	require.Error(t, l.Settle(ctx, "p1"))
+	require.NoError(t, l.Settle(ctx, "p2"))
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	require.NoError(t, l.Settle(ctx, "p1"))
+	require.Zero(t, l.Doubts())
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.running
+	}, 10*time.Second, time.Millisecond)
+}
+
+// BenchmarkLocalWork measures what a winning Claim does on the client
+// beyond the command it sends: drawing a token and remembering it, with
+// the ledger full (65536 claims, so the oldest is forgotten each time).
+func BenchmarkLocalWork(b *testing.B) {
+	const max = 1 << 16
+	l := New(max, time.Second, nopUndo)
+	ids := make([]string, 2*max)
+	for i := range ids {
+		ids[i] = "pred-" + strconv.Itoa(i)
+	}
+	for i := range max {
+		l.Won(ids[i], NewToken(), time.Hour)
+	}
+	i := max
+	for b.Loop() {
+		l.Won(ids[i%len(ids)], NewToken(), time.Hour)
+		i++
+	}
+}
+
+// Close ends the undo goroutine even while undo fails, and a later doubt
+// starts none.
+func TestClose(t *testing.T) {
+	l := New(10, time.Hour, func(ctx context.Context, id string, tok Token) error { return errors.New("down") })
+	l.Doubt("p1", NewToken(), time.Hour)
+	l.Close()
+	l.Doubt("p2", NewToken(), time.Hour)
+	require.Equal(t, 2, l.Doubts())
+	l.Close()
+}
+
+// Two claims of one id whose outcome is unknown are both undone.
+func TestDoubtsOfOneId(t *testing.T) {
+	var mu sync.Mutex
+	var undone []Token
+	l := New(10, time.Hour, func(ctx context.Context, id string, tok Token) error {
+		mu.Lock()
+		defer mu.Unlock()
+		undone = append(undone, tok)
+		return nil
+	})
+	defer l.Close()
+	a, b := NewToken(), NewToken()
+	l.mu.Lock()
+	l.closed = true // no background goroutine: Settle does the work
+	l.mu.Unlock()
+	l.Doubt("p1", a, time.Hour)
+	l.Doubt("p1", b, time.Hour)
+	require.Equal(t, 2, l.Doubts())
+	require.NoError(t, l.Settle(context.Background(), "p1"))
+	require.Zero(t, l.Doubts())
+	require.ElementsMatch(t, []Token{a, b}, undone)
+}
+
+// The claims of unknown outcome are bounded too.
+func TestDoubtsAreBounded(t *testing.T) {
+	l := New(3, time.Hour, func(context.Context, string, Token) error { return errors.New("down") })
+	defer l.Close()
+	for i := range 10 {
+		l.Doubt("p"+strconv.Itoa(i), NewToken(), time.Hour)
+	}
+	require.Equal(t, 3, l.Doubts())
+}

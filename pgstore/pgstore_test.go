@@ -1,0 +1,328 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/internal/replicatest"
+	"github.com/eachhook/eachhook/pgstore"
+	"github.com/eachhook/eachhook/storetest"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// dsn returns the test database: $EACHHOOK_POSTGRES_DSN, or the local
+// default .ci/services.sh creates. When it does not answer, the test fails
+// in CI (CI set) and is skipped elsewhere.
+func dsn(tb testing.TB) string {
+	tb.Helper()
+	dsn := os.Getenv("EACHHOOK_POSTGRES_DSN")
+	if dsn == "" {
+		dsn = "postgres://eachhook:eachhook@127.0.0.1:5432/eachhook?sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err == nil {
+		err = conn.Ping(ctx)
+		conn.Close(ctx)
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("postgres: %v (CI is set: a missing server is a failure)", err)
+		}
+		tb.Skipf("postgres: %v (set EACHHOOK_POSTGRES_DSN)", err)
+	}
+	return dsn
+}
+
+// newPool returns a pool on dsn, closed when the test ends. A non-empty
+// addr (host:port) replaces the server's address, to go through a proxy.
+func newPool(tb testing.TB, dsn, addr string) *pgxpool.Pool {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(dsn)
+	require.NoError(tb, err)
+	if addr != "" {
+		host, port, err := net.SplitHostPort(addr)
+		require.NoError(tb, err)
+		p, err := strconv.ParseUint(port, 10, 16)
+		require.NoError(tb, err)
+		cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = host, uint16(p), nil
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(tb, err)
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// newTable returns a table name of the test's own, dropped when the test
+// ends.
+func newTable(tb testing.TB, pool *pgxpool.Pool) string {
+	name := fmt.Sprintf("eachhook_test_%d", time.Now().UnixNano())
+	tb.Cleanup(func() {
+		_, err := pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+name)
+		require.NoError(tb, err)
+	})
+	return name
+}
+
+// newStore returns a migrated store on table, closed when the test ends.
+func newStore(tb testing.TB, pool *pgxpool.Pool, table string, opts ...pgstore.Option) *pgstore.Store {
+	tb.Helper()
+	s, err := pgstore.New(pool, append([]pgstore.Option{pgstore.WithTable(table)}, opts...)...)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, s.Close()) })
+	require.NoError(tb, s.Migrate(context.Background()))
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	pool := newPool(t, dsn(t), "")
+	table := newTable(t, pool)
+	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, pool, table) })
+}
+
+func TestNewRejectsUnworkableConfig(t *testing.T) {
+	_, err := pgstore.New(nil)
+	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
+	// A pool that never connects: New must not contact the server.
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none")
+	require.NoError(t, err)
+	defer pool.Close()
+	for _, name := range []string{"", "a b", "x;drop", "1abc", "a.b.c", `"q"`} {
+		_, err = pgstore.New(pool, pgstore.WithTable(name))
+		require.ErrorIs(t, err, pgstore.ErrInvalidOption, "table %q", name)
+	}
+	_, err = pgstore.New(pool, pgstore.WithCleanupInterval(-time.Second))
+	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
+	_, err = pgstore.New(pool, pgstore.WithLogger(nil))
+	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
+	s, err := pgstore.New(pool, pgstore.WithCleanupInterval(0))
+	require.NoError(t, err)
+	_, err = s.Claim(context.Background(), "pred", 0)
+	require.ErrorIs(t, err, pgstore.ErrInvalidTTL)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
+}
+
+// Migrate is idempotent and safe to run from several replicas at once, in
+// a schema of its own too.
+func TestMigrateConcurrently(t *testing.T) {
+	pool := newPool(t, dsn(t), "")
+	ctx := context.Background()
+	schema := fmt.Sprintf("eachhook_test_schema_%d", time.Now().UnixNano())
+	_, err := pool.Exec(ctx, "CREATE SCHEMA "+schema)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := pool.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+		require.NoError(t, err)
+	})
+	s, err := pgstore.New(pool, pgstore.WithTable(schema+".claims"), pgstore.WithCleanupInterval(0))
+	require.NoError(t, err)
+	defer s.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() { errs <- s.Migrate(ctx) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	ok, err := s.Claim(ctx, "pred-1", time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
+
+// A claim that expired and was taken by another replica is not released
+// by the replica that held it first.
+func TestReleaseKeepsAnotherReplicasClaim(t *testing.T) {
+	d := dsn(t)
+	pool := newPool(t, d, "")
+	table := newTable(t, pool)
+	a, b := newStore(t, pool, table), newStore(t, newPool(t, d, ""), table)
+	ctx := context.Background()
+	const id = "pred-1"
+
+	ok, err := a.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, err = pool.Exec(ctx, "UPDATE "+table+" SET expires_at = now() - interval '1 second' WHERE id = $1", id)
+	require.NoError(t, err) // a's claim expires
+	ok, err = b.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok, "an expired claim must count as absent")
+
+	require.NoError(t, a.Release(ctx, id))
+	ok, err = b.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.False(t, ok, "a's release deleted b's claim")
+
+	require.NoError(t, b.Release(ctx, id))
+	ok, err = a.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok, "b's release kept b's claim")
+}
+
+// Cleanup deletes expired rows only, in batches, and the background
+// cleanup runs it.
+func TestCleanup(t *testing.T) {
+	pool := newPool(t, dsn(t), "")
+	table := newTable(t, pool)
+	s := newStore(t, pool, table, pgstore.WithCleanupInterval(0))
+	ctx := context.Background()
+	// 2500 expired rows (more than two batches) and one live claim.
+	_, err := pool.Exec(ctx, "INSERT INTO "+table+" (id, token, expires_at) "+
+		"SELECT 'old-' || g, gen_random_uuid(), now() - interval '1 minute' FROM generate_series(1, 2500) g")
+	require.NoError(t, err)
+	ok, err := s.Claim(ctx, "live", time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	n, err := s.Cleanup(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(2500), n)
+	var left int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&left))
+	require.Equal(t, 1, left)
+
+	// The background cleanup of a second store on the same table.
+	_, err = pool.Exec(ctx, "INSERT INTO "+table+" (id, token, expires_at) VALUES ('old', gen_random_uuid(), now())")
+	require.NoError(t, err)
+	bg := newStore(t, pool, table, pgstore.WithCleanupInterval(10*time.Millisecond))
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n))
+		return n == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, bg.Close())
+	ok, err = s.Claim(ctx, "live", time.Hour)
+	require.NoError(t, err)
+	require.False(t, ok, "cleanup deleted a live claim")
+}
+
+func TestTwoHandlersSharePostgres(t *testing.T) {
+	d := dsn(t)
+	pool := newPool(t, d, "")
+	table := newTable(t, pool)
+	t.Run("OneStore", func(t *testing.T) {
+		s := newStore(t, pool, table)
+		replicatest.RunSharedStore(t, s, s)
+	})
+	t.Run("StorePerReplica", func(t *testing.T) {
+		replicatest.RunSharedStore(t, newStore(t, pool, table), newStore(t, newPool(t, d, ""), table))
+	})
+}
+
+func TestPostgresOutage(t *testing.T) {
+	d := dsn(t)
+	direct := newPool(t, d, "")
+	table := newTable(t, direct)
+	cfg, err := pgx.ParseConfig(d)
+	require.NoError(t, err)
+	replicatest.RunOutage(t, replicatest.Outage{
+		Target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
+		NewStore: func(t *testing.T, addr string) eachhook.Store {
+			return newStore(t, newPool(t, d, addr), table)
+		},
+		Claimed: func(t *testing.T, id string) bool {
+			var ok bool
+			err := direct.QueryRow(context.Background(),
+				"SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1 AND expires_at > now())", id).Scan(&ok)
+			require.NoError(t, err)
+			return ok
+		},
+	})
+}
+
+// A Claim whose answer is lost after PostgreSQL committed it returns an
+// error (the Handler answers 503) and leaves no claim behind: the store
+// deletes it once the database answers, so the sender's retry, on any
+// replica, is processed.
+func TestFailedClaimLeavesNoClaim(t *testing.T) {
+	d := dsn(t)
+	direct := newPool(t, d, "")
+	table := newTable(t, direct)
+	cfg, err := pgx.ParseConfig(d)
+	require.NoError(t, err)
+	target := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	ctx := context.Background()
+	claimed := func(id string) bool {
+		var ok bool
+		require.NoError(t, direct.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1)", id).Scan(&ok))
+		return ok
+	}
+	for _, sameStore := range []bool{false, true} {
+		id := fmt.Sprintf("pred-lost-%v", sameStore)
+		proxy := replicatest.NewReplyDropper(t, target, id)
+		s := newStore(t, newPool(t, d, proxy.Addr()), table)
+
+		ok, err := s.Claim(ctx, id, time.Hour)
+		require.Error(t, err)
+		require.False(t, ok)
+		require.True(t, proxy.Dropped())
+
+		if sameStore {
+			// The same store claims the id again before it was undone in
+			// the background, or after: either way it wins.
+			ok, err = s.Claim(ctx, id, time.Hour)
+			require.NoError(t, err)
+			require.True(t, ok)
+			continue
+		}
+		require.Eventually(t, func() bool { return !claimed(id) }, 10*time.Second, 10*time.Millisecond,
+			"the failed claim was not undone")
+		ok, err = newStore(t, direct, table).Claim(ctx, id, time.Hour)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+}
+
+// Simultaneous claims of an id whose row has expired (and not yet been
+// cleaned up) have exactly one winner, as for a new id.
+func TestConcurrentClaimsOfExpiredRow(t *testing.T) {
+	d := dsn(t)
+	pool := newPool(t, d, "")
+	table := newTable(t, pool)
+	stores := []*pgstore.Store{newStore(t, pool, table), newStore(t, newPool(t, d, ""), table)}
+	ctx := context.Background()
+	for round := range 5 {
+		id := fmt.Sprintf("pred-expired-%d", round)
+		_, err := pool.Exec(ctx, "INSERT INTO "+table+" (id, token, expires_at) VALUES ($1, gen_random_uuid(), now() - interval '1 second')", id)
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		won, failed := 0, 0
+		start := make(chan struct{})
+		for i := range 50 {
+			wg.Go(func() {
+				<-start
+				ok, err := stores[i%2].Claim(ctx, id, time.Hour)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed++
+				} else if ok {
+					won++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		require.Zero(t, failed)
+		require.Equal(t, 1, won, "round %d", round)
+	}
+}

@@ -1,0 +1,206 @@
+// Package redisstore is an [eachhook.Store] on Redis, shared by every
+// replica that receives webhooks, through any [redis.UniversalClient]
+// (a single server, a cluster or a sentinel failover client).
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+//	store, err := redisstore.New(rdb)
+//	if err != nil { ... }
+//	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithStore(store))
+//
+// # Claims
+//
+// A claim is one command, SET key token PX ttl NX (EX when the TTL is
+// whole seconds), where key is the key
+// prefix ([WithKeyPrefix]) followed by the prediction id and token is a
+// random value drawn for that claim; Redis expires the key after the TTL,
+// so nothing else is kept on the server. When the SET finds the key taken,
+// a GET tells whether the value there is this claim's own token: go-redis
+// resends a command whose connection broke after it was written, and the
+// resent SET NX then finds the first attempt's token. Such a claim is won,
+// not a duplicate of itself (which would drop the delivery). A winning
+// claim thus costs one round trip, as a raw SET NX does, and a duplicate
+// two. Any Redis from 2.6.12 on will do.
+//
+// # Releases
+//
+// Release deletes the key only if it still holds the token of this store's
+// own claim (a compare-and-delete Lua script), so that it never removes a
+// claim that expired and was then taken by another replica. The tokens of
+// the claims a store won are kept in memory, at most [WithMaxTokens] of
+// them: when the limit is reached, the oldest are forgotten, and expired
+// ones are forgotten as they are met. Release of an id whose token was
+// forgotten (or that another process claimed) deletes nothing and returns
+// nil; that claim then lasts until its TTL. The Handler releases a claim
+// within seconds or minutes of taking it (queue full, callback failed on
+// every attempt, shutdown), long before the default limit is reached at
+// ordinary rates.
+//
+// # Outages
+//
+// A Claim that fails leaves no claim behind. When the connection breaks
+// after the SET was sent, Redis may have applied it although Claim
+// returned an error (and the Handler answered 503); the sender's retry
+// would then be taken for a duplicate and the delivery lost. So the store
+// deletes such a claim by its token as soon as Redis answers again: from
+// a goroutine that tries every second while there are such claims and
+// ends when there are none (or at [Store.Close]), and before it claims
+// the same id again.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/internal/claimledger"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults for the options.
+const (
+	DefaultKeyPrefix = "eachhook:claim:"
+	DefaultMaxTokens = 1 << 16
+)
+
+// ErrInvalidOption is matched by every error [New] returns for a
+// configuration that cannot work.
+var ErrInvalidOption = errors.New("redisstore: invalid option")
+
+// ErrInvalidTTL is matched by the error of a Claim with a TTL of zero or
+// less.
+var ErrInvalidTTL = errors.New("redisstore: TTL must be positive")
+
+// release deletes KEYS[1] if it holds ARGV[1], the releasing claim's token.
+var release = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0`)
+
+// Store is an [eachhook.Store] on Redis. Create it with [New]. It is safe
+// for concurrent use. It does not close the client.
+type Store struct {
+	client redis.UniversalClient
+	prefix string
+	ledger *claimledger.Ledger
+}
+
+var _ eachhook.Store = (*Store)(nil)
+
+type config struct {
+	prefix    string
+	maxTokens int
+}
+
+// Option configures a [Store].
+type Option func(*config) error
+
+// WithKeyPrefix sets the prefix of every key the store writes, followed by
+// the prediction id. Give each deployment that shares a Redis database its
+// own prefix. Default [DefaultKeyPrefix] ("eachhook:claim:"); it may be
+// empty.
+func WithKeyPrefix(prefix string) Option {
+	return func(c *config) error { c.prefix = prefix; return nil }
+}
+
+// WithMaxTokens sets how many of its own claims' tokens the store keeps in
+// memory for Release (about 150 bytes each). Default [DefaultMaxTokens]
+// (65536); it must be at least 1.
+func WithMaxTokens(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: max tokens %d < 1", ErrInvalidOption, n)
+		}
+		c.maxTokens = n
+		return nil
+	}
+}
+
+// New returns a Store that keeps its claims in client, configured by opts.
+// It does not contact the server; a server that cannot be reached makes
+// Claim fail (and the Handler answer 503).
+func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+	}
+	cfg := config{prefix: DefaultKeyPrefix, maxTokens: DefaultMaxTokens}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	s := &Store{client: client, prefix: cfg.prefix}
+	s.ledger = claimledger.New(cfg.maxTokens, claimledger.UndoInterval, s.deleteIfHeld)
+	return s, nil
+}
+
+// Claim implements [eachhook.Store]. TTLs are kept to the millisecond; a
+// TTL below one millisecond counts as one.
+func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if ttl <= 0 {
+		return false, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	ttl = max(ttl, time.Millisecond)
+	if err := s.ledger.Settle(ctx, id); err != nil {
+		return false, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	key, token := s.prefix+id, claimledger.NewToken()
+	value := token.String()
+	won, err := s.client.SetNX(ctx, key, value, ttl).Result()
+	if err != nil {
+		s.ledger.Doubt(id, token, ttl)
+		return false, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	if !won {
+		// A retried SET finds its own first attempt's token.
+		v, err := s.client.Get(ctx, key).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return false, nil // the claim that stood has just expired
+		case err != nil:
+			s.ledger.Doubt(id, token, ttl)
+			return false, fmt.Errorf("redisstore: claim: %w", err)
+		case v != value:
+			return false, nil
+		}
+	}
+	s.ledger.Won(id, token, ttl)
+	return true, nil
+}
+
+// Release implements [eachhook.Store]. It deletes id's claim only if this
+// store holds it.
+func (s *Store) Release(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	token, expires, ok := s.ledger.Take(id)
+	if !ok {
+		return nil
+	}
+	if err := s.deleteIfHeld(ctx, id, token); err != nil {
+		// The claim may still stand: keep its token for another try.
+		s.ledger.PutBack(id, token, expires)
+		return fmt.Errorf("redisstore: release: %w", err)
+	}
+	return nil
+}
+
+// deleteIfHeld deletes id's claim if it holds token.
+func (s *Store) deleteIfHeld(ctx context.Context, id string, token claimledger.Token) error {
+	return release.Run(ctx, s.client, []string{s.prefix + id}, token.String()).Err()
+}
+
+// Close stops deleting the claims of failed Claims in the background (see
+// Outages in the package documentation) and waits for that goroutine,
+// which otherwise ends on its own once none is left; the ones left stand
+// until their TTL. The store still answers Claim and Release afterwards.
+// Call it at exit, after the Handlers' Shutdown. Close is idempotent.
+func (s *Store) Close() error {
+	s.ledger.Close()
+	return nil
+}

@@ -1,0 +1,250 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/internal/replicatest"
+	"github.com/eachhook/eachhook/redisstore"
+	"github.com/eachhook/eachhook/storetest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// redisAddr returns the test server's address: $EACHHOOK_REDIS_ADDR, or
+// 127.0.0.1:6379. When it does not answer, the test fails in CI (CI set)
+// and is skipped elsewhere.
+func redisAddr(tb testing.TB) string {
+	tb.Helper()
+	addr := os.Getenv("EACHHOOK_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("redis at %s: %v (CI is set: a missing server is a failure)", addr, err)
+		}
+		tb.Skipf("redis at %s: %v (set EACHHOOK_REDIS_ADDR)", addr, err)
+	}
+	return addr
+}
+
+// newClient returns a client of the server at addr, closed when the test
+// ends.
+func newClient(tb testing.TB, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newPrefix returns a key prefix of the test's own, whose keys are deleted
+// when the test ends.
+func newPrefix(tb testing.TB, c *redis.Client) string {
+	prefix := fmt.Sprintf("eachhooktest:%d:", time.Now().UnixNano())
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
+}
+
+func newStore(tb testing.TB, c redis.UniversalClient, prefix string, opts ...redisstore.Option) *redisstore.Store {
+	tb.Helper()
+	s, err := redisstore.New(c, append([]redisstore.Option{redisstore.WithKeyPrefix(prefix)}, opts...)...)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, s.Close()) })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	c := newClient(t, redisAddr(t))
+	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, c, newPrefix(t, c)) })
+}
+
+func TestNewRejectsUnworkableConfig(t *testing.T) {
+	_, err := redisstore.New(nil)
+	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	_, err = redisstore.New(c, redisstore.WithMaxTokens(0))
+	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
+	s, err := redisstore.New(c)
+	require.NoError(t, err)
+	_, err = s.Claim(context.Background(), "pred", 0)
+	require.ErrorIs(t, err, redisstore.ErrInvalidTTL)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
+}
+
+func TestKeyLayout(t *testing.T) {
+	c := newClient(t, redisAddr(t))
+	prefix := newPrefix(t, c)
+	s := newStore(t, c, prefix)
+	ctx := context.Background()
+	ok, err := s.Claim(ctx, "pred-1", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	ttl, err := c.PTTL(ctx, prefix+"pred-1").Result()
+	require.NoError(t, err)
+	require.Greater(t, ttl, 50*time.Second)
+	require.LessOrEqual(t, ttl, time.Minute)
+}
+
+// A claim that expired and was taken by another replica is not released
+// by the replica that held it first.
+func TestReleaseKeepsAnotherReplicasClaim(t *testing.T) {
+	addr := redisAddr(t)
+	c := newClient(t, addr)
+	prefix := newPrefix(t, c)
+	a, b := newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix)
+	ctx := context.Background()
+	const id = "pred-1"
+
+	ok, err := a.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, c.Del(ctx, prefix+id).Err()) // a's claim expires
+	ok, err = b.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	require.NoError(t, a.Release(ctx, id))
+	ok, err = b.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.False(t, ok, "a's release deleted b's claim")
+
+	require.NoError(t, b.Release(ctx, id))
+	ok, err = a.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok, "b's release kept b's claim")
+}
+
+// The store keeps at most WithMaxTokens tokens: the release of a forgotten
+// claim deletes nothing, the release of a remembered one deletes it.
+func TestTokensAreBounded(t *testing.T) {
+	c := newClient(t, redisAddr(t))
+	prefix := newPrefix(t, c)
+	s := newStore(t, c, prefix, redisstore.WithMaxTokens(2))
+	ctx := context.Background()
+	for _, id := range []string{"p1", "p2", "p3"} {
+		ok, err := s.Claim(ctx, id, time.Hour)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+	for _, id := range []string{"p1", "p2", "p3"} {
+		require.NoError(t, s.Release(ctx, id))
+	}
+	n, err := c.Exists(ctx, prefix+"p1", prefix+"p2", prefix+"p3").Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	n, err = c.Exists(ctx, prefix+"p1").Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "the oldest claim's token should have been forgotten")
+}
+
+// When the connection breaks after the server ran the claim, go-redis
+// sends the command again; the claim must still be won, not taken for a
+// duplicate of itself (which would drop the delivery).
+func TestClaimWonThroughClientRetry(t *testing.T) {
+	addr := redisAddr(t)
+	direct := newClient(t, addr)
+	prefix := newPrefix(t, direct)
+	const id = "pred-retried"
+	proxy := replicatest.NewReplyDropper(t, addr, prefix+id)
+	s := newStore(t, newClient(t, proxy.Addr()), prefix)
+	ctx := context.Background()
+
+	ok, err := s.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.True(t, proxy.Dropped(), "the proxy did not drop the claim's reply")
+	require.True(t, ok, "a claim retried by the client was taken for a duplicate")
+
+	ok, err = s.Claim(ctx, id, time.Hour)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, s.Release(ctx, id))
+	n, err := direct.Exists(ctx, prefix+id).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "release after a retried claim kept the claim")
+}
+
+func TestTwoHandlersShareRedis(t *testing.T) {
+	addr := redisAddr(t)
+	c := newClient(t, addr)
+	prefix := newPrefix(t, c)
+	t.Run("OneStore", func(t *testing.T) {
+		s := newStore(t, c, prefix)
+		replicatest.RunSharedStore(t, s, s)
+	})
+	t.Run("StorePerReplica", func(t *testing.T) {
+		replicatest.RunSharedStore(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
+	})
+}
+
+func TestRedisOutage(t *testing.T) {
+	addr := redisAddr(t)
+	direct := newClient(t, addr)
+	prefix := newPrefix(t, direct)
+	replicatest.RunOutage(t, replicatest.Outage{
+		Target: addr,
+		NewStore: func(t *testing.T, addr string) eachhook.Store {
+			return newStore(t, newClient(t, addr), prefix)
+		},
+		Claimed: func(t *testing.T, id string) bool {
+			n, err := direct.Exists(context.Background(), prefix+id).Result()
+			require.NoError(t, err)
+			return n == 1
+		},
+	})
+}
+
+// A Claim whose answer is lost after Redis applied it returns an error (the
+// Handler answers 503) and leaves no claim behind: the store deletes it
+// once Redis answers, so the sender's retry, on any replica, is processed.
+func TestFailedClaimLeavesNoClaim(t *testing.T) {
+	addr := redisAddr(t)
+	direct := newClient(t, addr)
+	prefix := newPrefix(t, direct)
+	ctx := context.Background()
+	for _, sameStore := range []bool{false, true} {
+		id := fmt.Sprintf("pred-lost-%v", sameStore)
+		proxy := replicatest.NewReplyDropper(t, addr, prefix+id)
+		// No client retries, so the lost answer is Claim's error.
+		noRetry := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
+		t.Cleanup(func() { noRetry.Close() })
+		s := newStore(t, noRetry, prefix)
+
+		ok, err := s.Claim(ctx, id, time.Hour)
+		require.Error(t, err)
+		require.False(t, ok)
+		require.True(t, proxy.Dropped())
+
+		if sameStore {
+			// The same store claims the id again before it was undone in
+			// the background, or after: either way it wins.
+			ok, err = s.Claim(ctx, id, time.Hour)
+			require.NoError(t, err)
+			require.True(t, ok)
+			continue
+		}
+		require.Eventually(t, func() bool {
+			n, err := direct.Exists(ctx, prefix+id).Result()
+			require.NoError(t, err)
+			return n == 0
+		}, 10*time.Second, 10*time.Millisecond, "the failed claim was not undone")
+		ok, err = newStore(t, direct, prefix).Claim(ctx, id, time.Hour)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+}
