@@ -18,10 +18,11 @@
 //
 // [Loop.Create] records an [Expectation] (the prediction's id, its secret,
 // when it was created) in an [Expectations] store before it returns. The
-// in-memory [MemoryExpectations] forgets everything at a restart;
-// implementations on the project's durable stores keep the expectations
-// and their secrets across restarts. The conformance suite is package
-// expectationstest.
+// in-memory [MemoryExpectations] forgets everything at a restart; the
+// Expectations of modules pgstore (PostgreSQL) and redisstore (Redis) keep
+// the expectations and their secrets across restarts and share them
+// between replicas. Package expectationstest is the conformance suite and
+// the restart test every implementation runs.
 //
 // # Guarantees
 //
