@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,85 +46,127 @@ func AttemptFromContext(ctx context.Context) int {
 // maxBackoff caps the wait between two attempts of a callback.
 const maxBackoff = time.Minute
 
-// delivery is an accepted, verified, claimed webhook waiting for a worker.
-type delivery struct {
-	id     string
-	status string
-	body   []byte
-	req    *requestContext // for the observer only (observe.go)
-}
+// Errors of the in-memory queue; the Handler answers them with 503.
+var (
+	errQueueFull   = errors.New("eachhook: queue full")
+	errQueueClosed = errors.New("eachhook: queue shut down")
+)
 
-// pool runs accepted deliveries on a fixed number of goroutines, started on
-// the first delivery. Sends to queue happen under mu.RLock after checking
-// closed, so Shutdown can close queue under mu.Lock without a send racing.
+// pool is the default [Queue]: it runs accepted deliveries on a fixed
+// number of goroutines, started by Start. Sends to queue happen under
+// mu.RLock after checking closed, so Shutdown can close queue under mu.Lock
+// without a send racing.
 type pool struct {
-	h       *Handler
-	queue   chan delivery
-	closing atomic.Bool // set when Shutdown begins; read without a lock
+	h       *Handler // set by Start
+	workers int
+	queue   chan Delivery
 	mu      sync.RWMutex
 	closed  bool
+	started bool
 
-	start   sync.Once
-	workers sync.WaitGroup
+	running sync.WaitGroup
 	drained chan struct{} // closed when every worker has returned
 	abandon atomic.Bool   // set when Shutdown's deadline passed
 
 	ctx        context.Context // the callbacks' context
 	cancel     context.CancelFunc
-	attemptCtx []context.Context // ctx carrying attempt i, made once
+	attemptCtx []context.Context // ctx carrying attempt i, made at Start
 }
 
-func (p *pool) init(h *Handler) {
-	p.h = h
+var _ Queue = (*pool)(nil)
+
+func newPool(workers, size int) *pool {
+	p := &pool{workers: workers, queue: make(chan Delivery, size), drained: make(chan struct{})}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.queue = make(chan delivery, h.cfg.queueSize)
+	return p
+}
+
+// Start implements [Queue]: it starts the worker goroutines.
+func (p *pool) Start(_ context.Context, h *Handler) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return errQueueClosed
+	case p.started:
+		return nil
+	}
+	p.started = true
+	p.h = h
 	p.attemptCtx = make([]context.Context, h.cfg.maxAttempts+1)
 	for i := range p.attemptCtx {
 		p.attemptCtx[i] = context.WithValue(p.ctx, attemptKey{}, i)
 	}
-	p.drained = make(chan struct{})
-}
-
-// enqueue hands d to a worker without blocking. It reports false when the
-// queue is full or the Handler is shutting down.
-func (p *pool) enqueue(d delivery) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return false
-	}
-	p.start.Do(p.startWorkers)
-	p.h.queueChanged(1) // before the send, so that a worker's -1 never comes first
-	select {
-	case p.queue <- d:
-		return true
-	default:
-		p.h.queueChanged(-1)
-		return false
-	}
-}
-
-func (p *pool) startWorkers() {
-	p.workers.Add(p.h.cfg.workers)
-	for range p.h.cfg.workers {
+	p.running.Add(p.workers)
+	for range p.workers {
 		go p.work()
 	}
 	go func() {
-		p.workers.Wait()
+		p.running.Wait()
 		close(p.drained)
 	}()
+	return nil
+}
+
+// Enqueue implements [Queue] without blocking: it fails when the queue is
+// full or shut down.
+func (p *pool) Enqueue(_ context.Context, d Delivery) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return errQueueClosed
+	}
+	// Count the delivery in before the send, so that a worker's count out
+	// can never come first.
+	p.h.queueChanged(1, cap(p.queue))
+	select {
+	case p.queue <- d:
+		return nil
+	default:
+		p.h.queueChanged(-1, cap(p.queue))
+		return errQueueFull
+	}
 }
 
 func (p *pool) work() {
-	defer p.workers.Done()
+	defer p.running.Done()
 	for d := range p.queue {
-		p.h.queueChanged(-1)
+		p.h.queueChanged(-1, cap(p.queue))
 		if p.abandon.Load() {
 			p.h.lost(d)
 			continue
 		}
-		p.h.run(d)
+		p.run(d)
 	}
+}
+
+// Shutdown implements [Queue]; see [Handler.Shutdown] for its behaviour.
+func (p *pool) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.queue)
+	}
+	started := p.started
+	p.mu.Unlock()
+	if !started { // nothing was ever queued
+		p.cancel()
+		return nil
+	}
+
+	var err error
+	select {
+	case <-p.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		p.abandon.Store(true)
+		for d := range p.queue {
+			p.h.queueChanged(-1, cap(p.queue))
+			p.h.lost(d)
+		}
+	}
+	p.cancel()
+	return err
 }
 
 // Shutdown stops accepting deliveries (new requests are answered 503) and
@@ -135,29 +176,13 @@ func (p *pool) work() {
 // mode they are lost: the sender saw a 200 and will not retry), and
 // returns ctx.Err(); callbacks still running then end on their own. It also
 // stops the default [MemoryStore]. Shutdown may be called more than once.
+// A [Queue] set with [WithQueue] is shut down instead of the in-memory
+// one; its documentation says what happens to deliveries it did not run.
 func (h *Handler) Shutdown(ctx context.Context) error {
-	p := &h.pool
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		p.closing.Store(true)
-		close(p.queue)
-	}
-	p.mu.Unlock()
-	p.start.Do(func() { close(p.drained) }) // never started: nothing to drain
-
-	var err error
-	select {
-	case <-p.drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-		p.abandon.Store(true)
-		for d := range p.queue {
-			h.queueChanged(-1)
-			h.lost(d)
-		}
-	}
-	p.cancel()
+	h.startMu.Lock()
+	h.closing.Store(true)
+	h.startMu.Unlock()
+	err := h.queue.Shutdown(ctx)
 	if h.ownStore != nil {
 		h.ownStore.Close()
 	}
@@ -166,39 +191,29 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 
 // lost logs an accepted delivery that will never run and releases its
 // claim, so that a manual redelivery is processed.
-func (h *Handler) lost(d delivery) {
-	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.id, "status", d.status)
+func (h *Handler) lost(d Delivery) {
+	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.ID, "status", d.Status)
 	h.notRun(d)
-	if err := h.store.Release(context.Background(), d.id); err != nil {
-		h.log.Error("eachhook: release failed", "id", d.id, "err", err)
+	if err := h.store.Release(context.Background(), d.ID); err != nil {
+		h.log.Error("eachhook: release failed", "id", d.ID, "err", err)
 	}
 }
 
 // run runs d's callback until it succeeds or the attempts are used up.
-func (h *Handler) run(d delivery) {
-	ctx := h.pool.ctx
+func (p *pool) run(d Delivery) {
+	h := p.h
 	var err error
 	ran := 0
 	for attempt := 1; attempt <= h.cfg.maxAttempts; attempt++ {
-		if attempt > 1 && !h.sleep(ctx, attempt) {
+		if attempt > 1 && !h.sleep(p.ctx, attempt) {
 			break // shutdown gave up waiting: report what ran so far
 		}
 		ran = attempt
-		err = h.observedCall(h.pool.attemptCtx[attempt], d, attempt)
-		if err == nil {
+		if err = h.RunCallback(p.attemptCtx[attempt], d, attempt); err == nil {
 			return
 		}
-		h.log.Warn("eachhook: callback failed", "id", d.id, "status", d.status, "attempt", attempt, "err", err)
 	}
-	cerr := &CallbackError{ID: d.id, Status: d.status, Attempts: ran, Err: err}
-	h.log.Error("eachhook: giving up on delivery", "id", d.id, "status", d.status, "attempts", ran, "err", err)
-	if rerr := h.store.Release(context.WithoutCancel(ctx), d.id); rerr != nil {
-		h.log.Error("eachhook: release failed", "id", d.id, "err", rerr)
-	}
-	h.gaveUp(ctx, cerr)
-	if h.cfg.onError != nil {
-		h.cfg.onError(ctx, cerr)
-	}
+	h.GiveUp(p.ctx, d, ran, err)
 }
 
 // sleep waits before the given attempt; false if ctx ended first.
@@ -215,15 +230,4 @@ func (h *Handler) sleep(ctx context.Context, attempt int) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// call runs the callback for d once, turning a panic into an error.
-func (h *Handler) call(ctx context.Context, d delivery) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			h.log.Error("eachhook: callback panicked", "id", d.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = fmt.Errorf("%w: %v", ErrCallbackPanic, v)
-		}
-	}()
-	return h.invoke(ctx, d.body)
 }

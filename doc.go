@@ -49,7 +49,8 @@
 //	status with no callback (see below), or
 //	  no callback registered for it            200, logged, no callback
 //	id already accepted (duplicate)            200, no callback
-//	dedupe store failed, or queue full         503, Retry-After, claim released
+//	dedupe store failed, or queue full
+//	  or its insert failed (see [Queue])       503, Retry-After, claim released
 //	first delivery of an id                    200, then one callback
 //
 // # What the sender sends
@@ -118,6 +119,13 @@
 // crash, and exactly-once for each id while the process lives and the
 // callback succeeds. [Handler.Shutdown] drains the queue; deliveries it
 // could not start before its deadline are logged by id and lost.
+//
+// Durable queues: [WithQueue] replaces the in-memory queue with another
+// [Queue]. Module github.com/eachhook/eachhook/durable provides one on
+// River (SQLite for one process, Postgres for many replicas): the
+// verified body is committed to the database before the 200, and a
+// process that restarts after a crash runs it again, so a delivery
+// acknowledged with 200 is processed at least once, even across a crash.
 //
 // # Monitoring
 //

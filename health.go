@@ -61,10 +61,10 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 
 // unhealthy returns why the Handler cannot accept deliveries now, or "".
 func (h *Handler) unhealthy(ctx context.Context) string {
-	if h.pool.closing.Load() {
+	if h.closing.Load() {
 		return HealthShuttingDown
 	}
-	if len(h.pool.queue) >= cap(h.pool.queue) {
+	if p, ok := h.queue.(*pool); ok && len(p.queue) >= cap(p.queue) {
 		return HealthQueueFull
 	}
 	if p, ok := h.store.(Pinger); ok {

@@ -185,13 +185,17 @@ func (h *Handler) refusedUnverified(ctx context.Context, err error) {
 }
 
 // refusedNotQueued reports a verified delivery the queue did not take:
-// the queue was full, or Shutdown began after the request's first check.
-func (h *Handler) refusedNotQueued(ctx context.Context, env envelope) {
-	reason := ReasonQueueFull
-	if h.pool.closing.Load() {
-		reason = ReasonShutdown
+// Shutdown began after the request's first check, the in-memory queue was
+// full, or another Queue failed to store it (reported as a store failure).
+func (h *Handler) refusedNotQueued(ctx context.Context, env envelope, err error) {
+	switch {
+	case h.closing.Load():
+		h.refused(ctx, ReasonShutdown, 503, env.ID, nil)
+	case errors.Is(err, errQueueFull):
+		h.refused(ctx, ReasonQueueFull, 503, env.ID, nil)
+	default:
+		h.refused(ctx, ReasonStore, 503, env.ID, err)
 	}
-	h.refused(ctx, reason, 503, env.ID, nil)
 }
 
 func (h *Handler) duplicate(ctx context.Context, env envelope) {
@@ -212,9 +216,9 @@ func (h *Handler) accepted(ctx context.Context, env envelope) {
 	}
 }
 
-func (h *Handler) queueChanged(delta int) {
+func (h *Handler) queueChanged(delta, capacity int) {
 	if f := h.cfg.observe.observer.QueueChanged; f != nil {
-		f(delta, cap(h.pool.queue))
+		f(delta, capacity)
 	}
 }
 
@@ -225,8 +229,8 @@ func (h *Handler) gaveUp(ctx context.Context, err *CallbackError) {
 }
 
 // notRun reports an accepted delivery dropped by Shutdown.
-func (h *Handler) notRun(d delivery) {
-	h.gaveUp(context.Background(), &CallbackError{ID: d.id, Status: d.status, Err: ErrNotRun})
+func (h *Handler) notRun(d Delivery) {
+	h.gaveUp(context.Background(), &CallbackError{ID: d.ID, Status: d.Status, Err: ErrNotRun})
 }
 
 // requestContext keeps a request's context in its delivery, for the
@@ -244,12 +248,12 @@ func (h *Handler) requestContext(ctx context.Context) *requestContext {
 
 // observedCall runs attempt number attempt of d's callback, reporting it
 // to the observer. ctx already carries the attempt number.
-func (h *Handler) observedCall(ctx context.Context, d delivery, attempt int) error {
+func (h *Handler) observedCall(ctx context.Context, d Delivery, attempt int) error {
 	o := &h.cfg.observe.observer
 	if o.CallbackStarted == nil && o.CallbackFinished == nil {
 		return h.call(ctx, d)
 	}
-	run := CallbackRun{ID: d.id, Status: d.status, Attempt: attempt, Request: context.Background()}
+	run := CallbackRun{ID: d.ID, Status: d.Status, Attempt: attempt, Request: context.Background()}
 	if d.req != nil {
 		run.Request = d.req.ctx
 	}

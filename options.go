@@ -55,6 +55,7 @@ type config struct {
 	backoff     time.Duration
 	onError     func(ctx context.Context, err error)
 	observe     observeConfig // observe.go
+	queue       Queue
 }
 
 func defaultConfig() config {

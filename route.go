@@ -108,7 +108,7 @@ func (h *Handler) hasCallback(env envelope) bool {
 }
 
 // invoke decodes an accepted body once and runs the callback it is routed
-// to. The body passed decodeEnvelope before it was accepted, so it
+// to, or returns an error matching [ErrNoCallback] if none is registered. The body passed decodeEnvelope before it was accepted, so it
 // classifies the same way here.
 func (h *Handler) invoke(ctx context.Context, body []byte) error {
 	p := decodePayload(body)
@@ -134,5 +134,5 @@ func (h *Handler) invoke(ctx context.Context, body []byte) error {
 			return (*fn)(ctx, p.workflowRun(body))
 		}
 	}
-	return nil
+	return fmt.Errorf("%w: %q", ErrNoCallback, p.Status)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -30,7 +31,10 @@ type Handler struct {
 	onWorkflowCompleted atomic.Pointer[func(context.Context, *WorkflowRun) error]
 	onWorkflowFailed    atomic.Pointer[func(context.Context, *WorkflowRun) error]
 
-	pool pool
+	queue   Queue       // the in-memory pool unless WithQueue
+	closing atomic.Bool // set when Shutdown begins; read without a lock
+	startMu sync.Mutex  // serialises Start and the start of Shutdown
+	started atomic.Bool
 }
 
 // New returns a Handler configured by opts. It returns an error matching
@@ -61,7 +65,10 @@ func New(opts ...Option) (*Handler, error) {
 		h.ownStore = NewMemoryStore(0, cfg.now)
 		h.store = h.ownStore
 	}
-	h.pool.init(h)
+	h.queue = cfg.queue
+	if h.queue == nil {
+		h.queue = newPool(cfg.workers, cfg.queueSize)
+	}
 	return h, nil
 }
 
@@ -89,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if h.pool.closing.Load() {
+	if h.closing.Load() {
 		h.refused(r.Context(), ReasonShutdown, 503, "", nil)
 		unavailable(w, "shutting down")
 		return
@@ -154,13 +161,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body, req: h.requestContext(r.Context())}) {
+	if err := h.enqueue(r.Context(), Delivery{ID: env.ID, Status: env.Status, Body: body, req: h.requestContext(r.Context())}); err != nil {
 		// Release so that the sender's retry of this delivery is processed.
 		if err := h.store.Release(context.WithoutCancel(r.Context()), env.ID); err != nil {
-			h.log.Error("eachhook: release after full queue failed", "id", env.ID, "err", err)
+			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", err)
 		}
-		h.log.Warn("eachhook: queue full or shutting down", "id", env.ID)
-		h.refusedNotQueued(r.Context(), env)
+		h.log.Warn("eachhook: delivery not queued", "id", env.ID, "err", err)
+		h.refusedNotQueued(r.Context(), env, err)
 		unavailable(w, "busy")
 		return
 	}

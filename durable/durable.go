@@ -1,0 +1,404 @@
+// Package durable is a persist-before-ack [eachhook.Queue] on River
+// (github.com/riverqueue/river): the Handler answers 200 only after the
+// verified delivery is committed to a database as a River job, and River
+// workers run the Handler's callbacks from the stored copy. A process that
+// dies after the 200 loses nothing: when it (or another replica) starts
+// again, River runs the delivery.
+//
+//	q, err := durable.OpenSQLite(ctx, "webhooks.db", durable.Config{})
+//	if err != nil { ... }
+//	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithQueue(q))
+//	if err != nil { ... }
+//	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error { ... })
+//	if err := h.Start(ctx); err != nil { ... } // runs what a dead process left
+//	mux.Handle("POST /webhooks/prediction", h)
+//	...
+//	defer h.Shutdown(ctx)
+//
+// # Drivers
+//
+// [OpenSQLite] is the embedded default, for one process with a file on
+// disk: the pure-Go modernc.org/sqlite driver through River's riversqlite,
+// with the WAL journal, synchronous=FULL (a commit is on disk before the
+// 200, so it also survives a power cut), a busy timeout and a single open
+// connection, which is what riversqlite asks for. Only one process may use
+// the file at a time.
+//
+// [NewPostgres] is the distributed mode, on a pgx pool through River's
+// riverpgxv5: any number of replicas share one database, each delivery is
+// stored once (unique by prediction id) and each job is locked by one
+// worker at a time, so a backlog is split across replicas without running
+// a job twice (barring a crash, see below). Create the schema first with
+// [MigratePostgres] or River's CLI.
+//
+// # Delivery guarantees
+//
+// The job holds the prediction id, the status and the raw body bytes as
+// received (base64 in River's JSON args, so Postgres's jsonb cannot
+// re-encode them). It is unique by prediction id among jobs that are
+// pending, scheduled, available, running, retryable or completed: a
+// redelivery, a concurrent copy on another replica, or a resend after a
+// crash is acknowledged with 200 without a second job. Completed jobs are
+// kept for [Config.CompletedJobRetention] (default 24h, as long as the
+// Handler's default dedupe window), so redeliveries are recognised for at
+// least that long on every replica, even after a restart that emptied the
+// Handler's in-memory dedupe store. The Handler's default [eachhook.MemoryStore]
+// is therefore enough in front of this Queue, also with replicas: River's
+// unique insert is the shared dedupe.
+//
+// A callback that returns an error or panics is retried with River's
+// backoff (attempt⁴ seconds with 10% jitter: 1s, 16s, 81s, 4m16s, ...)
+// until [Config.MaxAttempts] attempts (default 10, so the last attempt
+// runs about 4¼ hours after the first); the job is then discarded. Once
+// the discard is committed, [eachhook.Handler.GiveUp] reports it to the
+// [eachhook.WithErrorHandler] function and releases the claim, so a
+// manual redelivery is stored and run again. (A job whose last attempt was
+// cut short by a crash is discarded by River's rescuer without that
+// report; it is in River's table with state 'discarded'.)
+// [eachhook.AttemptFromContext] gives River's attempt number, which also
+// counts runs cut short by a crash.
+//
+// Delivery is at least once: a process killed while a callback runs has
+// not recorded the job as completed, so the callback runs again on
+// restart. Make callbacks idempotent.
+//
+// # Crash settings
+//
+// River's defaults rescue a job left running by a dead process only after
+// an hour. This package sets, on purpose:
+//
+//   - JobTimeout ([Config.JobTimeout], default 1m): a callback's context is
+//     cancelled after this long.
+//   - RescueStuckJobsAfter ([Config.RescueStuckJobsAfter], default 2m,
+//     longer than JobTimeout): a job still marked running after this
+//     long is taken to belong to a dead process and is retried (or
+//     discarded if it was its last attempt). A callback that ignores its
+//     context and runs longer than this may run twice at the same time.
+//   - CompletedJobRetentionPeriod ([Config.CompletedJobRetention], default
+//     24h, never shorter than the Handler's dedupe window you use): see
+//     above.
+//
+// The rescue runs on River's leader, checked every 30s; after a crash a
+// new process becomes leader once the dead one's lease expires (up to
+// about 15s). A delivery that was waiting (not yet running) when the
+// process died runs as soon as a worker is free after the restart.
+package durable
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// Defaults of [Config].
+const (
+	DefaultWorkers               = 4
+	DefaultMaxAttempts           = 10
+	DefaultJobTimeout            = time.Minute
+	DefaultRescueStuckJobsAfter  = 2 * time.Minute
+	DefaultCompletedJobRetention = eachhook.DefaultDedupeTTL
+	DefaultQueueName             = "eachhook"
+)
+
+// rescueMargin is the default gap between JobTimeout and
+// RescueStuckJobsAfter, and River's JobStuckThreshold: time for a callback
+// that honours its cancelled context to return before its job is rescued.
+const rescueMargin = 10 * time.Second
+
+// ErrInvalidConfig is matched by the error of a constructor given a
+// [Config] that cannot work.
+var ErrInvalidConfig = errors.New("durable: invalid config")
+
+// Config configures a [Queue]. The zero value is valid: every zero field
+// takes its default.
+type Config struct {
+	// Workers is how many callbacks run at once in this process. Default
+	// [DefaultWorkers] (4).
+	Workers int
+	// MaxAttempts is how often a failing callback runs before its job is
+	// discarded. Default [DefaultMaxAttempts] (10).
+	MaxAttempts int
+	// JobTimeout cancels a callback's context after this long. Default
+	// [DefaultJobTimeout] (1m).
+	JobTimeout time.Duration
+	// RescueStuckJobsAfter is how long a job may stay running before it is
+	// taken to belong to a dead process and retried. It must be longer
+	// than JobTimeout; leave a margin (10s or more) so that a callback
+	// that honours its cancelled context has returned before its job is
+	// rescued. Default [DefaultRescueStuckJobsAfter] (2m), or JobTimeout +
+	// 10s if that is longer.
+	RescueStuckJobsAfter time.Duration
+	// CompletedJobRetention is how long a completed job, and so the
+	// duplicate suppression of its prediction id, is kept. Keep it at least
+	// as long as the Handler's dedupe TTL. Default
+	// [DefaultCompletedJobRetention] (24h).
+	CompletedJobRetention time.Duration
+	// QueueName is the River queue the jobs go to. Default
+	// [DefaultQueueName] ("eachhook").
+	QueueName string
+	// RetryPolicy decides when a failed callback runs again. Default:
+	// River's DefaultClientRetryPolicy (attempt⁴ seconds, 10% jitter).
+	RetryPolicy river.ClientRetryPolicy
+	// Logger receives River's logs. Default [slog.Default].
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.JobTimeout == 0 {
+		c.JobTimeout = DefaultJobTimeout
+	}
+	if c.RescueStuckJobsAfter == 0 {
+		c.RescueStuckJobsAfter = max(DefaultRescueStuckJobsAfter, c.JobTimeout+rescueMargin)
+	}
+	if c.CompletedJobRetention == 0 {
+		c.CompletedJobRetention = DefaultCompletedJobRetention
+	}
+	if c.QueueName == "" {
+		c.QueueName = DefaultQueueName
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	switch {
+	case c.Workers < 1:
+		return c, fmt.Errorf("%w: workers %d < 1", ErrInvalidConfig, c.Workers)
+	case c.MaxAttempts < 1:
+		return c, fmt.Errorf("%w: max attempts %d < 1", ErrInvalidConfig, c.MaxAttempts)
+	case c.JobTimeout < 0:
+		return c, fmt.Errorf("%w: job timeout %v < 0", ErrInvalidConfig, c.JobTimeout)
+	case c.RescueStuckJobsAfter <= c.JobTimeout:
+		return c, fmt.Errorf("%w: RescueStuckJobsAfter %v not longer than JobTimeout %v", ErrInvalidConfig, c.RescueStuckJobsAfter, c.JobTimeout)
+	case c.CompletedJobRetention < 0:
+		return c, fmt.Errorf("%w: completed job retention %v < 0", ErrInvalidConfig, c.CompletedJobRetention)
+	}
+	return c, nil
+}
+
+// riverConfig is the River client configuration for c, working the
+// deliveries with w.
+func (c Config) riverConfig(w *deliveryWorker, schema string) *river.Config {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, w)
+	return &river.Config{
+		CompletedJobRetentionPeriod: c.CompletedJobRetention,
+		JobStuckThreshold:           rescueMargin,
+		JobTimeout:                  c.JobTimeout,
+		Logger:                      c.Logger,
+		MaxAttempts:                 c.MaxAttempts,
+		Queues:                      map[string]river.QueueConfig{c.QueueName: {MaxWorkers: c.Workers}},
+		RescueStuckJobsAfter:        c.RescueStuckJobsAfter,
+		RetryPolicy:                 c.RetryPolicy,
+		Schema:                      schema,
+		Workers:                     workers,
+	}
+}
+
+// deliveryArgs is the job of one delivery. Body is []byte so that
+// encoding/json stores it base64-encoded: the exact bytes survive, which
+// a json.RawMessage in a jsonb column would not.
+type deliveryArgs struct {
+	ID     string `json:"id" river:"unique"`
+	Status string `json:"status"`
+	Body   []byte `json:"body"`
+}
+
+// Kind implements river.JobArgs.
+func (deliveryArgs) Kind() string { return "eachhook_delivery" }
+
+func (a deliveryArgs) delivery() eachhook.Delivery {
+	return eachhook.Delivery{ID: a.ID, Status: a.Status, Body: a.Body}
+}
+
+// deliveryWorker runs a delivery's callbacks through the Handler that
+// started the Queue.
+type deliveryWorker struct {
+	river.WorkerDefaults[deliveryArgs]
+	h atomic.Pointer[eachhook.Handler]
+	// lastErr holds the error of a job's last attempt (job id -> error)
+	// until River has stored the job as discarded and the Queue reports it.
+	lastErr sync.Map
+}
+
+// Work implements river.Worker: one attempt of the callback. A returned
+// error makes River retry, or discard the job after its last attempt.
+func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
+	h := w.h.Load()
+	if h == nil { // unreachable: the client starts only from Queue.Start
+		return errors.New("durable: queue not started by a Handler")
+	}
+	err := h.RunCallback(ctx, job.Args.delivery(), job.Attempt)
+	if err != nil && job.Attempt >= job.MaxAttempts {
+		w.lastErr.Store(job.ID, err)
+	}
+	return err
+}
+
+// reportDiscarded calls [eachhook.Handler.GiveUp] for each job this client
+// discarded after its last attempt. It waits for River's event, sent once
+// the discarded state is committed: until then the job still counts as a
+// duplicate, and releasing the Handler's claim earlier would let a
+// redelivery be acknowledged as a duplicate of a job about to be
+// discarded. It returns when River closes events.
+func (w *deliveryWorker) reportDiscarded(h *eachhook.Handler, events <-chan *river.Event) {
+	for ev := range events {
+		job := ev.Job
+		if job == nil || job.State != rivertype.JobStateDiscarded || job.Kind != (deliveryArgs{}).Kind() {
+			continue
+		}
+		var args deliveryArgs
+		if err := json.Unmarshal(job.EncodedArgs, &args); err != nil {
+			continue // not ours: every deliveryArgs decodes
+		}
+		var err error
+		if v, ok := w.lastErr.LoadAndDelete(job.ID); ok {
+			err = v.(error)
+		} else if n := len(job.Errors); n > 0 {
+			err = errors.New(job.Errors[n-1].Error)
+		}
+		h.GiveUp(context.Background(), args.delivery(), job.Attempt, err)
+	}
+}
+
+// riverClient is what a Queue needs of a river.Client, whatever its
+// driver's transaction type.
+type riverClient interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	Stopped() <-chan struct{}
+	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
+}
+
+// Queue is an [eachhook.Queue] that stores each delivery as a River job
+// before the Handler answers 200. Create it with [OpenSQLite] or
+// [NewPostgres] and pass it to [eachhook.WithQueue]; it serves one Handler.
+type Queue struct {
+	client riverClient
+	worker *deliveryWorker
+	opts   river.InsertOpts
+	close  func() error // closes a database the Queue opened, or nil
+
+	mu       sync.Mutex
+	shutdown bool
+	reported chan struct{} // closed when reportDiscarded returned; nil before Start
+	closed   sync.Once
+	closeErr error
+}
+
+var _ eachhook.Queue = (*Queue)(nil)
+
+func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() error) *Queue {
+	return &Queue{
+		client: client,
+		worker: w,
+		close:  closeDB,
+		opts: river.InsertOpts{
+			MaxAttempts: cfg.MaxAttempts,
+			Queue:       cfg.QueueName,
+			UniqueOpts:  river.UniqueOpts{ByArgs: true},
+		},
+	}
+}
+
+// errShutdown is returned by Start and Enqueue after Shutdown.
+var errShutdown = errors.New("durable: queue shut down")
+
+// Start implements [eachhook.Queue]: it starts River's workers and
+// maintenance (rescue of stuck jobs, retries, cleanup) for h. Jobs stored
+// by an earlier process run from now on.
+func (q *Queue) Start(ctx context.Context, h *eachhook.Handler) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.shutdown {
+		return errShutdown
+	}
+	if old := q.worker.h.Load(); old != nil && old != h {
+		return errors.New("durable: queue already serves another Handler")
+	}
+	q.worker.h.Store(h)
+	events, unsubscribe := q.client.Subscribe(river.EventKindJobFailed)
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		q.worker.reportDiscarded(h, events)
+	}()
+	// River stops when the context given to Start ends; the Queue runs
+	// until Shutdown instead.
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
+		unsubscribe()
+		<-reported
+		return fmt.Errorf("durable: start: %w", err)
+	}
+	q.reported = reported
+	return nil
+}
+
+// Enqueue implements [eachhook.Queue]: it inserts d as a job and returns
+// nil once the insert is committed, or when a job for d.ID is already
+// stored (pending, running, retrying or completed within the retention).
+// It also works on a Queue that was never started, for a process that
+// only stores deliveries for others to run.
+func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
+	_, err := q.client.Insert(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body}, &q.opts)
+	if err != nil {
+		return fmt.Errorf("durable: insert: %w", err)
+	}
+	return nil
+}
+
+// Shutdown implements [eachhook.Queue]. It stops fetching jobs and waits
+// for the callbacks in progress; jobs not started stay stored and run
+// when a process starts again. If ctx ends first, it cancels the running
+// callbacks' contexts and returns ctx.Err(); River puts the job of a
+// callback that returns because of that cancellation back in the queue
+// without counting the attempt, so it runs again on the next start. A database opened by
+// [OpenSQLite] is closed once River has stopped.
+func (q *Queue) Shutdown(ctx context.Context) error {
+	q.mu.Lock()
+	q.shutdown = true
+	reported := q.reported
+	q.mu.Unlock()
+	err := q.client.Stop(ctx)
+	if err != nil {
+		// Hard stop: cancel callbacks without waiting for them.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = q.client.StopAndCancel(done)
+		if q.close != nil {
+			go func() {
+				<-q.client.Stopped()
+				q.closeDB()
+			}()
+		}
+		return err
+	}
+	if reported != nil {
+		<-reported // River closed the subscription when it stopped
+	}
+	return q.closeDB()
+}
+
+func (q *Queue) closeDB() error {
+	q.closed.Do(func() {
+		if q.close != nil {
+			q.closeErr = q.close()
+		}
+	})
+	return q.closeErr
+}

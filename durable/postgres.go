@@ -1,0 +1,43 @@
+package durable
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+// MigratePostgres creates or updates River's tables in schema ("" for the
+// pool's search_path) with rivermigrate. Run it once per deployment, before
+// [NewPostgres], or use River's CLI: river migrate-up --database-url ...
+func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: schema})
+	if err != nil {
+		return fmt.Errorf("durable: migrate: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("durable: migrate: %w", err)
+	}
+	return nil
+}
+
+// NewPostgres returns a Queue on the Postgres database of pool, whose
+// River tables are in schema ("" for the pool's search_path) and were
+// created by [MigratePostgres]. Every replica uses its own Queue on the
+// same database. The pool stays the caller's: Shutdown does not close it,
+// and it must stay open until Shutdown returned.
+func NewPostgres(pool *pgxpool.Pool, schema string, cfg Config) (*Queue, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	w := &deliveryWorker{}
+	client, err := river.NewClient(riverpgxv5.New(pool), cfg.riverConfig(w, schema))
+	if err != nil {
+		return nil, fmt.Errorf("durable: %w", err)
+	}
+	return newQueue(cfg, w, client, nil), nil
+}
