@@ -3,11 +3,14 @@ package eachhook
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
-// ErrNotQueued is returned by [Handler.Deliver] when the Handler could not
-// take the outcome now: its queue is full or [Handler.Shutdown] has begun.
-// Nothing was accepted; try again later.
+// ErrNotQueued is matched by the error of [Handler.Deliver] when the
+// Handler could not take the outcome now: [Handler.Shutdown] has begun, or
+// its [Queue] refused the delivery (the in-memory queue is full, a durable
+// queue's database failed; the error wraps the queue's). Nothing was
+// accepted; try again later.
 var ErrNotQueued = errors.New("eachhook: delivery not queued")
 
 // Deliver hands the Handler an outcome learned some other way than by a
@@ -29,15 +32,16 @@ var ErrNotQueued = errors.New("eachhook: delivery not queued")
 // TTL, or no callback is registered for the status (logged and dropped, as
 // a webhook would be). An error means nothing was accepted: it matches
 // [ErrMalformedPayload] for a body that cannot be routed, [ErrNotQueued]
-// when the queue is full or the Handler shuts down, or is the Store's
-// error.
+// when the queue refused it or the Handler shuts down, or is the Store's
+// error. With a durable [Queue], an accepted outcome is stored as a
+// webhook's delivery is, and survives a crash the same way.
 func (h *Handler) Deliver(ctx context.Context, body []byte) (bool, error) {
 	env, err := decodeEnvelope(body)
 	if err != nil {
 		return false, err
 	}
-	if h.pool.closing.Load() {
-		return false, ErrNotQueued
+	if h.closing.Load() {
+		return false, fmt.Errorf("%w: %w", ErrNotQueued, ErrShutdown)
 	}
 	if !h.hasCallback(env) {
 		h.log.Info("eachhook: delivered outcome with no callback", "id", env.ID, "status", env.Status)
@@ -51,11 +55,11 @@ func (h *Handler) Deliver(ctx context.Context, body []byte) (bool, error) {
 		h.log.Debug("eachhook: duplicate delivered outcome", "id", env.ID)
 		return false, nil
 	}
-	if !h.pool.enqueue(delivery{id: env.ID, status: env.Status, body: body, req: h.requestContext(ctx)}) {
-		if err := h.store.Release(context.WithoutCancel(ctx), env.ID); err != nil {
-			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", err)
+	if err := h.enqueue(ctx, Delivery{ID: env.ID, Status: env.Status, Body: body, req: h.requestContext(ctx)}); err != nil {
+		if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID); rerr != nil {
+			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
 		}
-		return false, ErrNotQueued
+		return false, fmt.Errorf("%w: %w", ErrNotQueued, err)
 	}
 	return true, nil
 }
