@@ -53,5 +53,7 @@ func TestRestartSuite(t *testing.T) {
 	exp := eachloop.NewMemoryExpectations(0, nil)
 	store := eachhook.NewMemoryStore(0, nil)
 	t.Cleanup(func() { store.Close() })
-	expectationstest.RunRestart(t, func(t *testing.T) (eachloop.Expectations, eachhook.Store) { return exp, store })
+	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
+		return expectationstest.Process{Expectations: exp, Store: store}
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/eachhook/eachhook/eachloop/expectationstest"
 	"github.com/eachhook/eachhook/pgstore"
@@ -76,9 +75,9 @@ func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 	d := dsn(t)
 	admin := newPool(t, d, "")
 	claims, expTable := newTable(t, admin), newTable(t, admin)
-	expectationstest.RunRestart(t, func(t *testing.T) (eachloop.Expectations, eachhook.Store) {
+	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
 		pool := newPool(t, d, "")
-		return newExpectations(t, pool, expTable), newStore(t, pool, claims)
+		return expectationstest.Process{Expectations: newExpectations(t, pool, expTable), Store: newStore(t, pool, claims)}
 	})
 }
 

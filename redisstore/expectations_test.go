@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/eachhook/eachhook/eachloop/expectationstest"
 	"github.com/eachhook/eachhook/redisstore"
@@ -80,9 +79,9 @@ func TestNewExpectationsValidates(t *testing.T) {
 func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 	addr := redisAddr(t)
 	prefix := newPrefix(t, newClient(t, addr))
-	expectationstest.RunRestart(t, func(t *testing.T) (eachloop.Expectations, eachhook.Store) {
+	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
 		c := newClient(t, addr)
-		return newExpectations(t, c, prefix+"expect:"), newStore(t, c, prefix+"claim:")
+		return expectationstest.Process{Expectations: newExpectations(t, c, prefix+"expect:"), Store: newStore(t, c, prefix+"claim:")}
 	})
 }
 

@@ -18,11 +18,22 @@ import (
 	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 )
 
-// Backend opens an Expectations and a dedupe Store on one durable storage.
+// Backend opens what one run of the service keeps its state in.
 // RunRestart calls it once per process; the second call, after a restart,
 // must see what the first wrote. It should open new clients, as a new
-// process does, and close them when the test ends.
-type Backend func(t *testing.T) (eachloop.Expectations, eachhook.Store)
+// process does, and close them when the test ends (a Queue given in
+// Options is shut down with the Handler).
+type Backend func(t *testing.T) Process
+
+// Process is what a [Backend] opens for one run of the service.
+type Process struct {
+	// Expectations records the predictions.
+	Expectations eachloop.Expectations
+	// Store is the Handler's dedupe store; the Loop wraps it.
+	Store eachhook.Store
+	// Options are more options of the Handler, such as eachhook.WithQueue.
+	Options []eachhook.Option
+}
 
 // RunRestart runs a service (an eachloop.Loop and an eachhook.Handler on
 // the backend) that creates two predictions against a fake API, restarts
@@ -50,16 +61,18 @@ func RunRestart(t *testing.T, open Backend) {
 	done := make(chan string, 10)
 	start := func(clock *eachlooptest.Clock) *process {
 		t.Helper()
-		exp, store := open(t)
+		st := open(t)
 		p := &process{t: t}
 		quiet := slog.New(slog.DiscardHandler)
 		client, err := eachlabs.NewClient("test-key", eachlabs.WithBaseURL(apiSrv.URL))
 		check(t, err)
-		p.loop, err = eachloop.New(client, exp, receiver.URL+"/webhooks/prediction",
+		p.loop, err = eachloop.New(client, st.Expectations, receiver.URL+"/webhooks/prediction",
 			eachloop.WithClock(clock.Now, clock.Sleep), eachloop.WithLogger(quiet))
 		check(t, err)
-		p.h, err = eachhook.New(eachhook.WithSecretLookup(p.loop.SecretLookup), eachhook.WithStore(p.loop.Store(store)),
-			eachhook.WithLogger(quiet))
+		p.h, err = eachhook.New(append([]eachhook.Option{
+			eachhook.WithSecretLookup(p.loop.SecretLookup), eachhook.WithStore(p.loop.Store(st.Store)),
+			eachhook.WithLogger(quiet),
+		}, st.Options...)...)
 		check(t, err)
 		p.h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
 			mu.Lock()
@@ -68,6 +81,7 @@ func RunRestart(t *testing.T, open Backend) {
 			done <- s.ID
 			return nil
 		})
+		check(t, p.h.Start(ctx)) // a durable queue runs what the last process left
 		route.Store(p.h)
 		runCtx, cancel := context.WithCancel(ctx)
 		p.cancel, p.ran = cancel, make(chan error, 1)
