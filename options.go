@@ -228,8 +228,9 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 
 // WithErrorHandler sets a function called when a delivery's callback
 // failed on every attempt. err is a [*CallbackError]. It runs on the worker
-// goroutine; ctx is the callbacks' context. Default: none (the failure is
-// logged either way).
+// goroutine; ctx is the callbacks' context. It also receives the errors
+// passed to [Handler.ReportError], on the reporter's goroutine. Default:
+// none (the failure is logged either way).
 func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
 	return func(c *config) error { c.onError = fn; return nil }
 }

@@ -1,6 +1,7 @@
 // Package eachlabs is a small client for the each::labs REST API
-// (https://api.eachlabs.ai). It reads the delivery history of webhooks;
-// every method authenticates with "Authorization: Bearer <API key>".
+// (https://api.eachlabs.ai). It creates and reads predictions and reads the
+// delivery history of webhooks; every method authenticates with
+// "Authorization: Bearer <API key>".
 //
 // Every error from the API matches one sentinel with [errors.Is]:
 // [ErrBadRequest] (400), [ErrUnauthorized] (401), [ErrForbidden] (403),
@@ -13,6 +14,7 @@
 package eachlabs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -113,12 +115,22 @@ func (c *Client) BaseURL() string { return c.baseURL.String() }
 // get sends a GET for path (escaped, such as "/v1/webhooks/a%2Fb") with
 // query and decodes a 2xx answer's JSON into out.
 func (c *Client) get(ctx context.Context, path string, query url.Values, out any) error {
-	return c.do(ctx, http.MethodGet, path, query, out)
+	return c.do(ctx, http.MethodGet, path, query, nil, out)
 }
 
-// do sends one request without a body and decodes a 2xx answer's JSON
+// post sends in as a JSON body to path and decodes a 2xx answer's JSON
 // into out.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, out any) error {
+func (c *Client) post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("eachlabs: POST %s: encoding the request: %w", path, err)
+	}
+	return c.do(ctx, http.MethodPost, path, nil, body, out)
+}
+
+// do sends one request, with body as JSON unless it is nil, and decodes a
+// 2xx answer's JSON into out.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
 	unescaped, err := url.PathUnescape(path)
 	if err != nil {
 		return fmt.Errorf("eachlabs: %s %s: %w", method, path, err)
@@ -130,12 +142,19 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return fmt.Errorf("eachlabs: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -147,7 +166,8 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return c.transportError(ctx, method, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &APIError{Method: method, Path: path, StatusCode: resp.StatusCode, Message: errorMessage(data)}
+		return &APIError{Method: method, Path: path, StatusCode: resp.StatusCode, Message: errorMessage(data),
+			RetryAfter: retryAfter(resp.Header)}
 	}
 	if out == nil {
 		return nil

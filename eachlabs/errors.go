@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Errors that the API's answers match with [errors.Is].
@@ -38,6 +41,11 @@ type APIError struct {
 	// Message is the API's error message (the "error" field of the
 	// documented error body) or, for another body, its text.
 	Message string
+	// RetryAfter is how long the answer's Retry-After header asks to wait
+	// before the next request (given in seconds or as an HTTP date); 0
+	// when the header is absent or unreadable. Rate limits (429) and
+	// server errors (5xx) may carry it.
+	RetryAfter time.Duration
 }
 
 // Error returns a one-line description such as
@@ -73,3 +81,42 @@ func (e *APIError) sentinel() error {
 	}
 	return nil
 }
+
+// retryAfter reads a Retry-After header: a number of seconds, or an HTTP
+// date counted from the answer's Date header (the local clock when there
+// is none), so that a skewed local clock does not distort it.
+func retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	now := time.Now()
+	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+		now = date
+	}
+	d := at.Sub(now)
+	switch {
+	case d <= 0:
+		return 0
+	case d > maxRetryAfter:
+		return maxRetryAfter
+	}
+	return d
+}
+
+// maxRetryAfter caps a Retry-After, so that a broken header cannot stall a
+// caller for days.
+const maxRetryAfter = 24 * time.Hour

@@ -1,0 +1,41 @@
+// Package eachloop closes the loop between creating each::labs predictions
+// and learning their outcomes: it creates each prediction with a webhook
+// secret of its own, remembers which secret belongs to which prediction,
+// and polls the API for the predictions whose webhook never came.
+//
+//	loop, err := eachloop.New(client, eachloop.NewMemoryExpectations(0, nil), "https://example.com/webhooks/prediction")
+//	store := eachhook.NewMemoryStore(0, nil)
+//	h, err := eachhook.New(
+//		eachhook.WithSecretLookup(loop.SecretLookup), // each delivery verified with its own secret
+//		eachhook.WithStore(loop.Store(store)),        // an accepted outcome stops the polling
+//	)
+//	h.OnSuccess(...)
+//	h.OnFailed(...)
+//	go loop.Run(ctx, h)
+//	id, err := loop.Create(ctx, eachlabs.PredictionRequest{Model: "flux-1-1-pro", Input: input})
+//
+// # Expectations
+//
+// [Loop.Create] records an [Expectation] (the prediction's id, its secret,
+// when it was created) in an [Expectations] store before it returns. The
+// in-memory [MemoryExpectations] forgets everything at a restart; the
+// Expectations of modules pgstore (PostgreSQL) and redisstore (Redis) keep
+// the expectations and their secrets across restarts and share them
+// between replicas. Package expectationstest is the conformance suite and
+// the restart test every implementation runs.
+//
+// # Guarantees
+//
+// Every expectation ends in exactly one of three ways: an outcome is
+// accepted by the Handler (from the webhook or from a poll, whichever
+// comes first: both go through the Handler's dedupe store, so they never
+// both run a callback), the prediction is found cancelled (see
+// [Loop.Run]), or the horizon passes and a [*GiveUpError] reaches the
+// Handler's error hook. An accepted outcome whose callback fails on every
+// attempt is released by the Handler; the Loop then polls and dispatches
+// it again, until the horizon, so callbacks must be idempotent. A
+// delivery signed with another prediction's secret is refused with 401.
+// What survives a crash is what the chosen [Expectations] and the
+// Handler's queue keep: with [MemoryExpectations] a restart loses every
+// expectation.
+package eachloop

@@ -1,0 +1,59 @@
+package eachloop_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/expectationstest"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMemoryExpectations(t *testing.T) {
+	expectationstest.Run(t, func(t *testing.T) eachloop.Expectations {
+		return eachloop.NewMemoryExpectations(0, nil)
+	})
+}
+
+func TestMemoryExpectationsForgetDoneAfterRetention(t *testing.T) {
+	now := t0
+	s := eachloop.NewMemoryExpectations(time.Hour, func() time.Time { return now })
+	ctx := t.Context()
+	require.NoError(t, s.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: now}))
+	require.NoError(t, s.Expect(ctx, eachloop.Expectation{ID: "pending", Secret: "s2", CreatedAt: now}))
+	require.NoError(t, s.Done(ctx, "done"))
+
+	now = now.Add(time.Hour - time.Nanosecond)
+	got, err := s.Secrets(ctx, "done")
+	require.NoError(t, err)
+	require.Equal(t, []string{"s1"}, got)
+
+	now = now.Add(time.Nanosecond)
+	got, err = s.Secrets(ctx, "done")
+	require.NoError(t, err)
+	require.Nil(t, got)
+	require.NoError(t, s.Reopen(ctx, "done"))
+	pending, err := s.Pending(ctx, now)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.Equal(t, "pending", pending[0].ID)
+	require.Equal(t, 1, s.Len(), "the expired entry is dropped; a pending one never is")
+
+	now = now.Add(30 * 24 * time.Hour)
+	pending, err = s.Pending(ctx, now)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+}
+
+// TestRestartSuite runs the restart suite on a memory backend that
+// outlives the two processes, as a database does: the durable stores run
+// the same suite on their own storage.
+func TestRestartSuite(t *testing.T) {
+	exp := eachloop.NewMemoryExpectations(0, nil)
+	store := eachhook.NewMemoryStore(0, nil)
+	t.Cleanup(func() { store.Close() })
+	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
+		return expectationstest.Process{Expectations: exp, Store: store}
+	})
+}

@@ -1,0 +1,115 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/expectationstest"
+	"github.com/eachhook/eachhook/pgstore"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+)
+
+// newExpectations returns migrated Expectations on a table of the test's
+// own.
+func newExpectations(tb testing.TB, pool *pgxpool.Pool, table string, opts ...pgstore.ExpectationsOption) *pgstore.Expectations {
+	tb.Helper()
+	e, err := pgstore.NewExpectations(pool, append([]pgstore.ExpectationsOption{pgstore.WithExpectationsTable(table)}, opts...)...)
+	require.NoError(tb, err)
+	require.NoError(tb, e.Migrate(context.Background()))
+	return e
+}
+
+func TestExpectationsConformance(t *testing.T) {
+	pool := newPool(t, dsn(t), "")
+	expectationstest.Run(t, func(t *testing.T) eachloop.Expectations {
+		return newExpectations(t, pool, newTable(t, pool))
+	})
+}
+
+func TestExpectationsRetention(t *testing.T) {
+	pool := newPool(t, dsn(t), "")
+	table := newTable(t, pool)
+	ctx := context.Background()
+	// A retention of a microsecond has passed by the next statement.
+	e := newExpectations(t, pool, table, pgstore.WithRetention(time.Microsecond))
+	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: time.Now()}))
+	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "pending", Secret: "s2", CreatedAt: time.Now()}))
+	require.NoError(t, e.Done(ctx, "done"))
+	got, err := e.Secrets(ctx, "done")
+	require.NoError(t, err)
+	require.Nil(t, got)
+	require.NoError(t, e.Reopen(ctx, "done"))
+	n, err := e.Cleanup(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	got, err = e.Secrets(ctx, "pending")
+	require.NoError(t, err)
+	require.Equal(t, []string{"s2"}, got, "a pending expectation is never deleted")
+
+	long := newExpectations(t, pool, table)
+	require.NoError(t, long.Done(ctx, "pending"))
+	got, err = long.Secrets(ctx, "pending")
+	require.NoError(t, err)
+	require.Equal(t, []string{"s2"}, got)
+}
+
+func TestNewExpectationsValidates(t *testing.T) {
+	_, err := pgstore.NewExpectations(nil)
+	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none")
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pgstore.NewExpectations(pool, pgstore.WithExpectationsTable("x;drop"))
+	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
+	_, err = pgstore.NewExpectations(pool, pgstore.WithRetention(0))
+	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
+}
+
+// TestRestartBetweenCreationAndOutcome runs the restart suite on
+// PostgreSQL: each process opens a pool of its own on the same tables.
+func TestRestartBetweenCreationAndOutcome(t *testing.T) {
+	d := dsn(t)
+	admin := newPool(t, d, "")
+	claims, expTable := newTable(t, admin), newTable(t, admin)
+	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
+		pool := newPool(t, d, "")
+		return expectationstest.Process{Expectations: newExpectations(t, pool, expTable), Store: newStore(t, pool, claims)}
+	})
+}
+
+// BenchmarkExpectations measures the two statements on a webhook's path:
+// Secrets (the Handler's SecretLookup) and Done (the Loop's tracking
+// Store, after a won claim).
+func BenchmarkExpectations(b *testing.B) {
+	pool := newPool(b, dsn(b), "")
+	e := newExpectations(b, pool, newTable(b, pool))
+	ctx := context.Background()
+	const n = 1000
+	for i := range n {
+		require.NoError(b, e.Expect(ctx, eachloop.Expectation{ID: fmt.Sprint("pred-", i), Secret: "s", CreatedAt: time.Now()}))
+	}
+	b.Run("Secrets", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := e.Secrets(ctx, fmt.Sprint("pred-", i%n)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("Done", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := e.Done(ctx, fmt.Sprint("pred-", i%n)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
