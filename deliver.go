@@ -43,25 +43,8 @@ func (h *Handler) Deliver(ctx context.Context, body []byte) (bool, error) {
 	if h.closing.Load() {
 		return false, fmt.Errorf("%w: %w", ErrNotQueued, ErrShutdown)
 	}
-	if !h.hasCallback(env) {
-		h.log.Info("eachhook: delivered outcome with no callback", "id", env.ID, "status", env.Status)
-		return false, nil
-	}
-	claimed, err := h.store.Claim(ctx, env.ID, h.cfg.dedupeTTL)
-	if err != nil {
-		return false, err
-	}
-	if !claimed {
-		h.log.Debug("eachhook: duplicate delivered outcome", "id", env.ID)
-		return false, nil
-	}
-	if err := h.enqueue(ctx, Delivery{ID: env.ID, Status: env.Status, Body: body, req: h.requestContext(ctx)}); err != nil {
-		if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID); rerr != nil {
-			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
-		}
-		return false, fmt.Errorf("%w: %w", ErrNotQueued, err)
-	}
-	return true, nil
+	res, err := h.admit(ctx, env, body)
+	return res == admitAccepted && err == nil, err
 }
 
 // ReportError logs err and passes it to the function set with

@@ -142,37 +142,62 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if !h.hasCallback(env) {
-		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
-		h.ignored(r.Context(), env)
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	claimed, err := h.store.Claim(r.Context(), env.ID, h.cfg.dedupeTTL)
-	if err != nil {
-		h.log.Error("eachhook: dedupe store failed", "id", env.ID, "err", err)
+	res, err := h.admit(r.Context(), env, body)
+	switch {
+	case errors.Is(err, ErrNotQueued):
+		h.refusedNotQueued(r.Context(), env, err)
+		unavailable(w, "busy")
+	case err != nil:
 		h.refused(r.Context(), ReasonStore, 503, env.ID, err)
 		unavailable(w, "temporarily unavailable")
-		return
+	case res == admitIgnored:
+		h.ignored(r.Context(), env)
+		w.WriteHeader(http.StatusOK)
+	case res == admitDuplicate:
+		h.duplicate(r.Context(), env)
+		w.WriteHeader(http.StatusOK)
+	default:
+		h.accepted(r.Context(), env)
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// admitResult is what admit did with a delivery that it did not refuse.
+type admitResult int
+
+const (
+	admitAccepted  admitResult = iota // claimed and queued: its callback will run
+	admitIgnored                      // no callback for its status: dropped
+	admitDuplicate                    // its id was claimed before: nothing to run
+)
+
+// admit claims a decoded delivery's id and queues it: the steps a verified
+// webhook and [Handler.Deliver] share. An error means nothing was accepted
+// (a claim already taken is released): it matches [ErrNotQueued] when the
+// queue refused the delivery, and is the Store's error otherwise.
+func (h *Handler) admit(ctx context.Context, env envelope, body []byte) (admitResult, error) {
+	if !h.hasCallback(env) {
+		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
+		return admitIgnored, nil
+	}
+	claimed, err := h.store.Claim(ctx, env.ID, h.cfg.dedupeTTL)
+	if err != nil {
+		h.log.Error("eachhook: dedupe store failed", "id", env.ID, "err", err)
+		return 0, err
 	}
 	if !claimed {
 		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
-		h.duplicate(r.Context(), env)
-		w.WriteHeader(http.StatusOK)
-		return
+		return admitDuplicate, nil
 	}
-	if err := h.enqueue(r.Context(), Delivery{ID: env.ID, Status: env.Status, Body: body, req: h.requestContext(r.Context())}); err != nil {
+	if err := h.enqueue(ctx, Delivery{ID: env.ID, Status: env.Status, Body: body, req: h.requestContext(ctx)}); err != nil {
 		// Release so that the sender's retry of this delivery is processed.
-		if err := h.store.Release(context.WithoutCancel(r.Context()), env.ID); err != nil {
-			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", err)
+		if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID); rerr != nil {
+			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
 		}
 		h.log.Warn("eachhook: delivery not queued", "id", env.ID, "err", err)
-		h.refusedNotQueued(r.Context(), env, err)
-		unavailable(w, "busy")
-		return
+		return 0, fmt.Errorf("%w: %w", ErrNotQueued, err)
 	}
-	h.accepted(r.Context(), env)
-	w.WriteHeader(http.StatusOK)
+	return admitAccepted, nil
 }
 
 // errLookup marks a failure of the SecretLookup (a 503, not a 401).
