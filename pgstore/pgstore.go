@@ -289,16 +289,7 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, 
 // Release implements [eachhook.Store]. It deletes id's claim only if this
 // Store holds it.
 func (s *Store) Release(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	token, expires, ok := s.ledger.Take(id)
-	if !ok {
-		return nil
-	}
-	if err := s.deleteIfHeld(ctx, id, token); err != nil {
-		// The claim may still stand: keep its token for another try.
-		s.ledger.PutBack(id, token, expires)
+	if err := s.ledger.Release(ctx, id); err != nil {
 		return fmt.Errorf("pgstore: release: %w", err)
 	}
 	return nil

@@ -138,6 +138,25 @@ func (l *Ledger) Take(id string) (Token, time.Time, bool) {
 	return c.token, c.expires, true
 }
 
+// Release deletes id's claim with the Ledger's [Undo] if this store holds
+// it, for a store's Release: a claim it does not remember (never won here,
+// forgotten, or expired) is left alone, and nil returned. When the delete
+// fails the claim may still stand, so its token is kept for another try.
+func (l *Ledger) Release(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	token, expires, ok := l.Take(id)
+	if !ok {
+		return nil
+	}
+	if err := l.undo(ctx, id, token); err != nil {
+		l.PutBack(id, token, expires)
+		return err
+	}
+	return nil
+}
+
 // PutBack remembers again a claim that [Ledger.Take] returned and whose
 // release failed, unless id has been won again meanwhile.
 func (l *Ledger) PutBack(id string, token Token, expires time.Time) {
