@@ -51,8 +51,11 @@
 // until [Config.MaxAttempts] attempts (default 10, so the last attempt
 // runs about 4¼ hours after the first); the job is then discarded. Once
 // the discard is committed, [eachhook.Handler.GiveUp] reports it to the
-// [eachhook.WithErrorHandler] function and releases the claim, so a
-// manual redelivery is stored and run again. (A job whose last attempt was
+// [eachhook.WithErrorHandler] function and releases the claim. A manual
+// redelivery is stored and run again on any replica, whether or not that
+// replica's store still holds a claim: the Queue is an
+// [eachhook.DedupingQueue], so the Handler asks it, and River's unique
+// insert ignores discarded jobs. (A job whose last attempt was
 // cut short by a crash is discarded by River's rescuer without that
 // report; it is in River's table with state 'discarded'.)
 // [eachhook.AttemptFromContext] gives River's attempt number, which also
@@ -301,7 +304,7 @@ type Queue struct {
 	closeErr error
 }
 
-var _ eachhook.Queue = (*Queue)(nil)
+var _ eachhook.DedupingQueue = (*Queue)(nil)
 
 func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() error) *Queue {
 	return &Queue{
@@ -355,11 +358,21 @@ func (q *Queue) Start(ctx context.Context, h *eachhook.Handler) error {
 // It also works on a Queue that was never started, for a process that
 // only stores deliveries for others to run.
 func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
-	_, err := q.client.Insert(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body}, &q.opts)
+	_, err := q.EnqueueOnce(ctx, d)
+	return err
+}
+
+// EnqueueOnce implements [eachhook.DedupingQueue]: it inserts d's job
+// unless a job of d.ID is already stored (and not discarded), and reports
+// whether it inserted one. A concurrent insert of the same id is waited
+// for, so a copy of a delivery is answered only once the first copy's
+// insert committed or failed.
+func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, error) {
+	res, err := q.client.Insert(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body}, &q.opts)
 	if err != nil {
-		return fmt.Errorf("durable: insert: %w", err)
+		return false, fmt.Errorf("durable: insert: %w", err)
 	}
-	return nil
+	return !res.UniqueSkippedAsDuplicate, nil
 }
 
 // Shutdown implements [eachhook.Queue]. It stops fetching jobs and waits
