@@ -73,6 +73,23 @@ type Queue interface {
 	Shutdown(ctx context.Context) error
 }
 
+// DedupingQueue is an optional interface of a [Queue] that refuses a second
+// delivery of an id by itself, such as a durable queue whose insert is
+// unique by id. The Handler then asks the queue, not only its [Store],
+// whether a delivery is new: a copy that arrives while the first copy's
+// insert is still running is answered only once that insert is decided (a
+// Store claim alone would answer it 200 at once, and the first insert could
+// still fail), and a redelivery is queued again whenever the queue no
+// longer holds the id, even if a claim on another replica was never
+// released.
+type DedupingQueue interface {
+	Queue
+	// EnqueueOnce is Enqueue that also reports whether d was new: false,
+	// nil when the queue already holds a delivery of d.ID (so d's callback
+	// must not run again).
+	EnqueueOnce(ctx context.Context, d Delivery) (queued bool, err error)
+}
+
 // WithQueue sets how accepted deliveries are queued and run. Default: an
 // in-memory queue of [WithWorkers] goroutines holding up to
 // [WithQueueSize] deliveries, retrying as set by [WithRetry]; those three
@@ -115,12 +132,16 @@ func (h *Handler) Start(ctx context.Context) error {
 	return nil
 }
 
-// enqueue starts the queue if needed and hands it d.
-func (h *Handler) enqueue(ctx context.Context, d Delivery) error {
+// enqueue starts the queue if needed and hands it d. It reports false,
+// nil when a [DedupingQueue] already holds d.ID.
+func (h *Handler) enqueue(ctx context.Context, d Delivery) (bool, error) {
 	if err := h.Start(ctx); err != nil {
-		return err
+		return false, err
 	}
-	return h.queue.Enqueue(ctx, d)
+	if dq, ok := h.queue.(DedupingQueue); ok {
+		return dq.EnqueueOnce(ctx, d)
+	}
+	return true, h.queue.Enqueue(ctx, d)
 }
 
 // RunCallback runs the callback registered for d.Status once, as attempt

@@ -185,17 +185,27 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) (admitRe
 		h.log.Error("eachhook: dedupe store failed", "id", env.ID, "err", err)
 		return 0, err
 	}
-	if !claimed {
+	_, deduping := h.queue.(DedupingQueue)
+	if !claimed && !deduping {
 		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
 		return admitDuplicate, nil
 	}
-	if err := h.enqueue(ctx, Delivery{ID: env.ID, Status: env.Status, Body: body, req: h.requestContext(ctx)}); err != nil {
-		// Release so that the sender's retry of this delivery is processed.
-		if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID); rerr != nil {
-			h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
+	// A DedupingQueue decides duplicates itself, also when the claim was
+	// not won: see DedupingQueue.
+	fresh, err := h.enqueue(ctx, Delivery{ID: env.ID, Status: env.Status, Body: body, req: h.requestContext(ctx)})
+	if err != nil {
+		if claimed {
+			// Release so that the sender's retry of this delivery is processed.
+			if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID); rerr != nil {
+				h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
+			}
 		}
 		h.log.Warn("eachhook: delivery not queued", "id", env.ID, "err", err)
 		return 0, fmt.Errorf("%w: %w", ErrNotQueued, err)
+	}
+	if !fresh {
+		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		return admitDuplicate, nil
 	}
 	return admitAccepted, nil
 }
