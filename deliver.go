@@ -56,7 +56,5 @@ func (h *Handler) ReportError(ctx context.Context, err error) {
 		return
 	}
 	h.log.Error("eachhook: reported error", "err", err)
-	if h.cfg.onError != nil {
-		h.cfg.onError(ctx, err)
-	}
+	h.callErrorHandler(ctx, err)
 }

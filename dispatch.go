@@ -46,6 +46,10 @@ func AttemptFromContext(ctx context.Context) int {
 // maxBackoff caps the wait between two attempts of a callback.
 const maxBackoff = time.Minute
 
+// cachedAttempts is how many attempts' contexts the in-memory queue makes
+// once, at Start; later attempts (rare) make theirs when they run.
+const cachedAttempts = 8
+
 // Errors of the in-memory queue; the Handler answers them with 503.
 var (
 	errQueueFull   = errors.New("eachhook: queue full")
@@ -93,7 +97,7 @@ func (p *pool) Start(_ context.Context, h *Handler) error {
 	}
 	p.started = true
 	p.h = h
-	p.attemptCtx = make([]context.Context, h.cfg.maxAttempts+1)
+	p.attemptCtx = make([]context.Context, min(h.cfg.maxAttempts, cachedAttempts)+1)
 	for i := range p.attemptCtx {
 		p.attemptCtx[i] = context.WithValue(p.ctx, attemptKey{}, i)
 	}
@@ -178,6 +182,9 @@ func (p *pool) Shutdown(ctx context.Context) error {
 // stops the default [MemoryStore]. Shutdown may be called more than once.
 // A [Queue] set with [WithQueue] is shut down instead of the in-memory
 // one; its documentation says what happens to deliveries it did not run.
+// After a Shutdown that returned ctx.Err(), callbacks still running may
+// still release claims in the [Store] and call the [WithErrorHandler]
+// function when they end: close a store you own only after that.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.startMu.Lock()
 	h.closing.Store(true)
@@ -209,20 +216,32 @@ func (p *pool) run(d Delivery) {
 			break // shutdown gave up waiting: report what ran so far
 		}
 		ran = attempt
-		if err = h.RunCallback(p.attemptCtx[attempt], d, attempt); err == nil {
+		ctx := p.ctx // RunCallback adds the attempt number
+		if attempt < len(p.attemptCtx) {
+			ctx = p.attemptCtx[attempt]
+		}
+		if err = h.RunCallback(ctx, d, attempt); err == nil {
 			return
 		}
 	}
 	h.GiveUp(p.ctx, d, ran, err)
 }
 
+// backoffFor returns the wait before attempt (2 or more): base, doubling
+// on each later attempt, capped at maxBackoff, without overflow.
+func backoffFor(base time.Duration, attempt int) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	if shift := attempt - 2; shift < 32 && base <= maxBackoff>>shift {
+		return base << shift
+	}
+	return maxBackoff
+}
+
 // sleep waits before the given attempt; false if ctx ended first.
 func (h *Handler) sleep(ctx context.Context, attempt int) bool {
-	d := h.cfg.backoff << (attempt - 2)
-	if d > maxBackoff || d < 0 {
-		d = maxBackoff
-	}
-	t := time.NewTimer(d)
+	t := time.NewTimer(backoffFor(h.cfg.backoff, attempt))
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -3,6 +3,7 @@ package eachhook
 import (
 	"context"
 	"hash/maphash"
+	"math"
 	"sync"
 	"time"
 )
@@ -15,9 +16,11 @@ type Store interface {
 	// Claim records id for ttl and reports whether this call claimed it.
 	// It returns (true, nil) if id was not claimed or its claim expired,
 	// (false, nil) if id is already claimed, and a non-nil error only for a
-	// system failure (then the claim's state is unknown and the Handler
-	// answers 503 so that the sender retries). Among simultaneous claims
-	// of one id, exactly one returns true.
+	// system failure; the Handler then answers 503 so that the sender
+	// retries. A Claim that fails must leave id unclaimed, or undo its
+	// claim before a later Claim of id can answer (false, nil): otherwise
+	// the retry would be taken for a duplicate and never run. Among
+	// simultaneous claims of one id, exactly one returns true.
 	Claim(ctx context.Context, id string, ttl time.Duration) (bool, error)
 	// Release forgets id so that a redelivery is processed again.
 	// Releasing an id that is not claimed is not an error.
@@ -96,7 +99,11 @@ func (s *MemoryStore) Claim(ctx context.Context, id string, ttl time.Duration) (
 	if exp, ok := sh.ids[d]; ok && exp > now {
 		return false, nil
 	}
-	sh.ids[d] = now + int64(ttl)
+	exp := now + int64(ttl)
+	if exp < now { // a TTL too large to add: never expires
+		exp = math.MaxInt64
+	}
+	sh.ids[d] = exp
 	if n := len(sh.ids); n > sh.peak {
 		sh.peak = n
 	}

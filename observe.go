@@ -33,8 +33,8 @@ const (
 	ReasonTimestamp RefusalReason = "timestamp"
 	// ReasonLookup: the [SecretLookup] failed (503).
 	ReasonLookup RefusalReason = "lookup"
-	// ReasonMalformed: a verified body that is not a JSON object with a
-	// string "id" (400).
+	// ReasonMalformed: a verified body that is not a JSON object, or
+	// whose kind and id cannot be told (400).
 	ReasonMalformed RefusalReason = "malformed"
 	// ReasonStore: the dedupe [Store] failed (503).
 	ReasonStore RefusalReason = "store"
@@ -65,17 +65,20 @@ type Refusal struct {
 
 // DeliveryInfo identifies a verified delivery.
 type DeliveryInfo struct {
-	// ID is the prediction id.
+	// ID is the delivery's key: the prediction id, or [WorkflowKeyPrefix]
+	// and the workflow execution id.
 	ID string
-	// Status is the prediction's status as sent, such as [StatusSuccess].
+	// Status is the delivery's status as sent, such as [StatusSuccess].
 	Status string
 }
 
 // CallbackRun describes one run (attempt) of a callback.
 type CallbackRun struct {
-	// ID is the prediction id.
+	// ID is the delivery's key: the prediction id, or [WorkflowKeyPrefix]
+	// and the workflow execution id.
 	ID string
-	// Status is [StatusSuccess] or [StatusFailed]: which callback runs.
+	// Status is the delivery's status as sent, such as [StatusSuccess] or
+	// [StatusCompleted]: it tells which callback runs.
 	Status string
 	// Attempt is 1 for the first run, 2 for the first retry, and so on.
 	Attempt int
@@ -108,8 +111,8 @@ type Observer struct {
 	// delivery whose id was already accepted (answered 200, no callback).
 	Duplicate func(ctx context.Context, d DeliveryInfo)
 	// Ignored is called with the request's context for a verified
-	// delivery with no callback to run: a status other than success or
-	// failed, or no callback registered for it (answered 200).
+	// delivery with no callback to run: a status that has none (such as
+	// "processing"), or no callback registered for it (answered 200).
 	Ignored func(ctx context.Context, d DeliveryInfo)
 	// Accepted is called with the request's context for a delivery
 	// claimed and queued for its callback (answered 200).

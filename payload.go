@@ -86,6 +86,9 @@ type Failure struct {
 // URL returns Output when it is a single JSON string, such as the URL of a
 // generated image. Otherwise it returns an error matching [ErrOutputShape].
 func (s *Success) URL() (string, error) {
+	if isNull(s.Output) {
+		return "", fmt.Errorf("%w: want a string, output is null or absent", ErrOutputShape)
+	}
 	var u string
 	if err := json.Unmarshal(s.Output, &u); err != nil {
 		return "", fmt.Errorf("%w: want a string: %v", ErrOutputShape, err)

@@ -174,9 +174,7 @@ func (h *Handler) GiveUp(ctx context.Context, d Delivery, attempts int, err erro
 	}
 	cerr := &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err}
 	h.gaveUp(ctx, cerr)
-	if h.cfg.onError != nil {
-		h.cfg.onError(ctx, cerr)
-	}
+	h.callErrorHandler(ctx, cerr)
 }
 
 // call runs the callback for d once, turning a panic into an error.
@@ -188,4 +186,19 @@ func (h *Handler) call(ctx context.Context, d Delivery) (err error) {
 		}
 	}()
 	return h.invoke(ctx, d.Body)
+}
+
+// callErrorHandler passes err to the WithErrorHandler function, if any. A
+// panic in it is logged, not passed on: it runs on a worker, and crashing
+// the process would lose every delivery the in-memory queue holds.
+func (h *Handler) callErrorHandler(ctx context.Context, err error) {
+	if h.cfg.onError == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("eachhook: error handler panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	h.cfg.onError(ctx, err)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,14 +77,23 @@ func New(opts ...Option) (*Handler, error) {
 // be called at any time, also while serving; a delivery runs the callback
 // registered when it is accepted or later. A successful delivery that
 // arrives while no callback is registered is acknowledged, logged and
-// dropped. fn must tolerate a context cancelled at shutdown.
+// dropped. fn must tolerate a context cancelled at shutdown. A nil fn
+// unregisters the callback.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
+	if fn == nil {
+		h.onSuccess.Store(nil)
+		return
+	}
 	h.onSuccess.Store(&fn)
 }
 
 // OnFailed registers fn to run for each prediction that failed, under the
 // same rules as [Handler.OnSuccess].
 func (h *Handler) OnFailed(fn func(ctx context.Context, f *Failure) error) {
+	if fn == nil {
+		h.onFailed.Store(nil)
+		return
+	}
 	h.onFailed.Store(&fn)
 }
 
@@ -121,7 +131,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	env, envErr, err := h.authenticate(r, body)
 	if err != nil {
 		if errors.Is(err, errLookup) {
-			h.log.Error("eachhook: secret lookup failed", "id", env.ID, "err", err)
+			// env.ID is not verified: it stays out of the log.
+			h.log.Error("eachhook: secret lookup failed", "err", err)
 			h.refused(r.Context(), ReasonLookup, 503, "", err)
 			unavailable(w, "temporarily unavailable")
 			return
@@ -233,9 +244,13 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (env envelope, envE
 	if h.cfg.lookup == nil || !(errors.Is(err, ErrInvalidSignature) || errors.Is(err, ErrNoSecret)) {
 		return env, nil, err
 	}
-	// Fail fast on a malformed header before reading the unverified body.
+	// Refuse a malformed header or a stale timestamp before reading the
+	// unverified body or calling the lookup (the order of the checks).
 	if _, perr := parseSignature(sig); perr != nil {
 		return env, nil, perr
+	}
+	if terr := checkTimestamp(ts, now, h.cfg.tolerance); terr != nil {
+		return env, nil, terr
 	}
 	env, envErr = decodeEnvelope(body)
 	if envErr != nil {
@@ -271,25 +286,39 @@ func isJSON(ct string) bool {
 var errTooLarge = errors.New("eachhook: body too large")
 
 // readBody reads the whole body, at most max bytes, into a buffer of its
-// own (it becomes the delivery's body, so it is not pooled).
+// own (it becomes the delivery's body, so it is not pooled). The buffer
+// grows with the bytes that arrive: a Content-Length alone, which anyone
+// can send, reserves at most readAhead bytes.
 func readBody(rc io.Reader, contentLength, max int64) ([]byte, error) {
 	if contentLength > max {
 		return nil, errTooLarge
 	}
+	size := int64(512)
 	if contentLength >= 0 {
-		// net/http stops the body at Content-Length, so it is exact.
-		buf := make([]byte, contentLength)
-		if _, err := io.ReadFull(rc, buf); err != nil {
+		size = min(contentLength, readAhead)
+	}
+	// One byte more than expected, so that EOF is seen without growing.
+	buf := make([]byte, 0, size+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, len(buf))
+		}
+		n, err := rc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			if contentLength >= 0 && int64(len(buf)) != contentLength {
+				return nil, io.ErrUnexpectedEOF // fewer bytes than declared
+			}
+			return buf, nil
+		}
+		if err != nil {
 			return nil, err
 		}
-		return buf, nil
 	}
-	buf, err := io.ReadAll(io.LimitReader(rc, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(buf)) > max {
-		return nil, errTooLarge
-	}
-	return buf, nil
 }
+
+// readAhead bounds the buffer reserved from a Content-Length.
+const readAhead = 64 << 10

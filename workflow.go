@@ -41,12 +41,20 @@ type WorkflowRun struct {
 // serve predictions and workflow executions on one endpoint: each delivery
 // is routed by its fields (see the package documentation).
 func (h *Handler) OnWorkflowCompleted(fn func(ctx context.Context, run *WorkflowRun) error) {
+	if fn == nil {
+		h.onWorkflowCompleted.Store(nil)
+		return
+	}
 	h.onWorkflowCompleted.Store(&fn)
 }
 
 // OnWorkflowFailed registers fn to run for each workflow execution that
 // failed, under the same rules as [Handler.OnSuccess].
 func (h *Handler) OnWorkflowFailed(fn func(ctx context.Context, run *WorkflowRun) error) {
+	if fn == nil {
+		h.onWorkflowFailed.Store(nil)
+		return
+	}
 	h.onWorkflowFailed.Store(&fn)
 }
 
