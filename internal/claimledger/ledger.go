@@ -117,7 +117,7 @@ func (l *Ledger) Close() {
 // Won records that this store's claim of id with token, expiring after
 // ttl, was won. It replaces a remembered claim of the same id.
 func (l *Ledger) Won(id string, token Token, ttl time.Duration) {
-	l.remember(&entry{id: id, token: token, expires: l.now().Add(ttl)}, true)
+	l.remember(&entry{id: id, token: token, expires: l.now().Add(ttl)})
 }
 
 // Take removes and returns the token of id's won claim, for a release.
@@ -141,7 +141,9 @@ func (l *Ledger) Take(id string) (Token, time.Time, bool) {
 // Release deletes id's claim with the Ledger's [Undo] if this store holds
 // it, for a store's Release: a claim it does not remember (never won here,
 // forgotten, or expired) is left alone, and nil returned. When the delete
-// fails the claim may still stand, so its token is kept for another try.
+// fails the claim may still stand: it becomes a claim of unknown outcome
+// (see [Ledger.Doubt]), undone in the background once the server answers,
+// so that the sender's retry is not taken for a duplicate.
 func (l *Ledger) Release(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -151,26 +153,17 @@ func (l *Ledger) Release(ctx context.Context, id string) error {
 		return nil
 	}
 	if err := l.undo(ctx, id, token); err != nil {
-		l.PutBack(id, token, expires)
+		l.Doubt(id, token, expires.Sub(l.now()))
 		return err
 	}
 	return nil
 }
 
-// PutBack remembers again a claim that [Ledger.Take] returned and whose
-// release failed, unless id has been won again meanwhile.
-func (l *Ledger) PutBack(id string, token Token, expires time.Time) {
-	l.remember(&entry{id: id, token: token, expires: expires}, false)
-}
-
-func (l *Ledger) remember(c *entry, replace bool) {
+func (l *Ledger) remember(c *entry) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e, ok := l.won[c.id]; ok {
-		if !replace {
-			return
-		}
 		l.order.Remove(e)
 	}
 	l.won[c.id] = l.order.PushBack(c)

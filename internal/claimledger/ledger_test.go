@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func nopUndo(context.Context, string, Token) error { return nil }
 
-func TestWonTakePutBack(t *testing.T) {
+func TestWonTake(t *testing.T) {
 	l := New(2, time.Millisecond, nopUndo)
 	a, b, c := NewToken(), NewToken(), NewToken()
 	require.NotEqual(t, a, b)
@@ -32,16 +33,34 @@ func TestWonTakePutBack(t *testing.T) {
 	_, _, ok = l.Take("p3")
 	require.False(t, ok, "Take removes")
 
-	l.PutBack("p3", tok, exp)
+	require.False(t, exp.IsZero())
 	d := NewToken()
 	l.Won("p2", d, time.Hour) // replaces
-	l.PutBack("p2", b, exp)   // keeps the newer claim
 	tok, _, ok = l.Take("p2")
 	require.True(t, ok)
 	require.Equal(t, d, tok)
-	tok, _, ok = l.Take("p3")
-	require.True(t, ok)
-	require.Equal(t, c, tok)
+}
+
+// A Release whose delete fails leaves a claim of unknown outcome, undone in
+// the background once the server answers again.
+func TestFailedReleaseIsUndoneLater(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var undone atomic.Int32
+	l := New(10, time.Millisecond, func(context.Context, string, Token) error {
+		if down.Load() {
+			return errors.New("server down")
+		}
+		undone.Add(1)
+		return nil
+	})
+	defer l.Close()
+	l.Won("p", NewToken(), time.Hour)
+	require.Error(t, l.Release(context.Background(), "p"))
+	require.Equal(t, 1, l.Doubts())
+	down.Store(false)
+	require.Eventually(t, func() bool { return l.Doubts() == 0 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, int32(1), undone.Load())
 }
 
 func TestExpiredAreForgotten(t *testing.T) {
