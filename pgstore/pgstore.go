@@ -136,12 +136,16 @@ type config struct {
 // Option configures a [Store].
 type Option func(*config) error
 
-// identifier matches a table name, optionally qualified by its schema.
-var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
+// identifier matches a table name, optionally qualified by its schema. The
+// table part has at most 48 characters so that the names of its indexes
+// ("<table>_expires_at_idx") fit PostgreSQL's 63, which would otherwise
+// truncate them to the table's own name and skip the index.
+var identifier = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 
 // WithTable sets the name of the claims table, optionally qualified by a
 // schema ("webhooks.claims"). Names are letters, digits and underscores,
-// and are quoted, so they are case-sensitive. Default [DefaultTable]
+// at most 48 for the table and 63 for the schema, and are quoted, so they
+// are case-sensitive. Default [DefaultTable]
 // ("eachhook_claims").
 func WithTable(name string) Option {
 	return func(c *config) error {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,9 +102,14 @@ func TestNewRejectsUnworkableConfig(t *testing.T) {
 	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none")
 	require.NoError(t, err)
 	defer pool.Close()
-	for _, name := range []string{"", "a b", "x;drop", "1abc", "a.b.c", `"q"`} {
+	for _, name := range []string{"", "a b", "x;drop", "1abc", "a.b.c", `"q"`, strings.Repeat("t", 49), "s." + strings.Repeat("t", 49)} {
 		_, err = pgstore.New(pool, pgstore.WithTable(name))
 		require.ErrorIs(t, err, pgstore.ErrInvalidOption, "table %q", name)
+	}
+	for _, name := range []string{strings.Repeat("t", 48), strings.Repeat("s", 63) + "." + strings.Repeat("t", 48)} {
+		s, err := pgstore.New(pool, pgstore.WithTable(name), pgstore.WithCleanupInterval(0))
+		require.NoError(t, err, "table %q", name)
+		s.Close()
 	}
 	_, err = pgstore.New(pool, pgstore.WithCleanupInterval(-time.Second))
 	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
