@@ -150,23 +150,31 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, 
 	}
 	key, token := s.prefix+id, claimledger.NewToken()
 	value := token.String()
-	won, err := s.client.SetNX(ctx, key, value, ttl).Result()
-	if err != nil {
-		s.ledger.Doubt(id, token, ttl)
-		return false, fmt.Errorf("redisstore: claim: %w", err)
-	}
-	if !won {
+	// Twice at most: once more if the claim that stood is gone by the time
+	// it is read, so that a released or expired claim counts as absent.
+	for try := 0; ; try++ {
+		won, err := s.client.SetNX(ctx, key, value, ttl).Result()
+		if err != nil {
+			s.ledger.Doubt(id, token, ttl)
+			return false, fmt.Errorf("redisstore: claim: %w", err)
+		}
+		if won {
+			break
+		}
 		// A retried SET finds its own first attempt's token.
 		v, err := s.client.Get(ctx, key).Result()
 		switch {
+		case errors.Is(err, redis.Nil) && try == 0:
+			continue // the claim that stood has just expired or been released
 		case errors.Is(err, redis.Nil):
-			return false, nil // the claim that stood has just expired
+			return false, nil
 		case err != nil:
 			s.ledger.Doubt(id, token, ttl)
 			return false, fmt.Errorf("redisstore: claim: %w", err)
 		case v != value:
 			return false, nil
 		}
+		break // our own token: the first attempt's SET won
 	}
 	s.ledger.Won(id, token, ttl)
 	return true, nil
