@@ -16,7 +16,7 @@ import (
 
 // defaultPostgresDSN is used when EACHHOOK_POSTGRES_DSN is unset: the local
 // server .ci/services.sh starts.
-const defaultPostgresDSN = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
+const defaultPostgresDSN = "postgres://eachhook:eachhook@127.0.0.1:5432/eachhook?sslmode=disable"
 
 func postgresDSN() string {
 	if dsn := os.Getenv("EACHHOOK_POSTGRES_DSN"); dsn != "" {
