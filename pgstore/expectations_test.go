@@ -2,7 +2,6 @@ package pgstore_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -86,30 +85,5 @@ func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 // Store, after a won claim).
 func BenchmarkExpectations(b *testing.B) {
 	pool := newPool(b, dsn(b), "")
-	e := newExpectations(b, pool, newTable(b, pool))
-	ctx := context.Background()
-	const n = 1000
-	for i := range n {
-		require.NoError(b, e.Expect(ctx, eachloop.Expectation{ID: fmt.Sprint("pred-", i), Secret: "s", CreatedAt: time.Now()}))
-	}
-	b.Run("Secrets", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, err := e.Secrets(ctx, fmt.Sprint("pred-", i%n)); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
-	b.Run("Done", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if err := e.Done(ctx, fmt.Sprint("pred-", i%n)); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
+	expectationstest.Benchmark(b, newExpectations(b, pool, newTable(b, pool)))
 }
