@@ -14,6 +14,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // benchWriter is a reusable ResponseWriter, so that the benchmarks measure
@@ -38,7 +39,7 @@ func deliveries(n int) ([][]byte, []string) {
 	sigs := make([]string, n)
 	for i := range bodies {
 		bodies[i] = eachhooktest.SuccessBody("pred-" + strconv.Itoa(i) + "-0000-0000-0000-000000000000"[len(strconv.Itoa(i)):])
-		sigs[i] = eachhook.Sign(secret, "", bodies[i])
+		sigs[i] = signature.Sign(secret, "", bodies[i])
 	}
 	return bodies, sigs
 }
@@ -57,7 +58,7 @@ func serveFresh(b *testing.B, h http.Handler) {
 	for i := range b.N {
 		body.Reset(bodies[i])
 		r.ContentLength = int64(len(bodies[i]))
-		r.Header[eachhook.HeaderSignature] = sigs[i : i+1]
+		r.Header[signature.Header] = sigs[i : i+1]
 		w.code = 0
 		h.ServeHTTP(w, r)
 		if w.code != http.StatusOK {
@@ -104,14 +105,14 @@ func verifyBody(n int) []byte { return bytes.Repeat([]byte("a"), n) }
 
 // BenchmarkVerify measures Verifier.Verify on the original body scheme.
 func BenchmarkVerify(b *testing.B) {
-	v, err := eachhook.NewVerifier(secret)
+	v, err := signature.NewVerifier(secret)
 	if err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now()
 	for _, size := range verifySizes {
 		body := verifyBody(size.n)
-		sig := eachhook.Sign(secret, "", body)
+		sig := signature.Sign(secret, "", body)
 		b.Run(size.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(size.n))
@@ -130,7 +131,7 @@ func BenchmarkVerifyFloor(b *testing.B) {
 	mac := hmac.New(sha256.New, []byte(secret))
 	for _, size := range verifySizes {
 		body := verifyBody(size.n)
-		sig := eachhook.Sign(secret, "", body)
+		sig := signature.Sign(secret, "", body)
 		b.Run(size.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(size.n))

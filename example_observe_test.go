@@ -11,6 +11,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/observe"
 )
 
 // An Observer counts what the Handler did with each request.
@@ -25,10 +26,10 @@ func ExampleWithObserver() {
 	h, err := eachhook.New(
 		eachhook.WithSecret("whsec_example"),
 		eachhook.WithLogger(slog.New(slog.DiscardHandler)),
-		eachhook.WithObserver(eachhook.Observer{
-			Refused:  func(ctx context.Context, r eachhook.Refusal) { count("refused/" + string(r.Reason)) },
-			Accepted: func(ctx context.Context, d eachhook.DeliveryInfo) { count("accepted") },
-			Duplicate: func(ctx context.Context, d eachhook.DeliveryInfo) {
+		eachhook.WithObserver(observe.Observer{
+			Refused:  func(ctx context.Context, r observe.Refusal) { count("refused/" + string(r.Reason)) },
+			Accepted: func(ctx context.Context, d observe.DeliveryInfo) { count("accepted") },
+			Duplicate: func(ctx context.Context, d observe.DeliveryInfo) {
 				count("duplicate")
 			},
 		}))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // A Handler mounted on a mux: a signed success delivery is acknowledged at
@@ -78,18 +79,18 @@ func ExampleNew_noSecret() {
 // A Verifier checks a signature outside the Handler; each failure has its
 // own sentinel error.
 func ExampleVerifier_Verify() {
-	v, _ := eachhook.NewVerifier("whsec_example")
+	v, _ := signature.NewVerifier("whsec_example")
 	body := []byte(`{"id":"abc123","status":"success","output":"https://example.com/a.png"}`)
 	now := time.Unix(1_800_000_000, 0)
 
-	sig := eachhook.Sign("whsec_example", "", body)
+	sig := signature.Sign("whsec_example", "", body)
 	fmt.Println(v.Verify(body, sig, "", now, 15*time.Minute))
 
 	tampered := []byte(`{"id":"abc123","status":"success","output":"https://evil.example/a.png"}`)
-	fmt.Println(errors.Is(v.Verify(tampered, sig, "", now, 15*time.Minute), eachhook.ErrInvalidSignature))
+	fmt.Println(errors.Is(v.Verify(tampered, sig, "", now, 15*time.Minute), signature.ErrInvalid))
 
 	ts := "1800000000"
-	sig = "sha256=" + eachhook.Sign("whsec_example", ts, body)
+	sig = "sha256=" + signature.Sign("whsec_example", ts, body)
 	fmt.Println(v.Verify(body, sig, ts, now.Add(20*time.Minute), 15*time.Minute))
 	// Output:
 	// <nil>

@@ -326,7 +326,7 @@ func TestPredictionAndWorkflowIDsDoNotCollide(t *testing.T) {
 		mu.Unlock()
 		return []string{"per-delivery"}, nil
 	}
-	store := eachhook.NewMemoryStore(0, nil)
+	store := eachhook.NewMemoryStore()
 	defer store.Close()
 	h := newHandler(t, eachhook.WithSecretLookup(lookup), eachhook.WithStore(store))
 	c := &recorder{}
@@ -450,17 +450,21 @@ func (c *counter) n() int  { return int(c.runs.Load()) }
 func (c *counter) ok() int { return int(c.oks.Load()) }
 
 func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
-	h := newHandler(t, eachhook.WithSecret(secret))
+	store := eachhook.NewMemoryStore()
+	defer store.Close()
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
 	c := newCalls() // OnSuccess and OnFailed only
 	c.register(h)
 	body := eachhooktest.WorkflowFailedBody("x1", "wf")
 	require.Equal(t, 200, serve(h, signed(body)).Code, "acknowledged and dropped")
-	// The dropped delivery was not claimed: once a callback is
-	// registered, the sender's retry is processed.
-	var runs atomic.Int32
-	h.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error { runs.Add(1); return nil })
-	require.Equal(t, 200, serve(h, signed(body)).Code)
 	drain(t, h)
+	// The dropped delivery was not claimed: a Handler with the callback,
+	// on the same store, processes the sender's retry.
+	var runs atomic.Int32
+	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
+	h2.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error { runs.Add(1); return nil })
+	require.Equal(t, 200, serve(h2, signed(body)).Code)
+	drain(t, h2)
 	require.Equal(t, int32(1), runs.Load())
 	s, f := c.counts()
 	require.Zero(t, s+f, "a failed workflow is not a failed prediction")

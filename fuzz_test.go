@@ -11,6 +11,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // FuzzServeHTTP checks that ServeHTTP never panics, answers only the
@@ -26,9 +27,9 @@ func FuzzServeHTTP(f *testing.F) {
 	f.Add([]byte(`not json`), "", "", "text/plain", true)
 	f.Fuzz(func(t *testing.T, body []byte, sig, ts, contentType string, sign bool) {
 		if sign {
-			sig = eachhook.Sign(secret, ts, body)
+			sig = signature.Sign(secret, ts, body)
 		}
-		verifyErr := eachhook.VerifySignature(body, sig, ts, now, eachhook.DefaultTolerance, secret)
+		verifyErr := signature.Verify(body, sig, ts, now, signature.DefaultTolerance, secret)
 		h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet),
 			eachhook.WithClock(func() time.Time { return now }), eachhook.WithMaxBodyBytes(4096))
 		if err != nil {
@@ -38,9 +39,9 @@ func FuzzServeHTTP(f *testing.F) {
 		h.OnSuccess(func(context.Context, *eachhook.Success) error { ran.Add(1); return nil })
 		h.OnFailed(func(context.Context, *eachhook.Failure) error { ran.Add(1); return nil })
 		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
-		r.Header.Set(eachhook.HeaderSignature, sig)
+		r.Header.Set(signature.Header, sig)
 		if ts != "" {
-			r.Header.Set(eachhook.HeaderTimestamp, ts)
+			r.Header.Set(signature.HeaderTimestamp, ts)
 		}
 		if contentType != "" {
 			r.Header.Set("Content-Type", contentType)

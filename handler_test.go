@@ -17,6 +17,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -148,15 +149,15 @@ func TestServeHTTPResponses(t *testing.T) {
 		{name: "no content type", req: withoutHeader(signed(success), "Content-Type"), want: 200, successes: 1},
 		{name: "vendor +json", req: withHeader(signed(success), "Content-Type", "application/vnd.eachlabs+json"), want: 200, successes: 1},
 		{name: "too large", req: signed(bytes.Repeat([]byte(" "), 2049)), want: 413},
-		{name: "missing signature", req: withoutHeader(signed(success), eachhook.HeaderSignature), want: 401},
-		{name: "malformed signature", req: withHeader(signed(success), eachhook.HeaderSignature, "xyz"), want: 401},
+		{name: "missing signature", req: withoutHeader(signed(success), signature.Header), want: 401},
+		{name: "malformed signature", req: withHeader(signed(success), signature.Header, "xyz"), want: 401},
 		{name: "wrong secret", req: eachhooktest.NewRequest("/", "other", success, eachhooktest.BodyScheme, now), want: 401},
 		{name: "tampered body", req: tampered(), want: 401},
-		{name: "legacy plain secret header only", req: withHeader(withoutHeader(signed(success), eachhook.HeaderSignature), eachhook.HeaderSecret, secret), want: 401},
+		{name: "legacy plain secret header only", req: withHeader(withoutHeader(signed(success), signature.Header), signature.HeaderSecret, secret), want: 401},
 		{name: "timestamp scheme", req: eachhooktest.NewRequest("/", secret, success, eachhooktest.TimestampScheme, now), want: 200, successes: 1},
 		{name: "timestamp too old", req: eachhooktest.NewRequest("/", secret, success, eachhooktest.TimestampScheme, now.Add(-16*time.Minute)), want: 401},
 		{name: "timestamp too new", req: eachhooktest.NewRequest("/", secret, success, eachhooktest.TimestampScheme, now.Add(16*time.Minute)), want: 401},
-		{name: "timestamp header removed", req: withoutHeader(eachhooktest.NewRequest("/", secret, success, eachhooktest.TimestampScheme, now), eachhook.HeaderTimestamp), want: 401},
+		{name: "timestamp header removed", req: withoutHeader(eachhooktest.NewRequest("/", secret, success, eachhooktest.TimestampScheme, now), signature.HeaderTimestamp), want: 401},
 		{name: "signed not JSON", req: signed([]byte("not json")), want: 400},
 		{name: "signed JSON array", req: signed([]byte(`[1,2]`)), want: 400},
 		{name: "no id", req: signed([]byte(`{"status":"success"}`)), want: 400},
@@ -214,7 +215,7 @@ func TestAfterShutdown503EvenUnsigned(t *testing.T) {
 	c.register(h)
 	drain(t, h)
 	r := signed(eachhooktest.SuccessBody("late"))
-	r.Header.Del(eachhook.HeaderSignature)
+	r.Header.Del(signature.Header)
 	w := serve(h, r)
 	require.Equal(t, 503, w.Code)
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
@@ -401,7 +402,7 @@ func (s *flakyStore) Release(ctx context.Context, id string) error {
 }
 
 func TestStoreFailureIs503ThenRetrySucceeds(t *testing.T) {
-	mem := eachhook.NewMemoryStore(0, nil)
+	mem := eachhook.NewMemoryStore()
 	defer mem.Close()
 	st := &flakyStore{Store: mem}
 	st.broken.Store(true)
@@ -437,7 +438,7 @@ func TestShutdownDeadlineCancelsCallbacks(t *testing.T) {
 	var logs bytes.Buffer
 	var logMu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))
-	mem := eachhook.NewMemoryStore(0, nil)
+	mem := eachhook.NewMemoryStore()
 	defer mem.Close()
 	st := &flakyStore{Store: mem}
 	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithWorkers(1), eachhook.WithLogger(logger), eachhook.WithRetry(1, 0), eachhook.WithStore(st))
@@ -548,14 +549,20 @@ func TestGivingUpReportsAndReleases(t *testing.T) {
 }
 
 func TestNoCallbackRegisteredIsAcknowledgedAndDropped(t *testing.T) {
-	h := newHandler(t, eachhook.WithSecret(secret))
+	store := eachhook.NewMemoryStore()
+	defer store.Close()
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
 	var n atomic.Int32
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error { n.Add(1); return nil })
 	require.Equal(t, 200, serve(h, eachhooktest.NewFailedRequest("/", secret, "x")).Code)
-	// Registering later is safe; the dropped failure was not claimed.
-	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error { n.Add(10); return nil })
-	require.Equal(t, 200, serve(h, eachhooktest.NewFailedRequest("/", secret, "x")).Code)
 	drain(t, h)
+	require.Equal(t, int32(0), n.Load())
+	// The dropped failure was not claimed: a Handler with OnFailed on the
+	// same store processes the sender's retry.
+	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
+	h2.OnFailed(func(ctx context.Context, f *eachhook.Failure) error { n.Add(10); return nil })
+	require.Equal(t, 200, serve(h2, eachhooktest.NewFailedRequest("/", secret, "x")).Code)
+	drain(t, h2)
 	require.Equal(t, int32(10), n.Load())
 }
 

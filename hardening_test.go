@@ -18,6 +18,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 )
 
@@ -137,7 +138,7 @@ func TestUnverifiedIDNeverLogged(t *testing.T) {
 	defer h.Shutdown(context.Background())
 	forged := `{"id":"ATTACKER-CONTROLLED","status":"success"}`
 	r := httptest.NewRequest(http.MethodPost, "/", io.NopCloser(strings.NewReader(forged)))
-	r.Header.Set(eachhook.HeaderSignature, strings.Repeat("0", 64))
+	r.Header.Set(signature.Header, strings.Repeat("0", 64))
 	require.Equal(t, 503, serve(h, r).Code)
 	mu.Lock()
 	defer mu.Unlock()

@@ -1,27 +1,25 @@
 package eachhook
 
+// This file owns the health endpoint: whether the Handler can accept a
+// delivery now.
+
 import (
 	"context"
 	"net/http"
 	"time"
 )
 
-// Pinger is an optional interface of a [Store] that can tell whether it is
-// reachable. The health endpoint ([Handler.Health]) calls Ping when the
-// store has it; Ping returns nil when the store can serve Claim and
-// Release. [MemoryStore] does not implement it: it is always reachable.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
+// healthPingTimeout bounds the [Pinger.Ping] calls of one health check.
+const healthPingTimeout = 2 * time.Second
 
-// HealthPingTimeout bounds the [Pinger.Ping] of one health check.
-const HealthPingTimeout = 2 * time.Second
-
-// Health reasons written by [Handler.Health] with a 503.
+// Reasons written by [Handler.Health] with a 503. They hold no character
+// JSON would escape.
 const (
-	HealthShuttingDown     = "shutting down"
-	HealthQueueFull        = "queue full"
-	HealthStoreUnreachable = "store unreachable"
+	healthShuttingDown     = "shutting down"
+	healthNotStarted       = "not started"
+	healthQueueFull        = "queue full"
+	healthStoreUnreachable = "store unreachable"
+	healthQueueUnreachable = "queue unreachable"
 )
 
 // Health returns a handler for a health endpoint, to mount beside the
@@ -29,13 +27,15 @@ const (
 // uptime monitor. It answers GET and HEAD (405 otherwise) with a one-line
 // JSON object:
 //
-//	200 {"status":"ok"}                                    accepting deliveries
-//	503 {"status":"unavailable","reason":"shutting down"}  Shutdown has begun
-//	503 {"status":"unavailable","reason":"queue full"}     every worker busy, queue full
-//	503 {"status":"unavailable","reason":"store unreachable"}
+//	200 {"status":"ok"}                                        accepting deliveries
+//	503 {"status":"unavailable","reason":"shutting down"}      Shutdown has begun
+//	503 {"status":"unavailable","reason":"not started"}        a WithQueue queue whose Start has not succeeded
+//	503 {"status":"unavailable","reason":"queue full"}         every worker busy, in-memory queue full
+//	503 {"status":"unavailable","reason":"store unreachable"}  the Store's Ping failed
+//	503 {"status":"unavailable","reason":"queue unreachable"}  the Queue's Ping failed
 //
-// The last is answered when the store implements [Pinger] and its Ping,
-// bounded by [HealthPingTimeout], fails; the error is logged, not sent.
+// The store and the queue are pinged when they implement [Pinger], each
+// bounded by 2 seconds; the error is logged, not sent.
 func (h *Handler) Health() http.Handler {
 	return http.HandlerFunc(h.serveHealth)
 }
@@ -55,25 +55,36 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
-	// The reasons are constants without characters JSON would escape.
 	w.Write([]byte(`{"status":"unavailable","reason":"` + reason + `"}` + "\n"))
 }
 
 // unhealthy returns why the Handler cannot accept deliveries now, or "".
 func (h *Handler) unhealthy(ctx context.Context) string {
-	if h.closing.Load() {
-		return HealthShuttingDown
-	}
-	if p, ok := h.queue.(*pool); ok && len(p.queue) >= cap(p.queue) {
-		return HealthQueueFull
+	switch {
+	case h.closing.Load():
+		return healthShuttingDown
+	case h.memQueue == nil && !h.started.Load():
+		return healthNotStarted
+	case h.memQueue != nil && h.memQueue.full():
+		return healthQueueFull
 	}
 	if p, ok := h.store.(Pinger); ok {
-		ctx, cancel := context.WithTimeout(ctx, HealthPingTimeout)
-		defer cancel()
-		if err := p.Ping(ctx); err != nil {
+		if err := ping(ctx, p); err != nil {
 			h.log.Warn("eachhook: health check: store unreachable", "err", err)
-			return HealthStoreUnreachable
+			return healthStoreUnreachable
+		}
+	}
+	if p, ok := h.queue.(Pinger); ok {
+		if err := ping(ctx, p); err != nil {
+			h.log.Warn("eachhook: health check: queue unreachable", "err", err)
+			return healthQueueUnreachable
 		}
 	}
 	return ""
+}
+
+func ping(ctx context.Context, p Pinger) error {
+	ctx, cancel := context.WithTimeout(ctx, healthPingTimeout)
+	defer cancel()
+	return p.Ping(ctx)
 }

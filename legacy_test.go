@@ -12,6 +12,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 )
 
@@ -25,7 +26,7 @@ func TestLegacySecretHeader(t *testing.T) {
 	// sigAndPlain signs with sigSecret and sends plain in X-Webhook-Secret.
 	sigAndPlain := func(sigSecret, plain string) *http.Request {
 		r := eachhooktest.NewRequest("/", sigSecret, body, eachhooktest.TimestampScheme, now)
-		r.Header.Set(eachhook.HeaderSecret, plain)
+		r.Header.Set(signature.HeaderSecret, plain)
 		return r
 	}
 	legacy := eachhook.WithLegacySecretHeader()
@@ -46,12 +47,12 @@ func TestLegacySecretHeader(t *testing.T) {
 		{name: "wrong signature decides over the right plain secret", opts: []eachhook.Option{legacy}, req: sigAndPlain(other, secret), want: 401},
 		{name: "malformed signature decides over the right plain secret", opts: []eachhook.Option{legacy}, req: func() *http.Request {
 			r := plain(secret)
-			r.Header.Set(eachhook.HeaderSignature, "sha256=zz")
+			r.Header.Set(signature.Header, "sha256=zz")
 			return r
 		}(), want: 401},
 		{name: "blank signature counts as absent", opts: []eachhook.Option{legacy}, req: func() *http.Request {
 			r := plain(secret)
-			r.Header.Set(eachhook.HeaderSignature, "  ")
+			r.Header.Set(signature.Header, "  ")
 			return r
 		}(), want: 200},
 	}
@@ -132,11 +133,11 @@ func TestLegacySecretHeaderOptionConflicts(t *testing.T) {
 
 func TestLegacySchemeHeaders(t *testing.T) {
 	hdr := eachhooktest.Headers(secret, []byte(`{}`), eachhooktest.LegacySecretScheme, time.Now())
-	require.Equal(t, secret, hdr.Get(eachhook.HeaderSecret))
-	require.Empty(t, hdr.Get(eachhook.HeaderSignature))
-	require.Empty(t, hdr.Get(eachhook.HeaderTimestamp))
+	require.Equal(t, secret, hdr.Get(signature.HeaderSecret))
+	require.Empty(t, hdr.Get(signature.Header))
+	require.Empty(t, hdr.Get(signature.HeaderTimestamp))
 	hdr = eachhooktest.Headers(secret, []byte(`{}`), eachhooktest.TimestampAndSecretScheme, time.Now())
-	require.Equal(t, secret, hdr.Get(eachhook.HeaderSecret))
-	require.True(t, strings.HasPrefix(hdr.Get(eachhook.HeaderSignature), "sha256="))
-	require.NotEmpty(t, hdr.Get(eachhook.HeaderTimestamp))
+	require.Equal(t, secret, hdr.Get(signature.HeaderSecret))
+	require.True(t, strings.HasPrefix(hdr.Get(signature.Header), "sha256="))
+	require.NotEmpty(t, hdr.Get(signature.HeaderTimestamp))
 }

@@ -16,18 +16,20 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/observe"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 )
 
 // obsRecorder is an Observer that records every call.
 type obsRecorder struct {
 	mu         sync.Mutex
-	refusals   []eachhook.Refusal
+	refusals   []observe.Refusal
 	duplicates []string
 	ignored    []string
 	accepted   []string
-	started    []eachhook.CallbackRun
-	finished   []eachhook.CallbackRun
+	started    []observe.CallbackRun
+	finished   []observe.CallbackRun
 	gaveUp     []*eachhook.CallbackError
 	depth      int
 	minDepth   int
@@ -40,44 +42,44 @@ type obsRecorder struct {
 type reqKey struct{}
 type startedKey struct{}
 
-func (rec *obsRecorder) observer() eachhook.Observer {
-	return eachhook.Observer{
-		Refused: func(ctx context.Context, r eachhook.Refusal) {
+func (rec *obsRecorder) observer() observe.Observer {
+	return observe.Observer{
+		Refused: func(ctx context.Context, r observe.Refusal) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.refusals = append(rec.refusals, r)
 		},
-		Duplicate: func(ctx context.Context, d eachhook.DeliveryInfo) {
+		Duplicate: func(ctx context.Context, d observe.DeliveryInfo) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.duplicates = append(rec.duplicates, d.ID)
 		},
-		Ignored: func(ctx context.Context, d eachhook.DeliveryInfo) {
+		Ignored: func(ctx context.Context, d observe.DeliveryInfo) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.ignored = append(rec.ignored, d.ID+"/"+d.Status)
 		},
-		Accepted: func(ctx context.Context, d eachhook.DeliveryInfo) {
+		Accepted: func(ctx context.Context, d observe.DeliveryInfo) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.accepted = append(rec.accepted, d.ID)
 		},
-		CallbackStarted: func(ctx context.Context, run eachhook.CallbackRun) context.Context {
+		CallbackStarted: func(ctx context.Context, run observe.CallbackRun) context.Context {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.started = append(rec.started, run)
 			rec.requestVal = append(rec.requestVal, run.Request.Value(reqKey{}))
 			return context.WithValue(ctx, startedKey{}, run.ID)
 		},
-		CallbackFinished: func(ctx context.Context, run eachhook.CallbackRun) {
+		CallbackFinished: func(ctx context.Context, run observe.CallbackRun) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.finished = append(rec.finished, run)
 		},
-		GaveUp: func(ctx context.Context, err *eachhook.CallbackError) {
+		GaveUp: func(ctx context.Context, d observe.DeliveryInfo, attempts int, err error) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
-			rec.gaveUp = append(rec.gaveUp, err)
+			rec.gaveUp = append(rec.gaveUp, &eachhook.CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err})
 		},
 		QueueChanged: func(delta, capacity int) {
 			rec.mu.Lock()
@@ -90,10 +92,10 @@ func (rec *obsRecorder) observer() eachhook.Observer {
 	}
 }
 
-func (rec *obsRecorder) reasons() map[eachhook.RefusalReason]int {
+func (rec *obsRecorder) reasons() map[observe.Reason]int {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	m := map[eachhook.RefusalReason]int{}
+	m := map[observe.Reason]int{}
 	for _, r := range rec.refusals {
 		m[r.Reason]++
 	}
@@ -108,7 +110,7 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("connectio
 // that the observer saw exactly one matching call per request, and every
 // callback run.
 func TestObserverSeesEveryOutcome(t *testing.T) {
-	mem := eachhook.NewMemoryStore(0, nil)
+	mem := eachhook.NewMemoryStore()
 	defer mem.Close()
 	st := &flakyStore{Store: mem}
 	lookup := func(ctx context.Context, id string) ([]string, error) {
@@ -150,7 +152,7 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 	})
 
 	withCtx := func(r *http.Request) *http.Request {
-		return r.WithContext(context.WithValue(r.Context(), reqKey{}, "req-"+r.Header.Get(eachhook.HeaderSignature)[:8]))
+		return r.WithContext(context.WithValue(r.Context(), reqKey{}, "req-"+r.Header.Get(signature.Header)[:8]))
 	}
 	status := func(want int, r *http.Request) {
 		t.Helper()
@@ -190,18 +192,18 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 	drain(t, h)
 	status(503, signed(eachhooktest.SuccessBody("late")))
 
-	require.Equal(t, map[eachhook.RefusalReason]int{
-		eachhook.ReasonMethod:     1,
-		eachhook.ReasonMediaType:  1,
-		eachhook.ReasonTooLarge:   1,
-		eachhook.ReasonUnreadable: 1,
-		eachhook.ReasonSignature:  1,
-		eachhook.ReasonTimestamp:  1,
-		eachhook.ReasonLookup:     1,
-		eachhook.ReasonMalformed:  1,
-		eachhook.ReasonStore:      1,
-		eachhook.ReasonQueueFull:  1,
-		eachhook.ReasonShutdown:   1,
+	require.Equal(t, map[observe.Reason]int{
+		observe.ReasonMethod:     1,
+		observe.ReasonMediaType:  1,
+		observe.ReasonTooLarge:   1,
+		observe.ReasonUnreadable: 1,
+		observe.ReasonSignature:  1,
+		observe.ReasonTimestamp:  1,
+		observe.ReasonLookup:     1,
+		observe.ReasonMalformed:  1,
+		observe.ReasonStore:      1,
+		observe.ReasonQueueFull:  1,
+		observe.ReasonShutdown:   1,
 	}, rec.reasons())
 
 	ctxMu.Lock()
@@ -209,21 +211,21 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 	ctxMu.Unlock()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	byReason := map[eachhook.RefusalReason]eachhook.Refusal{}
+	byReason := map[observe.Reason]observe.Refusal{}
 	for _, r := range rec.refusals {
 		byReason[r.Reason] = r
 	}
-	require.Equal(t, 405, byReason[eachhook.ReasonMethod].StatusCode)
-	require.Equal(t, 413, byReason[eachhook.ReasonTooLarge].StatusCode)
-	require.ErrorIs(t, byReason[eachhook.ReasonSignature].Err, eachhook.ErrNoSecret)
-	require.Empty(t, byReason[eachhook.ReasonSignature].ID, "an unverified id is never passed")
-	require.Empty(t, byReason[eachhook.ReasonLookup].ID, "an unverified id is never passed")
-	require.ErrorIs(t, byReason[eachhook.ReasonTimestamp].Err, eachhook.ErrTimestampOutOfRange)
-	require.ErrorIs(t, byReason[eachhook.ReasonMalformed].Err, eachhook.ErrMalformedPayload)
-	require.ErrorIs(t, byReason[eachhook.ReasonStore].Err, errStoreDown)
-	require.Equal(t, "store-down", byReason[eachhook.ReasonStore].ID)
-	require.Equal(t, eachhook.Refusal{Reason: eachhook.ReasonQueueFull, StatusCode: 503, ID: "no-room"}, byReason[eachhook.ReasonQueueFull])
-	require.Equal(t, 503, byReason[eachhook.ReasonShutdown].StatusCode)
+	require.Equal(t, 405, byReason[observe.ReasonMethod].StatusCode)
+	require.Equal(t, 413, byReason[observe.ReasonTooLarge].StatusCode)
+	require.ErrorIs(t, byReason[observe.ReasonSignature].Err, signature.ErrNoSecret)
+	require.Empty(t, byReason[observe.ReasonSignature].ID, "an unverified id is never passed")
+	require.Empty(t, byReason[observe.ReasonLookup].ID, "an unverified id is never passed")
+	require.ErrorIs(t, byReason[observe.ReasonTimestamp].Err, signature.ErrTimestampOutOfRange)
+	require.ErrorIs(t, byReason[observe.ReasonMalformed].Err, eachhook.ErrMalformedPayload)
+	require.ErrorIs(t, byReason[observe.ReasonStore].Err, errStoreDown)
+	require.Equal(t, "store-down", byReason[observe.ReasonStore].ID)
+	require.Equal(t, observe.Refusal{Reason: observe.ReasonQueueFull, StatusCode: 503, ID: "no-room"}, byReason[observe.ReasonQueueFull])
+	require.Equal(t, 503, byReason[observe.ReasonShutdown].StatusCode)
 
 	require.Equal(t, []string{"p0/processing"}, rec.ignored)
 	require.Equal(t, []string{"block"}, rec.duplicates)
@@ -252,7 +254,7 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 		{"panics", 1, "eachhook: callback panicked: always"}, {"panics", 2, "eachhook: callback panicked: always"},
 	}, runs)
 	require.ErrorIs(t, rec.finished[4].Err, eachhook.ErrCallbackPanic)
-	require.Equal(t, "req-"+blockReq.Header.Get(eachhook.HeaderSignature)[:8], rec.requestVal[0], "CallbackRun.Request is the request's context")
+	require.Equal(t, "req-"+blockReq.Header.Get(signature.Header)[:8], rec.requestVal[0], "CallbackRun.Request is the request's context")
 	require.Nil(t, rec.requestVal[1])
 
 	require.Len(t, rec.gaveUp, 1)
@@ -297,7 +299,7 @@ func TestObserverSeesDeliveriesShutdownDropped(t *testing.T) {
 		byID[e.ID] = e
 	}
 	require.Equal(t, 0, byID["never-started"].Attempts)
-	require.ErrorIs(t, byID["never-started"], eachhook.ErrNotRun)
+	require.ErrorIs(t, byID["never-started"], observe.ErrNotRun)
 	require.Equal(t, 1, byID["running"].Attempts)
 	require.ErrorIs(t, byID["running"], context.Canceled)
 	require.Equal(t, 0, rec.depth)
@@ -320,7 +322,7 @@ func (s *pingStore) Ping(ctx context.Context) error {
 }
 
 func TestHealth(t *testing.T) {
-	mem := eachhook.NewMemoryStore(0, nil)
+	mem := eachhook.NewMemoryStore()
 	defer mem.Close()
 	st := &pingStore{Store: mem}
 	var logs strings.Builder
@@ -390,11 +392,11 @@ func TestPayloadLogging(t *testing.T) {
 
 	good := eachhooktest.SuccessBody("verified-id")
 	goodReq := signed(good)
-	goodReq.Header.Set(eachhook.HeaderSecret, secret) // the legacy header, sent beside a signature
+	goodReq.Header.Set(signature.HeaderSecret, secret) // the legacy header, sent beside a signature
 	require.Equal(t, 200, serve(h, goodReq).Code)
 	forged := []byte(`{"id":"forged-id","status":"success","output":"FORGED-MARKER"}`)
 	forgedReq := eachhooktest.NewRequest("/", "attacker-secret", forged, eachhooktest.TimestampScheme, time.Now())
-	forgedReq.Header.Set(eachhook.HeaderSecret, "attacker-secret")
+	forgedReq.Header.Set(signature.HeaderSecret, "attacker-secret")
 	require.Equal(t, 401, serve(h, forgedReq).Code)
 	unsigned := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"id":"unsigned-id","output":"UNSIGNED-MARKER"}`))
 	require.Equal(t, 401, serve(h, unsigned).Code)
@@ -407,9 +409,9 @@ func TestPayloadLogging(t *testing.T) {
 	var payloads []map[string]any
 	forbidden := []string{
 		secret, "attacker-secret", "forged-id", "FORGED-MARKER", "UNSIGNED-MARKER", "unsigned-id",
-		goodReq.Header.Get(eachhook.HeaderSignature), forgedReq.Header.Get(eachhook.HeaderSignature),
-		strings.TrimPrefix(forgedReq.Header.Get(eachhook.HeaderSignature), "sha256="),
-		eachhook.HeaderSignature, eachhook.HeaderSecret, eachhook.HeaderTimestamp,
+		goodReq.Header.Get(signature.Header), forgedReq.Header.Get(signature.Header),
+		strings.TrimPrefix(forgedReq.Header.Get(signature.Header), "sha256="),
+		signature.Header, signature.HeaderSecret, signature.HeaderTimestamp,
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	require.NotEmpty(t, lines)

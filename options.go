@@ -1,11 +1,17 @@
 package eachhook
 
+// This file owns the configuration: every With… option, its default and
+// its validation, applied once by New.
+
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/eachhook/eachhook/observe"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // ErrInvalidOption is matched by every error [New] returns for a
@@ -27,15 +33,19 @@ type Option func(*config) error
 // as untrusted input.
 type SecretLookup func(ctx context.Context, id string) ([]string, error)
 
-// Defaults for the options.
+// DefaultDedupeTTL is how long an accepted id is remembered unless
+// [WithDedupeTTL] says otherwise; it is also the retention of every other
+// record this project keeps per delivery (the reconciler's expectations,
+// the adapters' rows), so that they are forgotten together.
+const DefaultDedupeTTL = 24 * time.Hour
+
+// Defaults of the other options, stated in their documentation.
 const (
-	DefaultWorkers      = 4
-	DefaultQueueSize    = 1024
-	DefaultMaxBodyBytes = 10 << 20
-	DefaultDedupeTTL    = 24 * time.Hour
-	DefaultTolerance    = 15 * time.Minute
-	DefaultMaxAttempts  = 3
-	DefaultBackoff      = time.Second
+	defaultWorkers      = 4
+	defaultQueueSize    = 1024
+	defaultMaxBodyBytes = 10 << 20
+	defaultMaxAttempts  = 3
+	defaultBackoff      = time.Second
 )
 
 type config struct {
@@ -54,20 +64,21 @@ type config struct {
 	maxAttempts int
 	backoff     time.Duration
 	onError     func(ctx context.Context, err error)
-	observe     observeConfig // observe.go
+	observer    observe.Observer
+	logPayloads bool
 	queue       Queue
 }
 
 func defaultConfig() config {
 	return config{
-		workers:     DefaultWorkers,
-		queueSize:   DefaultQueueSize,
-		maxBody:     DefaultMaxBodyBytes,
+		workers:     defaultWorkers,
+		queueSize:   defaultQueueSize,
+		maxBody:     defaultMaxBodyBytes,
 		dedupeTTL:   DefaultDedupeTTL,
-		tolerance:   DefaultTolerance,
+		tolerance:   signature.DefaultTolerance,
 		now:         time.Now,
-		maxAttempts: DefaultMaxAttempts,
-		backoff:     DefaultBackoff,
+		maxAttempts: defaultMaxAttempts,
+		backoff:     defaultBackoff,
 	}
 }
 
@@ -141,21 +152,21 @@ func WithInsecureSkipVerification() Option {
 	}
 }
 
-// WithWorkers sets how many goroutines run callbacks. Default
-// [DefaultWorkers] (4). It must be at least 1.
+// WithWorkers sets how many goroutines run callbacks. Default 4. It must
+// be at least 1.
 func WithWorkers(n int) Option {
 	return func(c *config) error { c.workers = n; return nil }
 }
 
 // WithQueueSize sets how many accepted deliveries may wait for a worker.
 // When the queue is full a delivery is answered 503 with Retry-After and the
-// sender retries it later. Default [DefaultQueueSize] (1024); at least 1.
+// sender retries it later. Default 1024; at least 1.
 func WithQueueSize(n int) Option {
 	return func(c *config) error { c.queueSize = n; return nil }
 }
 
 // WithMaxBodyBytes sets the largest body accepted; a larger one is answered
-// 413. Default [DefaultMaxBodyBytes] (10 MiB).
+// 413. Default 10 MiB.
 func WithMaxBodyBytes(n int64) Option {
 	return func(c *config) error { c.maxBody = n; return nil }
 }
@@ -182,8 +193,8 @@ func WithDedupeTTL(d time.Duration) Option {
 
 // WithTolerance sets how far the X-Webhook-Timestamp of a timestamped
 // signature may lie from the current time, in either direction. Default
-// [DefaultTolerance] (15m): the sender reuses one timestamp for every
-// attempt of a delivery, the last about 12.5 minutes after the first.
+// [signature.DefaultTolerance] (15m): the sender reuses one timestamp for
+// every attempt of a delivery, the last about 12.5 minutes after the first.
 func WithTolerance(d time.Duration) Option {
 	return func(c *config) error { c.tolerance = d; return nil }
 }
@@ -216,8 +227,7 @@ func WithClock(now func() time.Time) Option {
 // WithRetry sets how often a callback that returns an error or panics is
 // run for one delivery (attempts, at least 1) and the wait before the
 // second attempt (backoff, doubling on each later attempt, capped at one
-// minute). Default [DefaultMaxAttempts] (3) attempts with [DefaultBackoff]
-// (1s) backoff.
+// minute). Default 3 attempts with a 1s backoff.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(c *config) error {
 		c.maxAttempts = attempts
@@ -229,8 +239,69 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 // WithErrorHandler sets a function called when a delivery's callback
 // failed on every attempt. err is a [*CallbackError]. It runs on the worker
 // goroutine; ctx is the callbacks' context. It also receives the errors
-// passed to [Handler.ReportError], on the reporter's goroutine. Default:
+// the reconciler of package eachloop reports, on its goroutine. Default:
 // none (the failure is logged either way).
 func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
 	return func(c *config) error { c.onError = fn; return nil }
+}
+
+// WithLegacySecretHeader accepts deliveries that carry no signature but
+// the secret itself in the legacy [HeaderSecret] (X-Webhook-Secret)
+// header. The value is compared in constant time with each [WithSecret]
+// secret and, when none matches and a [SecretLookup] is set, with the
+// secrets it returns for the delivery's id.
+//
+// This form is weaker than a signature: the secret travels in every
+// request, where anything that records headers can see it, and nothing
+// protects the body from being changed. Enable it only while the account
+// still sends it. A request that carries [HeaderSignature] is always
+// decided by its signature, and X-Webhook-Secret is then ignored (newer
+// senders send both). The header's value is never logged.
+//
+// Default: off, and a delivery authenticated only by X-Webhook-Secret is
+// answered 401. It cannot be combined with [WithInsecureSkipVerification].
+func WithLegacySecretHeader() Option {
+	return func(c *config) error {
+		c.legacy = true
+		return nil
+	}
+}
+
+// WithObserver installs o to receive every outcome of the Handler. A later
+// WithObserver replaces an earlier one. Default: none.
+func WithObserver(o observe.Observer) Option {
+	return func(c *config) error {
+		c.observer = o
+		return nil
+	}
+}
+
+// WithPayloadLogging logs the body of every verified delivery at debug
+// level through the logger ([WithLogger]), with the attributes id, status
+// and body, to debug what the sender sends. A body is logged only after
+// its signature verified, so a forged request cannot write into the logs;
+// under [WithInsecureSkipVerification] every body counts as verified.
+// Headers are never logged. Bodies may hold personal data and output URLs:
+// enable this while debugging only. Default: off.
+func WithPayloadLogging() Option {
+	return func(c *config) error {
+		c.logPayloads = true
+		return nil
+	}
+}
+
+// WithQueue sets how accepted deliveries are queued and run. Default: an
+// in-memory queue of [WithWorkers] goroutines holding up to
+// [WithQueueSize] deliveries, retrying as set by [WithRetry]; those three
+// options have no effect on a Queue set here, which has its own settings.
+// [Handler.Start] starts q, outside any request, and [Handler.Shutdown]
+// shuts it down; until Start succeeds every delivery is answered 503.
+func WithQueue(q Queue) Option {
+	return func(c *config) error {
+		if q == nil {
+			return fmt.Errorf("%w: nil queue", ErrInvalidOption)
+		}
+		c.queue = q
+		return nil
+	}
 }

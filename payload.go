@@ -1,9 +1,16 @@
 package eachhook
 
+// This file owns the payload step: the types a callback receives, how a
+// body is classified (its kind, dedupe key and status) and how it is
+// decoded, once before the 200 (the envelope) and once on the worker.
+
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/eachhook/eachhook/internal/jsonscan"
 )
 
 // Payload errors.
@@ -174,7 +181,7 @@ type wirePayload struct {
 // a null identifying field is ignored; unlike it, keys match exactly.
 func (p *wirePayload) scan(body []byte) error {
 	var bad []byte
-	isObject := members(body, func(key, value []byte) bool {
+	isObject := jsonscan.Members(body, func(key, value []byte) bool {
 		var dst *string
 		switch string(key) {
 		case "id":
@@ -238,7 +245,7 @@ func knownString(raw []byte) (string, bool) {
 	case `"completed"`:
 		return StatusCompleted, true
 	}
-	return stringValue(raw)
+	return jsonscan.StringValue(raw)
 }
 
 // decodePayload decodes a body already checked by decodeEnvelope. It never
@@ -252,13 +259,13 @@ func decodePayload(body []byte) wirePayload {
 
 func (p *wirePayload) metrics() Metrics {
 	var m Metrics
-	members(p.Metrics, func(key, value []byte) bool {
+	jsonscan.Members(p.Metrics, func(key, value []byte) bool {
 		// A member of another type stays zero; the rest still decode.
 		switch string(key) {
 		case "predict_time":
-			m.PredictTime, _ = floatValue(value)
+			m.PredictTime, _ = jsonscan.FloatValue(value)
 		case "cost":
-			m.Cost, _ = floatValue(value)
+			m.Cost, _ = jsonscan.FloatValue(value)
 		}
 		return true
 	})
@@ -271,7 +278,7 @@ func text(raw json.RawMessage) string {
 	if isNull(raw) {
 		return ""
 	}
-	if s, ok := stringValue(raw); ok {
+	if s, ok := jsonscan.StringValue(raw); ok {
 		return s
 	}
 	return string(raw)
@@ -331,4 +338,141 @@ func (p *wirePayload) failure(id string, body []byte) *Failure {
 		f.Logs = msg
 	}
 	return f
+}
+
+// WorkflowRun is a workflow execution that reached a terminal status, as
+// delivered to the webhook_url given when the workflow was triggered
+// (POST /v1/workflows/trigger/{workflowID}/{versionID}).
+type WorkflowRun struct {
+	// ExecutionID is the execution id. The delivery is deduplicated under
+	// [WorkflowKeyPrefix] + ExecutionID.
+	ExecutionID string
+	// WorkflowID is the workflow's id.
+	WorkflowID string
+	// Status is [StatusCompleted] or [StatusFailed].
+	Status string
+	// StartedAt is when the execution started; zero when absent or not an
+	// RFC 3339 time (Raw keeps the value as sent).
+	StartedAt time.Time
+	// Inputs is the execution's inputs as sent.
+	Inputs json.RawMessage
+	// StepOutputs is the output of each step as sent.
+	StepOutputs json.RawMessage
+	// Output is the workflow's output as sent.
+	Output json.RawMessage
+	// Error is the error of a failed execution, such as "ExecutionFailed";
+	// empty when it completed.
+	Error string
+	// ErrorCause tells why a failed execution failed: a JSON string's
+	// value, or the JSON text of any other value.
+	ErrorCause string
+	// Raw is the whole verified body.
+	Raw json.RawMessage
+}
+
+func (p *wirePayload) workflowRun(body []byte) *WorkflowRun {
+	run := &WorkflowRun{
+		ExecutionID: p.ExecutionID,
+		WorkflowID:  p.WorkflowID,
+		Status:      p.Status,
+		Inputs:      p.Inputs,
+		StepOutputs: p.StepOutputs,
+		Output:      p.Output,
+		Error:       text(p.Error),
+		ErrorCause:  text(p.ErrorCause),
+		Raw:         body,
+	}
+	if s := text(p.StartedAt); s != "" {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			run.StartedAt = t
+		}
+	}
+	return run
+}
+
+// WorkflowKeyPrefix is put before a workflow execution id to make the key
+// under which the delivery is deduplicated, passed to a [SecretLookup] and
+// reported in logs and [CallbackError.ID]: the execution "abc" is known as
+// "workflow:abc". Prediction ids are used bare, so that keys already held
+// by a shared [Store] keep their meaning; each::labs prediction ids are
+// UUIDs and never begin with the prefix, so the two kinds cannot collide.
+const WorkflowKeyPrefix = "workflow:"
+
+// kind is what a delivery reports on.
+type kind uint8
+
+const (
+	kindPrediction kind = iota + 1
+	kindWorkflow
+)
+
+// event is the callback a delivery is routed to.
+type event uint8
+
+const (
+	eventNone event = iota // a status with no callback, such as "processing"
+	eventSuccess
+	eventFailed
+	eventWorkflowCompleted
+	eventWorkflowFailed
+)
+
+// identity holds the fields that tell a delivery's kind and id. Both the
+// request path (envelope) and the worker (wirePayload) classify through it,
+// so they cannot disagree.
+type identity struct {
+	ID          string
+	ExecID      string
+	ExecutionID string
+	WorkflowID  string
+	Status      string
+}
+
+// classify applies the documented rule, the first match deciding:
+//
+//  1. "workflow_id" is a non-empty string: a workflow execution identified
+//     by "execution_id", which must then be a non-empty string;
+//  2. "id" is a non-empty string: a prediction identified by "id" (also
+//     when "exec_id" is present: "id" is the spec page's field);
+//  3. "exec_id" is a non-empty string: a prediction identified by it;
+//  4. "execution_id" is a non-empty string: a workflow execution.
+//
+// Otherwise the kind cannot be told and the error matches
+// [ErrMalformedPayload]. key is the dedupe key (see [WorkflowKeyPrefix]).
+func (p *identity) classify() (k kind, key string, err error) {
+	switch {
+	case p.WorkflowID != "":
+		if p.ExecutionID == "" {
+			return 0, "", fmt.Errorf("%w: workflow_id without execution_id", ErrMalformedPayload)
+		}
+		return kindWorkflow, WorkflowKeyPrefix + p.ExecutionID, nil
+	case p.ID != "":
+		return kindPrediction, p.ID, nil
+	case p.ExecID != "":
+		return kindPrediction, p.ExecID, nil
+	case p.ExecutionID != "":
+		return kindWorkflow, WorkflowKeyPrefix + p.ExecutionID, nil
+	}
+	return 0, "", fmt.Errorf("%w: cannot tell the kind of delivery: none of id, exec_id, execution_id is a non-empty string", ErrMalformedPayload)
+}
+
+// eventOf maps a kind and a status as sent to the callback that handles it.
+func eventOf(k kind, status string) event {
+	switch k {
+	case kindPrediction:
+		switch status {
+		case StatusSuccess, StatusSucceeded:
+			return eventSuccess
+		case StatusFailed:
+			return eventFailed
+		}
+	case kindWorkflow:
+		switch status {
+		case StatusCompleted:
+			return eventWorkflowCompleted
+		case StatusFailed:
+			return eventWorkflowFailed
+		}
+	}
+	return eventNone
 }

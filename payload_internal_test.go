@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/eachhook/eachhook/internal/jsonscan"
 )
 
 // testdataBodies returns the documented example bodies in testdata/.
@@ -118,7 +120,7 @@ func FuzzScanMatchesEncodingJSON(f *testing.F) {
 			return
 		}
 		var keys [][]byte
-		members(body, func(k, _ []byte) bool { keys = append(keys, k); return true })
+		jsonscan.Members(body, func(k, _ []byte) bool { keys = append(keys, k); return true })
 		seen := map[string]bool{}
 		for _, k := range keys {
 			if bytes.IndexByte(k, '\\') >= 0 || seen[string(k)] {

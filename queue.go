@@ -1,20 +1,14 @@
 package eachhook
 
+// This file owns admission, the step after authentication: the dedupe
+// claim in the Store and the hand-over to the Queue, with the contract
+// between the Handler and a Queue (Queue, Runner, Delivery).
+
 import (
 	"context"
 	"errors"
-	"fmt"
-	"runtime/debug"
-)
 
-// Queue errors.
-var (
-	// ErrNoCallback is returned by [Handler.RunCallback] for a delivery
-	// whose status has no callback registered, so that a queue keeps the
-	// delivery (a durable queue retries it later) instead of dropping it.
-	ErrNoCallback = errors.New("eachhook: no callback registered for the delivery's status")
-	// ErrShutdown is returned by [Handler.Start] after [Handler.Shutdown].
-	ErrShutdown = errors.New("eachhook: handler shut down")
+	"github.com/eachhook/eachhook/observe"
 )
 
 // Delivery is a verified webhook that the Handler accepted and handed to
@@ -29,7 +23,32 @@ type Delivery struct {
 	// a delivery must store these bytes as they are.
 	Body []byte
 
-	req *requestContext // the request's context, kept for an Observer
+	req context.Context // the request's context, kept for an observer; may be nil
+}
+
+func (d *Delivery) request() context.Context {
+	if d.req == nil {
+		return context.Background()
+	}
+	return d.req
+}
+
+// Runner is what a [Queue] gets from the Handler in Start: the two
+// operations that run a delivery. It is safe for concurrent use.
+type Runner interface {
+	// Run runs the callback registered for d.Status once, as attempt
+	// number attempt (1 for the first), which the callback reads with
+	// [AttemptFromContext]. It returns the callback's error; a panic is
+	// recovered, logged with its stack and returned as an error matching
+	// [ErrCallbackPanic]; a status with no callback registered is an
+	// error too, so that the queue keeps the delivery. Errors are logged.
+	// Retrying is the queue's business.
+	Run(ctx context.Context, d Delivery, attempt int) error
+	// GiveUp records that the callback of d failed and will not be run
+	// again after attempts attempts, the last of which returned err: it
+	// logs the failure, releases the id's claim in the [Store], and passes
+	// a [*CallbackError] to the function set with [WithErrorHandler].
+	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 }
 
 // Queue decides how accepted deliveries are queued and run; it is the
@@ -41,12 +60,11 @@ type Delivery struct {
 // delivery in a database before the 200 and runs it from the stored copy,
 // so that a restarted process (or another replica) finishes it.
 //
-// A Queue serves one Handler. The Handler calls Start before the first
-// Enqueue (from [Handler.Start], or lazily on the first accepted
-// delivery), Enqueue once per accepted delivery, and Shutdown from
-// [Handler.Shutdown]. A Queue runs each delivery by calling
-// [Handler.RunCallback] once per attempt, with its own retry policy, and
-// [Handler.GiveUp] when it stops retrying.
+// A Queue serves one Handler. [Handler.Start] calls Start; the Handler
+// then calls Enqueue once per accepted delivery, and Shutdown from
+// [Handler.Shutdown]. A Queue runs each delivery by calling the Runner's
+// Run once per attempt, with its own retry policy, and GiveUp when it
+// stops retrying.
 //
 // The Handler keeps what is common to every queue: verification, the
 // dedupe claim before Enqueue, its release when Enqueue fails, decoding
@@ -55,11 +73,12 @@ type Delivery struct {
 // attempt count lives: in a goroutine's loop for the in-memory queue, in
 // the stored job for a durable one, which also survives a restart.
 type Queue interface {
-	// Start begins running queued deliveries of h, including, for a
-	// durable queue, those an earlier process left unfinished. ctx bounds
-	// the start only; running goes on until Shutdown. After an error the
-	// Handler answers 503 and calls Start again on the next delivery.
-	Start(ctx context.Context, h *Handler) error
+	// Start begins running queued deliveries through r, including, for
+	// a durable queue, those an earlier process left unfinished. ctx
+	// bounds the start only; running goes on until Shutdown. After an
+	// error the Handler answers 503 until a later [Handler.Start]
+	// succeeds.
+	Start(ctx context.Context, r Runner) error
 	// Enqueue queues d. It returns nil only once d is safely queued (for a
 	// durable queue: once the insert is committed) or was queued earlier
 	// under the same id; the Handler answers 200 only then. On any error
@@ -90,115 +109,54 @@ type DedupingQueue interface {
 	EnqueueOnce(ctx context.Context, d Delivery) (queued bool, err error)
 }
 
-// WithQueue sets how accepted deliveries are queued and run. Default: an
-// in-memory queue of [WithWorkers] goroutines holding up to
-// [WithQueueSize] deliveries, retrying as set by [WithRetry]; those three
-// options have no effect on a Queue set here, which has its own settings.
-// The Handler starts q (see [Handler.Start]) and shuts it down in
-// [Handler.Shutdown].
-func WithQueue(q Queue) Option {
-	return func(c *config) error {
-		if q == nil {
-			return fmt.Errorf("%w: nil queue", ErrInvalidOption)
-		}
-		c.queue = q
-		return nil
+// admit claims a decoded delivery's id and queues it: the steps a verified
+// webhook and the reconciler's deliveries share. A refusal means nothing
+// was accepted (a claim already taken is released).
+func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome {
+	if !h.callbacks.has(env) {
+		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
+		return outcome{result: ignored, env: env}
 	}
-}
-
-// Start starts the Handler's [Queue]. With the default in-memory queue it
-// is optional: the queue starts on the first accepted delivery. With a
-// durable queue, call it once the callbacks are registered, so that
-// deliveries stored by an earlier process run without waiting for new
-// traffic. Start returns nil if the queue already runs, the queue's error
-// if it cannot start (a later call tries again), and [ErrShutdown] after
-// [Handler.Shutdown].
-func (h *Handler) Start(ctx context.Context) error {
-	if h.started.Load() && !h.closing.Load() {
-		return nil
-	}
-	h.startMu.Lock()
-	defer h.startMu.Unlock()
-	switch {
-	case h.closing.Load():
-		return ErrShutdown
-	case h.started.Load():
-		return nil
-	}
-	if err := h.queue.Start(ctx, h); err != nil {
-		return err
-	}
-	h.started.Store(true)
-	return nil
-}
-
-// enqueue starts the queue if needed and hands it d. It reports false,
-// nil when a [DedupingQueue] already holds d.ID.
-func (h *Handler) enqueue(ctx context.Context, d Delivery) (bool, error) {
-	if err := h.Start(ctx); err != nil {
-		return false, err
-	}
-	if dq, ok := h.queue.(DedupingQueue); ok {
-		return dq.EnqueueOnce(ctx, d)
-	}
-	return true, h.queue.Enqueue(ctx, d)
-}
-
-// RunCallback runs the callback registered for d.Status once, as attempt
-// number attempt (1 for the first), which the callback reads with
-// [AttemptFromContext]. It returns the callback's error; a panic is
-// recovered, logged with its stack and returned as an error matching
-// [ErrCallbackPanic]; a status with no callback registered returns an
-// error matching [ErrNoCallback]. Errors are logged. RunCallback is for
-// [Queue] implementations: retrying is the queue's business.
-func (h *Handler) RunCallback(ctx context.Context, d Delivery, attempt int) error {
-	if AttemptFromContext(ctx) != attempt { // the in-memory queue made it once
-		ctx = context.WithValue(ctx, attemptKey{}, attempt)
-	}
-	err := h.observedCall(ctx, d, attempt)
+	claimed, err := h.store.Claim(ctx, env.ID, h.cfg.dedupeTTL)
 	if err != nil {
-		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", attempt, "err", err)
+		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
 	}
-	return err
-}
-
-// GiveUp records that the callback of d failed and will not be run again
-// after attempts attempts, the last of which returned err: it logs the
-// failure, releases the id's claim in the [Store] so that a manual
-// redelivery is processed, and passes a [*CallbackError] to the function
-// set with [WithErrorHandler]. It is for [Queue] implementations.
-func (h *Handler) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
-	h.log.Error("eachhook: giving up on delivery", "id", d.ID, "status", d.Status, "attempts", attempts, "err", err)
-	if rerr := h.store.Release(context.WithoutCancel(ctx), d.ID); rerr != nil {
-		h.log.Error("eachhook: release failed", "id", d.ID, "err", rerr)
+	dq, deduping := h.queue.(DedupingQueue)
+	if !claimed && !deduping {
+		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		return outcome{result: duplicate, env: env}
 	}
-	cerr := &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err}
-	h.gaveUp(ctx, cerr)
-	h.callErrorHandler(ctx, cerr)
-}
-
-// call runs the callback for d once, turning a panic into an error.
-func (h *Handler) call(ctx context.Context, d Delivery) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			h.log.Error("eachhook: callback panicked", "id", d.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = fmt.Errorf("%w: %v", ErrCallbackPanic, v)
+	d := Delivery{ID: env.ID, Status: env.Status, Body: body}
+	if obs := &h.cfg.observer; obs.CallbackStarted != nil || obs.CallbackFinished != nil {
+		d.req = ctx
+	}
+	fresh := true
+	if deduping {
+		// A DedupingQueue decides duplicates itself, also when the claim
+		// was not won: see DedupingQueue.
+		fresh, err = dq.EnqueueOnce(ctx, d)
+	} else {
+		err = h.queue.Enqueue(ctx, d)
+	}
+	if err != nil {
+		if claimed {
+			// Release so that the sender's retry of this delivery is processed.
+			if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID); rerr != nil {
+				h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
+			}
 		}
-	}()
-	return h.invoke(ctx, d.Body)
-}
-
-// callErrorHandler passes err to the WithErrorHandler function, if any. A
-// panic in it is logged, not passed on: it runs on a worker, and crashing
-// the process would lose every delivery the in-memory queue holds.
-func (h *Handler) callErrorHandler(ctx context.Context, err error) {
-	if h.cfg.onError == nil {
-		return
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			h.log.Error("eachhook: error handler panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		o := outcome{result: refused, reason: observe.ReasonStore, err: err, env: env, queueErr: err}
+		switch {
+		case h.closing.Load():
+			o.reason, o.err = observe.ReasonShutdown, nil
+		case errors.Is(err, errQueueFull):
+			o.reason, o.err = observe.ReasonQueueFull, nil
 		}
-	}()
-	h.cfg.onError(ctx, err)
+		return o
+	}
+	if !fresh {
+		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		return outcome{result: duplicate, env: env}
+	}
+	return outcome{result: accepted, env: env}
 }

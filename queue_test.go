@@ -16,7 +16,7 @@ import (
 // step, so that the Handler's side of the Queue contract can be observed.
 type stepQueue struct {
 	mu        sync.Mutex
-	h         *eachhook.Handler
+	r         eachhook.Runner
 	starts    int
 	shutdowns int
 	startErr  error
@@ -24,15 +24,21 @@ type stepQueue struct {
 	queued    []eachhook.Delivery
 }
 
-func (q *stepQueue) Start(_ context.Context, h *eachhook.Handler) error {
+func (q *stepQueue) Start(_ context.Context, r eachhook.Runner) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.starts++
 	if q.startErr != nil {
 		return q.startErr
 	}
-	q.h = h
+	q.r = r
 	return nil
+}
+
+func (q *stepQueue) runner() eachhook.Runner {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.r
 }
 
 func (q *stepQueue) Enqueue(_ context.Context, d eachhook.Delivery) error {
@@ -78,11 +84,20 @@ func TestQueueLifecycle(t *testing.T) {
 	starts, _, _ := q.snapshot()
 	require.Equal(t, 0, starts, "New must not start the queue")
 	body := eachhooktest.SuccessBody("p1")
-	require.Equal(t, 200, serve(h, signed(body)).Code)
-	require.NoError(t, h.Start(context.Background()))
-	require.Equal(t, 200, serve(h, signed(body)).Code) // duplicate: not enqueued again
+	// A queue of its own is never started by a request: 503 until Start.
+	w := serve(h, signed(body))
+	require.Equal(t, 503, w.Code)
+	require.Equal(t, "10", w.Header().Get("Retry-After"))
 	starts, _, queued := q.snapshot()
-	require.Equal(t, 1, starts, "lazy start on the first delivery, then no more")
+	require.Equal(t, 0, starts)
+	require.Empty(t, queued)
+
+	require.NoError(t, h.Start(context.Background()))
+	require.NoError(t, h.Start(context.Background()))
+	require.Equal(t, 200, serve(h, signed(body)).Code)
+	require.Equal(t, 200, serve(h, signed(body)).Code) // duplicate: not enqueued again
+	starts, _, queued = q.snapshot()
+	require.Equal(t, 1, starts, "started once by Start")
 	require.Equal(t, []eachhook.Delivery{{ID: "p1", Status: eachhook.StatusSuccess, Body: body}}, queued)
 
 	require.NoError(t, h.Shutdown(context.Background()))
@@ -95,42 +110,70 @@ func TestQueueLifecycle(t *testing.T) {
 	require.Len(t, queued, 1)
 }
 
-func TestQueueErrorsAre503AndReleaseTheClaim(t *testing.T) {
-	errDown := errors.New("database down")
-	for name, fail := range map[string]func(q *stepQueue, err error){
-		"start":   func(q *stepQueue, err error) { q.startErr = err },
-		"enqueue": func(q *stepQueue, err error) { q.enqErr = err },
-	} {
-		t.Run(name, func(t *testing.T) {
-			q := &stepQueue{}
-			q.set(func(q *stepQueue) { fail(q, errDown) })
-			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithQueue(q))
-			h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
-			require.ErrorIs(t, h.Start(context.Background()), map[string]error{"start": errDown, "enqueue": nil}[name])
-
-			w := serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1"))
-			require.Equal(t, 503, w.Code)
-			require.Equal(t, "10", w.Header().Get("Retry-After"))
-			q.set(func(q *stepQueue) { fail(q, nil) })
-			// The claim was released: the sender's retry is queued.
-			require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
-			_, _, queued := q.snapshot()
-			require.Len(t, queued, 1)
-			require.Equal(t, "p1", queued[0].ID)
-		})
-	}
+func TestRegistrationAfterServingPanics(t *testing.T) {
+	noop := func(context.Context, *eachhook.Success) error { return nil }
+	t.Run("after Start", func(t *testing.T) {
+		h := newHandler(t, eachhook.WithSecret(secret))
+		require.NoError(t, h.Start(context.Background()))
+		require.PanicsWithValue(t, "eachhook: OnSuccess called after the Handler started serving: register every callback before Handler.Start and the first request",
+			func() { h.OnSuccess(noop) })
+	})
+	t.Run("after the first request", func(t *testing.T) {
+		h := newHandler(t, eachhook.WithSecret(secret))
+		h.OnSuccess(noop)
+		require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
+		require.Panics(t, func() { h.OnFailed(func(context.Context, *eachhook.Failure) error { return nil }) })
+		require.Panics(t, func() { h.OnWorkflowCompleted(nil) })
+	})
+	t.Run("after a request refused before Start", func(t *testing.T) {
+		h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithQueue(&stepQueue{}))
+		require.Equal(t, 503, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
+		require.Panics(t, func() { h.OnSuccess(noop) })
+	})
 }
 
-func TestRunCallback(t *testing.T) {
-	h := newHandler(t, eachhook.WithSecret(secret))
+func TestQueueErrorsAre503AndReleaseTheClaim(t *testing.T) {
+	errDown := errors.New("database down")
+	t.Run("start", func(t *testing.T) {
+		q := &stepQueue{}
+		q.set(func(q *stepQueue) { q.startErr = errDown })
+		h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithQueue(q))
+		h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
+		require.ErrorIs(t, h.Start(context.Background()), errDown)
+		require.Equal(t, 503, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
+		q.set(func(q *stepQueue) { q.startErr = nil })
+		require.NoError(t, h.Start(context.Background()), "a later Start tries again")
+		require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
+		_, _, queued := q.snapshot()
+		require.Len(t, queued, 1)
+	})
+	t.Run("enqueue", func(t *testing.T) {
+		q := &stepQueue{}
+		q.set(func(q *stepQueue) { q.enqErr = errDown })
+		h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithQueue(q))
+		h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
+		require.NoError(t, h.Start(context.Background()))
+		w := serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1"))
+		require.Equal(t, 503, w.Code)
+		require.Equal(t, "10", w.Header().Get("Retry-After"))
+		q.set(func(q *stepQueue) { q.enqErr = nil })
+		// The claim was released: the sender's retry is queued.
+		require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
+		_, _, queued := q.snapshot()
+		require.Len(t, queued, 1)
+		require.Equal(t, "p1", queued[0].ID)
+	})
+}
+
+func TestRunnerRun(t *testing.T) {
 	ctx := context.Background()
 	ok := eachhook.Delivery{ID: "ok", Status: eachhook.StatusSuccess, Body: eachhooktest.SuccessBody("ok")}
 	failed := eachhook.Delivery{ID: "f", Status: eachhook.StatusFailed, Body: eachhooktest.FailedBody("f")}
 
-	require.ErrorIs(t, h.RunCallback(ctx, ok, 1), eachhook.ErrNoCallback)
-
 	errDownstream := errors.New("downstream")
 	var seen []int
+	q := &stepQueue{}
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithQueue(q))
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
 		seen = append(seen, eachhook.AttemptFromContext(ctx))
 		switch eachhook.AttemptFromContext(ctx) {
@@ -142,33 +185,35 @@ func TestRunCallback(t *testing.T) {
 		require.Equal(t, "ok", s.ID)
 		return nil
 	})
-	require.ErrorIs(t, h.RunCallback(ctx, ok, 1), errDownstream)
-	require.ErrorIs(t, h.RunCallback(ctx, ok, 2), eachhook.ErrCallbackPanic)
-	require.NoError(t, h.RunCallback(ctx, ok, 7))
+	require.NoError(t, h.Start(ctx))
+	r := q.runner()
+	require.ErrorIs(t, r.Run(ctx, ok, 1), errDownstream)
+	require.ErrorIs(t, r.Run(ctx, ok, 2), eachhook.ErrCallbackPanic)
+	require.NoError(t, r.Run(ctx, ok, 7))
 	require.Equal(t, []int{1, 2, 7}, seen)
 
-	require.ErrorIs(t, h.RunCallback(ctx, failed, 1), eachhook.ErrNoCallback)
-	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error {
-		require.Equal(t, eachhooktest.SeedLogs, f.Logs)
-		return nil
-	})
-	require.NoError(t, h.RunCallback(ctx, failed, 1))
-	require.ErrorIs(t, h.RunCallback(ctx, eachhook.Delivery{ID: "x", Status: "starting", Body: []byte(`{"id":"x","status":"starting"}`)}, 1), eachhook.ErrNoCallback)
+	// No callback for the status: an error, so that the queue keeps it.
+	err := r.Run(ctx, failed, 1)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, eachhook.ErrCallbackPanic)
+	require.Error(t, r.Run(ctx, eachhook.Delivery{ID: "x", Status: "starting", Body: []byte(`{"id":"x","status":"starting"}`)}, 1))
 }
 
-func TestGiveUpReleasesAndReports(t *testing.T) {
-	mem := eachhook.NewMemoryStore(0, nil)
+func TestRunnerGiveUpReleasesAndReports(t *testing.T) {
+	mem := eachhook.NewMemoryStore()
 	defer mem.Close()
 	var reported []error
-	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(mem),
+	q := &stepQueue{}
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(mem), eachhook.WithQueue(q),
 		eachhook.WithErrorHandler(func(_ context.Context, err error) { reported = append(reported, err) }))
 	ctx := context.Background()
+	require.NoError(t, h.Start(ctx))
 	claimed, err := mem.Claim(ctx, "p1", time.Hour)
 	require.NoError(t, err)
 	require.True(t, claimed)
 
 	errLast := errors.New("last")
-	h.GiveUp(ctx, eachhook.Delivery{ID: "p1", Status: eachhook.StatusSuccess}, 10, errLast)
+	q.runner().GiveUp(ctx, eachhook.Delivery{ID: "p1", Status: eachhook.StatusSuccess}, 10, errLast)
 	require.Len(t, reported, 1)
 	var ce *eachhook.CallbackError
 	require.ErrorAs(t, reported[0], &ce)

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // IDLen is the length of the prediction ids the benchmarks use, that of a
@@ -63,20 +63,20 @@ func BodyOfSize(id string, size int) []byte {
 type Delivery struct {
 	ID        string
 	Body      []byte
-	Signature string // value of eachhook.HeaderSignature
-	Timestamp string // value of eachhook.HeaderTimestamp
+	Signature string // value of signature.Header
+	Timestamp string // value of signature.HeaderTimestamp
 }
 
 // Sign returns the delivery of body for id, signed with secret under the
 // timestamped scheme at time now.
 func Sign(secret, id string, body []byte, now time.Time) Delivery {
 	ts := strconv.FormatInt(now.Unix(), 10)
-	return Delivery{ID: id, Body: body, Timestamp: ts, Signature: "sha256=" + eachhook.Sign(secret, ts, body)}
+	return Delivery{ID: id, Body: body, Timestamp: ts, Signature: "sha256=" + signature.Sign(secret, ts, body)}
 }
 
 // SetHeaders sets the headers the sender puts on d.
 func (d *Delivery) SetHeaders(h http.Header) {
 	h.Set("Content-Type", "application/json")
-	h.Set(eachhook.HeaderSignature, d.Signature)
-	h.Set(eachhook.HeaderTimestamp, d.Timestamp)
+	h.Set(signature.Header, d.Signature)
+	h.Set(signature.HeaderTimestamp, d.Timestamp)
 }

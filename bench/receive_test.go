@@ -14,6 +14,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 )
 
@@ -38,7 +39,7 @@ func seedDeliveries(n int, secret string) []Delivery {
 	for i := range ds {
 		body := bytes.Clone(tpl)
 		AppendID(body[at:at], uint64(i+1))
-		ds[i] = Delivery{ID: string(body[at : at+IDLen]), Body: body, Signature: eachhook.Sign(secret, "", body)}
+		ds[i] = Delivery{ID: string(body[at : at+IDLen]), Body: body, Signature: signature.Sign(secret, "", body)}
 	}
 	return ds
 }
@@ -94,8 +95,8 @@ var receiveCases = []receiveCase{
 func serveAll(tb testing.TB, h http.Handler, ds []Delivery, n int) (retries int) {
 	r := httptest.NewRequest(http.MethodPost, Path, nil)
 	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set(eachhook.HeaderSignature, "")
-	sig := r.Header[eachhook.HeaderSignature]
+	r.Header.Set(signature.Header, "")
+	sig := r.Header[signature.Header]
 	rd := bytes.NewReader(nil)
 	r.Body = io.NopCloser(rd)
 	w := &statusWriter{h: http.Header{}}

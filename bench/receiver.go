@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // Path is where every receiver in this package listens.
@@ -130,7 +131,7 @@ func HandWritten(secret string, callback func(payload map[string]any)) http.Hand
 		mac := hmac.New(sha256.New, []byte(secret))
 		mac.Write(body)
 		expected := hex.EncodeToString(mac.Sum(nil))
-		if !hmac.Equal([]byte(expected), []byte(r.Header.Get(eachhook.HeaderSignature))) {
+		if !hmac.Equal([]byte(expected), []byte(r.Header.Get(signature.Header))) {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}

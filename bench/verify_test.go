@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/google/go-github/v89/github"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
@@ -38,20 +38,20 @@ var verifiers = []verifier{
 	{"eachhook", func(tb testing.TB, body []byte) func() error {
 		// The timestamped scheme: the same work as the peers that sign a
 		// timestamp, plus the tolerance check.
-		v, err := eachhook.NewVerifier(benchSecret)
+		v, err := signature.NewVerifier(benchSecret)
 		require.NoError(tb, err)
 		d := Sign(benchSecret, "id", body, time.Now())
 		return func() error {
-			return v.Verify(body, d.Signature, d.Timestamp, time.Now(), eachhook.DefaultTolerance)
+			return v.Verify(body, d.Signature, d.Timestamp, time.Now(), signature.DefaultTolerance)
 		}
 	}},
 	{"eachhook-body", func(tb testing.TB, body []byte) func() error {
 		// The original scheme: the body alone, a bare hex signature.
-		v, err := eachhook.NewVerifier(benchSecret)
+		v, err := signature.NewVerifier(benchSecret)
 		require.NoError(tb, err)
-		sig := eachhook.Sign(benchSecret, "", body)
+		sig := signature.Sign(benchSecret, "", body)
 		return func() error {
-			return v.Verify(body, sig, "", time.Now(), eachhook.DefaultTolerance)
+			return v.Verify(body, sig, "", time.Now(), signature.DefaultTolerance)
 		}
 	}},
 	{"go-github", func(tb testing.TB, body []byte) func() error {
@@ -104,7 +104,7 @@ func floorVerify(mac hash.Hash, body []byte, sig string) error {
 	mac.Reset()
 	mac.Write(body)
 	if !hmac.Equal(mac.Sum(sum[:0]), want[:]) {
-		return eachhook.ErrInvalidSignature
+		return signature.ErrInvalid
 	}
 	return nil
 }

@@ -133,7 +133,7 @@ func newInbox(tb testing.TB, be backend) *inbox {
 	panic("unknown backend " + be.name)
 }
 
-func (i *inbox) Start(context.Context, *eachhook.Handler) error { return nil }
+func (i *inbox) Start(context.Context, eachhook.Runner) error { return nil }
 
 func (i *inbox) Enqueue(ctx context.Context, d eachhook.Delivery) error { return i.insert(ctx, d) }
 

@@ -231,7 +231,7 @@ func (a deliveryArgs) delivery() eachhook.Delivery {
 // started the Queue.
 type deliveryWorker struct {
 	river.WorkerDefaults[deliveryArgs]
-	h atomic.Pointer[eachhook.Handler]
+	r atomic.Pointer[eachhook.Runner]
 	// lastErr holds the error of a job's last attempt (job id -> error)
 	// until River has stored the job as discarded and the Queue reports it.
 	lastErr sync.Map
@@ -240,24 +240,24 @@ type deliveryWorker struct {
 // Work implements river.Worker: one attempt of the callback. A returned
 // error makes River retry, or discard the job after its last attempt.
 func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
-	h := w.h.Load()
-	if h == nil { // unreachable: the client starts only from Queue.Start
+	r := w.r.Load()
+	if r == nil { // unreachable: the client starts only from Queue.Start
 		return errors.New("durable: queue not started by a Handler")
 	}
-	err := h.RunCallback(ctx, job.Args.delivery(), job.Attempt)
+	err := (*r).Run(ctx, job.Args.delivery(), job.Attempt)
 	if err != nil && job.Attempt >= job.MaxAttempts {
 		w.lastErr.Store(job.ID, err)
 	}
 	return err
 }
 
-// reportDiscarded calls [eachhook.Handler.GiveUp] for each job this client
+// reportDiscarded calls [eachhook.Runner.GiveUp] for each job this client
 // discarded after its last attempt. It waits for River's event, sent once
 // the discarded state is committed: until then the job still counts as a
 // duplicate, and releasing the Handler's claim earlier would let a
 // redelivery be acknowledged as a duplicate of a job about to be
 // discarded. It returns when River closes events.
-func (w *deliveryWorker) reportDiscarded(h *eachhook.Handler, events <-chan *river.Event) {
+func (w *deliveryWorker) reportDiscarded(r eachhook.Runner, events <-chan *river.Event) {
 	for ev := range events {
 		job := ev.Job
 		if job == nil || job.State != rivertype.JobStateDiscarded || job.Kind != (deliveryArgs{}).Kind() {
@@ -273,7 +273,7 @@ func (w *deliveryWorker) reportDiscarded(h *eachhook.Handler, events <-chan *riv
 		} else if n := len(job.Errors); n > 0 {
 			err = errors.New(job.Errors[n-1].Error)
 		}
-		h.GiveUp(context.Background(), args.delivery(), job.Attempt, err)
+		r.GiveUp(context.Background(), args.delivery(), job.Attempt, err)
 	}
 }
 
@@ -323,23 +323,23 @@ func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() 
 var errShutdown = errors.New("durable: queue shut down")
 
 // Start implements [eachhook.Queue]: it starts River's workers and
-// maintenance (rescue of stuck jobs, retries, cleanup) for h. Jobs stored
+// maintenance (rescue of stuck jobs, retries, cleanup), running jobs through r. Jobs stored
 // by an earlier process run from now on.
-func (q *Queue) Start(ctx context.Context, h *eachhook.Handler) error {
+func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.shutdown {
 		return errShutdown
 	}
-	if old := q.worker.h.Load(); old != nil && old != h {
+	if old := q.worker.r.Load(); old != nil && *old != r {
 		return errors.New("durable: queue already serves another Handler")
 	}
-	q.worker.h.Store(h)
+	q.worker.r.Store(&r)
 	events, unsubscribe := q.client.Subscribe(river.EventKindJobFailed)
 	reported := make(chan struct{})
 	go func() {
 		defer close(reported)
-		q.worker.reportDiscarded(h, events)
+		q.worker.reportDiscarded(r, events)
 	}()
 	// River stops when the context given to Start ends; the Queue runs
 	// until Shutdown instead.

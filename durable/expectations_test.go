@@ -64,7 +64,7 @@ func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
 		q, err := durable.OpenSQLite(context.Background(), path, durable.Config{Logger: quiet})
 		require.NoError(t, err)
-		store := eachhook.NewMemoryStore(0, nil)
+		store := eachhook.NewMemoryStore()
 		t.Cleanup(func() { store.Close() })
 		return expectationstest.Process{
 			Expectations: openExpectations(t, path, 0),

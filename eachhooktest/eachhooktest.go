@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // Scheme is a way the sender signs a delivery.
@@ -160,15 +160,15 @@ func Headers(secret string, body []byte, scheme Scheme, now time.Time) http.Head
 	switch scheme {
 	case TimestampScheme, TimestampAndSecretScheme:
 		ts := strconv.FormatInt(now.Unix(), 10)
-		h.Set(eachhook.HeaderTimestamp, ts)
-		h.Set(eachhook.HeaderSignature, "sha256="+eachhook.Sign(secret, ts, body))
+		h.Set(signature.HeaderTimestamp, ts)
+		h.Set(signature.Header, "sha256="+signature.Sign(secret, ts, body))
 		if scheme == TimestampAndSecretScheme {
-			h.Set(eachhook.HeaderSecret, secret)
+			h.Set(signature.HeaderSecret, secret)
 		}
 	case LegacySecretScheme:
-		h.Set(eachhook.HeaderSecret, secret)
+		h.Set(signature.HeaderSecret, secret)
 	default:
-		h.Set(eachhook.HeaderSignature, eachhook.Sign(secret, "", body))
+		h.Set(signature.Header, signature.Sign(secret, "", body))
 	}
 	return h
 }
@@ -213,6 +213,6 @@ func NewClientRequest(url, secret string, body []byte, scheme Scheme, now time.T
 // and returns it. The sender signs a redelivery again with a fresh
 // timestamp: build r with TimestampScheme and the redelivery's time.
 func Redelivery(r *http.Request) *http.Request {
-	r.Header.Set(eachhook.HeaderRedelivery, "true")
+	r.Header.Set(signature.HeaderRedelivery, "true")
 	return r
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/signature"
 )
 
 type benchWriter struct {
@@ -42,7 +43,7 @@ func BenchmarkServeHTTPPerPredictionSecret(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := eachhook.NewMemoryStore(0, nil)
+	store := eachhook.NewMemoryStore()
 	defer store.Close()
 	h, err := eachhook.New(eachhook.WithSecretLookup(loop.SecretLookup), eachhook.WithStore(loop.Store(store)),
 		eachhook.WithLogger(quiet), eachhook.WithQueueSize(1<<20))
@@ -60,7 +61,7 @@ func BenchmarkServeHTTPPerPredictionSecret(b *testing.B) {
 			b.Fatal(err)
 		}
 		bodies[i] = eachhooktest.SuccessBody(id)
-		sigs[i] = eachhook.Sign(secret, "", bodies[i])
+		sigs[i] = signature.Sign(secret, "", bodies[i])
 	}
 	r, _ := http.NewRequest(http.MethodPost, "/webhook", nil)
 	r.Header.Set("Content-Type", "application/json")
@@ -72,7 +73,7 @@ func BenchmarkServeHTTPPerPredictionSecret(b *testing.B) {
 	for i := range b.N {
 		body.Reset(bodies[i])
 		r.ContentLength = int64(len(bodies[i]))
-		r.Header[eachhook.HeaderSignature] = sigs[i : i+1]
+		r.Header[signature.Header] = sigs[i : i+1]
 		w.code = 0
 		h.ServeHTTP(w, r)
 		if w.code != http.StatusOK {

@@ -4,7 +4,7 @@
 // and polls the API for the predictions whose webhook never came.
 //
 //	loop, err := eachloop.New(client, eachloop.NewMemoryExpectations(0, nil), "https://example.com/webhooks/prediction")
-//	store := eachhook.NewMemoryStore(0, nil)
+//	store := eachhook.NewMemoryStore()
 //	h, err := eachhook.New(
 //		eachhook.WithSecretLookup(loop.SecretLookup), // each delivery verified with its own secret
 //		eachhook.WithStore(loop.Store(store)),        // an accepted outcome stops the polling

@@ -37,7 +37,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	store := eachhook.NewMemoryStore(0, nil)
+	store := eachhook.NewMemoryStore()
 	defer store.Close()
 	h, err := eachhook.New(
 		eachhook.WithSecretLookup(loop.SecretLookup),

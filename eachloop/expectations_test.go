@@ -51,7 +51,7 @@ func TestMemoryExpectationsForgetDoneAfterRetention(t *testing.T) {
 // the same suite on their own storage.
 func TestRestartSuite(t *testing.T) {
 	exp := eachloop.NewMemoryExpectations(0, nil)
-	store := eachhook.NewMemoryStore(0, nil)
+	store := eachhook.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
 	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
 		return expectationstest.Process{Expectations: exp, Store: store}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/internal/inbox"
 )
 
 // ErrGaveUp is matched by the [*GiveUpError] the reconciler reports when a
@@ -70,7 +71,7 @@ type entry struct {
 // [WithPollWait]) until the prediction finishes:
 //
 //   - "success" is dispatched to OnSuccess and "error" to OnFailed with
-//     [eachhook.Handler.Deliver], so the dedupe store runs one callback
+//     the Handler's own dedupe and queue, after verification, so the dedupe store runs one callback
 //     whether the webhook or the poll comes first;
 //   - "cancelled", for which the sender sends no webhook, is dispatched to
 //     OnFailed with error code [CodeCancelled], or dropped with
@@ -89,7 +90,7 @@ type entry struct {
 // accepted (by a webhook or a poll) is marked done and no longer polled.
 // At the horizon ([WithHorizon]) the reconciler gives up: it marks the
 // expectation done and reports a [*GiveUpError] with
-// [eachhook.Handler.ReportError].
+// the Handler's error hook ([eachhook.WithErrorHandler]).
 //
 // Run returns ctx.Err() when ctx ends, after the polls in progress have
 // returned, or [ErrRunning] at once if another Run of l is active. Stop Run
@@ -99,7 +100,8 @@ type entry struct {
 // expectations: they poll the same predictions, and the shared dedupe
 // store still runs one callback.
 func (l *Loop) Run(ctx context.Context, h *eachhook.Handler) error {
-	if h == nil {
+	in := inbox.Of(h)
+	if in == nil {
 		return errors.New("eachloop: nil handler")
 	}
 	if !l.running.CompareAndSwap(false, true) {
@@ -122,7 +124,7 @@ func (l *Loop) Run(ctx context.Context, h *eachhook.Handler) error {
 			l.scan(ctx, now)
 			nextScan = now.Add(l.cfg.scanInterval)
 		}
-		l.pollDue(ctx, h, now)
+		l.pollDue(ctx, in, now)
 
 		wake := nextScan
 		l.mu.Lock()
@@ -169,7 +171,7 @@ func (l *Loop) scan(ctx context.Context, now time.Time) {
 
 // pollDue polls every scheduled expectation due at now, at most
 // concurrency at a time, and returns when all polls have.
-func (l *Loop) pollDue(ctx context.Context, h *eachhook.Handler, now time.Time) {
+func (l *Loop) pollDue(ctx context.Context, h inbox.Inbox, now time.Time) {
 	l.mu.Lock()
 	var due []*entry
 	for _, e := range l.sched {
@@ -197,7 +199,7 @@ func (l *Loop) pollDue(ctx context.Context, h *eachhook.Handler, now time.Time) 
 }
 
 // poll polls e once and dispatches, reschedules or gives up on it.
-func (l *Loop) poll(ctx context.Context, h *eachhook.Handler, e *entry) {
+func (l *Loop) poll(ctx context.Context, h inbox.Inbox, e *entry) {
 	p, err := l.client.GetPrediction(ctx, e.ID)
 	if ctx.Err() != nil {
 		return // Run is ending; the next Run polls e again
@@ -243,7 +245,7 @@ func (l *Loop) poll(ctx context.Context, h *eachhook.Handler, e *entry) {
 
 // dispatch hands the terminal prediction p, polled as id, to h and marks it done, unless
 // h could not take it.
-func (l *Loop) dispatch(ctx context.Context, h *eachhook.Handler, id string, p *eachlabs.Prediction) error {
+func (l *Loop) dispatch(ctx context.Context, h inbox.Inbox, id string, p *eachlabs.Prediction) error {
 	if p.Status == eachlabs.StatusCancelled && l.cfg.dropCancelled {
 		l.log.Info("eachloop: dropped a cancelled prediction", "id", id)
 		l.settle(ctx, id)

@@ -110,7 +110,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	r.loop, err = eachloop.New(r.client, r.exp, r.receiver.URL+"/webhooks/prediction", opts...)
 	require.NoError(t, err)
 
-	store := eachhook.NewMemoryStore(0, nil)
+	store := eachhook.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
 	hookOpts := append([]eachhook.Option{
 		eachhook.WithSecretLookup(r.loop.SecretLookup),

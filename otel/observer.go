@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/observe"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -61,7 +62,7 @@ const (
 	// AttrDeliveryOutcome is accepted, duplicate, ignored or refused. It
 	// is also set on the request's span.
 	AttrDeliveryOutcome = attribute.Key("eachhook.delivery.outcome")
-	// AttrRefusalReason is an eachhook.RefusalReason, such as signature or
+	// AttrRefusalReason is an observe.Reason, such as signature or
 	// queue_full. It is also set on the request's span.
 	AttrRefusalReason = attribute.Key("eachhook.refusal.reason")
 	// AttrPredictionStatus is success or failed; on metrics any other
@@ -130,10 +131,10 @@ func WithAttributes(attrs ...attribute.KeyValue) Option {
 }
 
 // Every refusal reason, for precomputing attribute sets.
-var reasons = []eachhook.RefusalReason{
-	eachhook.ReasonMethod, eachhook.ReasonShutdown, eachhook.ReasonMediaType, eachhook.ReasonTooLarge,
-	eachhook.ReasonUnreadable, eachhook.ReasonSignature, eachhook.ReasonTimestamp, eachhook.ReasonLookup,
-	eachhook.ReasonMalformed, eachhook.ReasonStore, eachhook.ReasonQueueFull,
+var reasons = []observe.Reason{
+	observe.ReasonMethod, observe.ReasonShutdown, observe.ReasonMediaType, observe.ReasonTooLarge,
+	observe.ReasonUnreadable, observe.ReasonSignature, observe.ReasonTimestamp, observe.ReasonLookup,
+	observe.ReasonMalformed, observe.ReasonStore, observe.ReasonQueueFull,
 }
 
 // statuses are the values of AttrPredictionStatus on metrics.
@@ -160,17 +161,17 @@ type observer struct {
 	depth    metric.Int64UpDownCounter
 	capacity atomic.Int64
 
-	refused   map[eachhook.RefusalReason]metric.MeasurementOption
+	refused   map[observe.Reason]metric.MeasurementOption
 	delivered [3][3]metric.MeasurementOption // [outcome][status]: accepted, duplicate, ignored
 	ran       [3][3]metric.MeasurementOption // [status][ok, error, panic]
 	gaveUp    [3][2]metric.MeasurementOption // [status][failed, not_run]
 	plain     metric.MeasurementOption
 }
 
-// New returns an eachhook.Observer that records through OpenTelemetry, to
+// New returns an observe.Observer that records through OpenTelemetry, to
 // install with eachhook.WithObserver. It fails only if an instrument cannot
 // be created.
-func New(opts ...Option) (eachhook.Observer, error) {
+func New(opts ...Option) (observe.Observer, error) {
 	c := config{}
 	for _, o := range opts {
 		o(&c)
@@ -183,14 +184,14 @@ func New(opts ...Option) (eachhook.Observer, error) {
 	}
 	o := &observer{tracer: c.tp.Tracer(ScopeName), attrs: c.attrs}
 	if err := o.instruments(c.mp.Meter(ScopeName)); err != nil {
-		return eachhook.Observer{}, err
+		return observe.Observer{}, err
 	}
 	o.attributeSets()
-	return eachhook.Observer{
+	return observe.Observer{
 		Refused:          o.onRefused,
-		Duplicate:        func(ctx context.Context, d eachhook.DeliveryInfo) { o.delivery(ctx, 1, OutcomeDuplicate, d) },
-		Ignored:          func(ctx context.Context, d eachhook.DeliveryInfo) { o.delivery(ctx, 2, OutcomeIgnored, d) },
-		Accepted:         func(ctx context.Context, d eachhook.DeliveryInfo) { o.delivery(ctx, 0, OutcomeAccepted, d) },
+		Duplicate:        func(ctx context.Context, d observe.DeliveryInfo) { o.delivery(ctx, 1, OutcomeDuplicate, d) },
+		Ignored:          func(ctx context.Context, d observe.DeliveryInfo) { o.delivery(ctx, 2, OutcomeIgnored, d) },
+		Accepted:         func(ctx context.Context, d observe.DeliveryInfo) { o.delivery(ctx, 0, OutcomeAccepted, d) },
 		CallbackStarted:  o.onCallbackStarted,
 		CallbackFinished: o.onCallbackFinished,
 		GaveUp:           o.onGaveUp,
@@ -234,7 +235,7 @@ func (o *observer) set(kv ...attribute.KeyValue) metric.MeasurementOption {
 
 func (o *observer) attributeSets() {
 	o.plain = o.set()
-	o.refused = make(map[eachhook.RefusalReason]metric.MeasurementOption, len(reasons))
+	o.refused = make(map[observe.Reason]metric.MeasurementOption, len(reasons))
 	for _, r := range reasons {
 		o.refused[r] = o.set(AttrDeliveryOutcome.String(OutcomeRefused), AttrRefusalReason.String(string(r)))
 	}
@@ -253,7 +254,7 @@ func (o *observer) attributeSets() {
 	}
 }
 
-func (o *observer) onRefused(ctx context.Context, r eachhook.Refusal) {
+func (o *observer) onRefused(ctx context.Context, r observe.Refusal) {
 	set, ok := o.refused[r.Reason]
 	if !ok { // a reason added to eachhook after this package was built
 		set = o.set(AttrDeliveryOutcome.String(OutcomeRefused), AttrRefusalReason.String(string(r.Reason)))
@@ -264,14 +265,14 @@ func (o *observer) onRefused(ctx context.Context, r eachhook.Refusal) {
 	}
 }
 
-func (o *observer) delivery(ctx context.Context, outcome int, name string, d eachhook.DeliveryInfo) {
+func (o *observer) delivery(ctx context.Context, outcome int, name string, d observe.DeliveryInfo) {
 	o.received.Add(ctx, 1, o.delivered[outcome][statusIndex(d.Status)])
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(AttrDeliveryOutcome.String(name), AttrPredictionID.String(d.ID), AttrPredictionStatus.String(d.Status))
 	}
 }
 
-func (o *observer) onCallbackStarted(ctx context.Context, run eachhook.CallbackRun) context.Context {
+func (o *observer) onCallbackStarted(ctx context.Context, run observe.CallbackRun) context.Context {
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(AttrPredictionID.String(run.ID), AttrPredictionStatus.String(run.Status), AttrCallbackAttempt.Int(run.Attempt)),
@@ -286,7 +287,7 @@ func (o *observer) onCallbackStarted(ctx context.Context, run eachhook.CallbackR
 	return ctx
 }
 
-func (o *observer) onCallbackFinished(ctx context.Context, run eachhook.CallbackRun) {
+func (o *observer) onCallbackFinished(ctx context.Context, run observe.CallbackRun) {
 	outcome := 0
 	switch {
 	case run.Err == nil:
@@ -309,12 +310,12 @@ func (o *observer) onCallbackFinished(ctx context.Context, run eachhook.Callback
 	span.End()
 }
 
-func (o *observer) onGaveUp(ctx context.Context, err *eachhook.CallbackError) {
+func (o *observer) onGaveUp(ctx context.Context, d observe.DeliveryInfo, _ int, err error) {
 	reason := 0
-	if errors.Is(err, eachhook.ErrNotRun) {
+	if errors.Is(err, observe.ErrNotRun) {
 		reason = 1
 	}
-	o.givenUp.Add(ctx, 1, o.gaveUp[statusIndex(err.Status)][reason])
+	o.givenUp.Add(ctx, 1, o.gaveUp[statusIndex(d.Status)][reason])
 }
 
 func (o *observer) onQueueChanged(delta, capacity int) {

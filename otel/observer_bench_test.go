@@ -13,6 +13,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
 	eachhookotel "github.com/eachhook/eachhook/otel"
+	"github.com/eachhook/eachhook/signature"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -58,7 +59,7 @@ func BenchmarkServeHTTPWithObserver(b *testing.B) {
 		n++
 		d := strconv.AppendInt(digits[:0], int64(n), 10)
 		copy(body[at+16-len(d):at+16], d)
-		r.Header.Set(eachhook.HeaderSignature, eachhook.Sign(secret, "", body))
+		r.Header.Set(signature.Header, signature.Sign(secret, "", body))
 		rd.Reset(body)
 		r.Body = io.NopCloser(rd)
 		w := httptest.NewRecorder()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/signature"
 )
 
 const listenUsage = `usage: eachhook listen -secret S [-addr :8080] [-path /webhooks/prediction] [-json]
@@ -48,7 +49,7 @@ func (a *app) listen(args []string) int {
 	var secrets stringList
 	fs.Var(&secrets, "secret", "a webhook_secret to accept; repeat for several (default $EACHHOOK_SECRET)")
 	jsonOut := fs.Bool("json", false, "print one JSON object per line")
-	tolerance := fs.Duration("tolerance", eachhook.DefaultTolerance, "how far a signed timestamp may lie from now, either way")
+	tolerance := fs.Duration("tolerance", signature.DefaultTolerance, "how far a signed timestamp may lie from now, either way")
 	verbose := fs.Bool("v", false, "also print the library's own log on standard error")
 	if code, ok := a.parse(fs, args); !ok {
 		return code

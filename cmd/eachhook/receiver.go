@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/observe"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // Kinds of outcome of a request to the receiver.
@@ -48,7 +50,7 @@ type receiverConfig struct {
 }
 
 // receiver serves an [eachhook.Handler] at one path and reports what the
-// Handler did with each request, as its [eachhook.Observer] tells it.
+// Handler did with each request, as its [observe.Observer] tells it.
 type receiver struct {
 	cfg     receiverConfig
 	handler *eachhook.Handler
@@ -58,16 +60,16 @@ type receiver struct {
 // through the request's context.
 type decision struct {
 	kind    string
-	info    eachhook.DeliveryInfo // of a verified delivery
-	refusal eachhook.Refusal      // of a refused request
+	info    observe.DeliveryInfo // of a verified delivery
+	refusal observe.Refusal      // of a refused request
 }
 
 type decisionKey struct{}
 
 // note returns an observer function that notes the decision kind for a
 // verified delivery.
-func note(kind string) func(context.Context, eachhook.DeliveryInfo) {
-	return func(ctx context.Context, d eachhook.DeliveryInfo) {
+func note(kind string) func(context.Context, observe.DeliveryInfo) {
+	return func(ctx context.Context, d observe.DeliveryInfo) {
 		if dec, ok := ctx.Value(decisionKey{}).(*decision); ok {
 			dec.kind, dec.info = kind, d
 		}
@@ -79,7 +81,7 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 		cfg.now = time.Now
 	}
 	if cfg.tolerance == 0 {
-		cfg.tolerance = eachhook.DefaultTolerance
+		cfg.tolerance = signature.DefaultTolerance
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
@@ -90,8 +92,8 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 		eachhook.WithClock(cfg.now),
 		eachhook.WithLogger(cfg.logger),
 		eachhook.WithWorkers(1), // events print in the order they were accepted
-		eachhook.WithObserver(eachhook.Observer{
-			Refused: func(ctx context.Context, r eachhook.Refusal) {
+		eachhook.WithObserver(observe.Observer{
+			Refused: func(ctx context.Context, r observe.Refusal) {
 				if dec, ok := ctx.Value(decisionKey{}).(*decision); ok {
 					dec.kind, dec.refusal = kindRefused, r
 				}
@@ -155,15 +157,15 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // verifyErrors are the core's verification errors, by which a 401 is
 // reported.
 var verifyErrors = []error{
-	eachhook.ErrMissingSignature, eachhook.ErrMalformedSignature, eachhook.ErrMalformedTimestamp,
-	eachhook.ErrTimestampOutOfRange, eachhook.ErrNoSecret, eachhook.ErrInvalidSignature,
+	signature.ErrMissing, signature.ErrMalformed, signature.ErrMalformedTimestamp,
+	signature.ErrTimestampOutOfRange, signature.ErrNoSecret, signature.ErrInvalid,
 }
 
 // explainRefusal says why the Handler refused a request, and for a 401
 // which verification error it was.
-func (rc *receiver) explainRefusal(r *http.Request, body []byte, ref eachhook.Refusal) (string, error) {
+func (rc *receiver) explainRefusal(r *http.Request, body []byte, ref observe.Refusal) (string, error) {
 	switch ref.Reason {
-	case eachhook.ReasonSignature, eachhook.ReasonTimestamp:
+	case observe.ReasonSignature, observe.ReasonTimestamp:
 		err := ref.Err
 		for _, sentinel := range verifyErrors {
 			if errors.Is(err, sentinel) {
@@ -171,23 +173,23 @@ func (rc *receiver) explainRefusal(r *http.Request, body []byte, ref eachhook.Re
 				break
 			}
 		}
-		sig, ts := r.Header.Get(eachhook.HeaderSignature), r.Header.Get(eachhook.HeaderTimestamp)
+		sig, ts := r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp)
 		reason := explain(err, body, sig, ts, rc.cfg.now(), rc.cfg.tolerance, rc.cfg.secrets)
-		if errors.Is(err, eachhook.ErrMissingSignature) && r.Header.Get(eachhook.HeaderSecret) != "" {
-			reason += "; the request carries the legacy " + eachhook.HeaderSecret + " header instead, which this receiver does not accept: create the prediction with a webhook_secret so that it is signed"
+		if errors.Is(err, signature.ErrMissing) && r.Header.Get(signature.HeaderSecret) != "" {
+			reason += "; the request carries the legacy " + signature.HeaderSecret + " header instead, which this receiver does not accept: create the prediction with a webhook_secret so that it is signed"
 		}
 		return reason, err
-	case eachhook.ReasonMalformed:
+	case observe.ReasonMalformed:
 		return "malformed payload: " + payloadProblem(body, ref.Err), nil
-	case eachhook.ReasonMethod:
+	case observe.ReasonMethod:
 		return fmt.Sprintf("method %s not allowed: the sender POSTs", r.Method), nil
-	case eachhook.ReasonMediaType:
+	case observe.ReasonMediaType:
 		return fmt.Sprintf("Content-Type %q is not JSON", r.Header.Get("Content-Type")), nil
-	case eachhook.ReasonTooLarge:
+	case observe.ReasonTooLarge:
 		return "body larger than the receiver's limit", nil
-	case eachhook.ReasonShutdown:
+	case observe.ReasonShutdown:
 		return "receiver shutting down; the sender will retry", nil
-	case eachhook.ReasonQueueFull:
+	case observe.ReasonQueueFull:
 		return "every worker busy and the queue full; the sender will retry", nil
 	}
 	// Unreadable body, failed lookup or store: the error says it all.

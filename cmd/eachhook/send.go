@@ -17,6 +17,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // specSchedule is the wait before each retry in the spec: about 30 s, 2 min
@@ -52,7 +53,7 @@ func (a *app) send(args []string) int {
 	retries := fs.String("retries", "none", "none (one attempt) or spec (retry after 30s, 2m, 10m, scaled by -time-scale)")
 	scale := fs.Float64("time-scale", 1, "multiply the retry waits by this factor (> 0)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up on an attempt after this long")
-	redelivery := fs.Bool("redelivery", false, "mark the delivery as a manual redelivery ("+eachhook.HeaderRedelivery+": true)")
+	redelivery := fs.Bool("redelivery", false, "mark the delivery as a manual redelivery ("+signature.HeaderRedelivery+": true)")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
@@ -112,7 +113,7 @@ func (a *app) send(args []string) int {
 
 	header := eachhooktest.Headers(*secret, body, sch, a.now())
 	if *redelivery {
-		header.Set(eachhook.HeaderRedelivery, "true")
+		header.Set(signature.HeaderRedelivery, "true")
 	}
 	s := newSender(*timeout)
 	defer s.close()

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 )
 
@@ -112,7 +112,7 @@ func TestListenJSON(t *testing.T) {
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"id":"j-4","status":"success"}`))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(eachhook.HeaderSecret, "s3cret")
+	req.Header.Set(signature.HeaderSecret, "s3cret")
 	client := &http.Client{Transport: &http.Transport{}}
 	resp, err := client.Do(req)
 	require.NoError(t, err)
@@ -149,9 +149,9 @@ func TestListenJSON(t *testing.T) {
 	require.Len(t, events["refused"], 2)
 	forged, legacy := events["refused"][0], events["refused"][1]
 	require.Equal(t, 401.0, forged["code"])
-	require.Equal(t, eachhook.ErrInvalidSignature.Error(), forged["error"])
+	require.Equal(t, signature.ErrInvalid.Error(), forged["error"])
 	require.Equal(t, "signature does not match: the secret is wrong or the body was changed", forged["reason"])
-	require.Equal(t, eachhook.ErrMissingSignature.Error(), legacy["error"])
+	require.Equal(t, signature.ErrMissing.Error(), legacy["error"])
 	require.Contains(t, legacy["reason"], "legacy X-Webhook-Secret header")
 	require.NotContains(t, l.stdout, `"s3cret"`, "the plain secret is never printed")
 }
@@ -202,17 +202,17 @@ func TestSendRetriesOnTheSpecScheduleUntilAcknowledged(t *testing.T) {
 			for i := range f.bodies {
 				require.Equal(t, eachhooktest.SuccessBody("retry-1"), f.bodies[i], "every attempt sends the same bytes")
 				require.Equal(t, "application/json", f.headers[i].Get("Content-Type"))
-				require.Equal(t, f.headers[0].Get(eachhook.HeaderSignature), f.headers[i].Get(eachhook.HeaderSignature))
-				require.Equal(t, f.headers[0].Get(eachhook.HeaderTimestamp), f.headers[i].Get(eachhook.HeaderTimestamp))
-				require.NoError(t, eachhook.VerifySignature(f.bodies[i], f.headers[i].Get(eachhook.HeaderSignature),
-					f.headers[i].Get(eachhook.HeaderTimestamp), time.Now(), eachhook.DefaultTolerance, "whsec_x"))
+				require.Equal(t, f.headers[0].Get(signature.Header), f.headers[i].Get(signature.Header))
+				require.Equal(t, f.headers[0].Get(signature.HeaderTimestamp), f.headers[i].Get(signature.HeaderTimestamp))
+				require.NoError(t, signature.Verify(f.bodies[i], f.headers[i].Get(signature.Header),
+					f.headers[i].Get(signature.HeaderTimestamp), time.Now(), signature.DefaultTolerance, "whsec_x"))
 			}
 			if scheme == "timestamp" {
-				require.Regexp(t, `^sha256=[0-9a-f]{64}$`, f.headers[0].Get(eachhook.HeaderSignature))
-				require.NotEmpty(t, f.headers[0].Get(eachhook.HeaderTimestamp))
+				require.Regexp(t, `^sha256=[0-9a-f]{64}$`, f.headers[0].Get(signature.Header))
+				require.NotEmpty(t, f.headers[0].Get(signature.HeaderTimestamp))
 			} else {
-				require.Regexp(t, `^[0-9a-f]{64}$`, f.headers[0].Get(eachhook.HeaderSignature))
-				require.Empty(t, f.headers[0].Get(eachhook.HeaderTimestamp))
+				require.Regexp(t, `^[0-9a-f]{64}$`, f.headers[0].Get(signature.Header))
+				require.Empty(t, f.headers[0].Get(signature.HeaderTimestamp))
 			}
 		})
 	}
@@ -293,8 +293,8 @@ func TestSendFileFromStdin(t *testing.T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	require.Equal(t, []byte(body), f.bodies[0], "the file's bytes are sent unchanged")
-	require.Equal(t, "true", f.headers[0].Get(eachhook.HeaderRedelivery))
-	require.Equal(t, eachhook.Sign("s", "", []byte(body)), f.headers[0].Get(eachhook.HeaderSignature))
+	require.Equal(t, "true", f.headers[0].Get(signature.HeaderRedelivery))
+	require.Equal(t, signature.Sign("s", "", []byte(body)), f.headers[0].Get(signature.Header))
 }
 
 func TestListenExplainsEveryRefusal(t *testing.T) {

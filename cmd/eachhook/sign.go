@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 )
 
 const signUsage = `usage: eachhook sign -secret S [-timestamp T] < body
@@ -60,7 +60,7 @@ func (a *app) sign(args []string) int {
 		return 1
 	}
 	h := eachhooktest.Headers(*secret, body, scheme, at)
-	for _, k := range []string{"Content-Type", eachhook.HeaderTimestamp, eachhook.HeaderSignature} {
+	for _, k := range []string{"Content-Type", signature.HeaderTimestamp, signature.Header} {
 		if v := h.Get(k); v != "" {
 			fmt.Fprintf(a.stdout, "%s: %s\n", k, v)
 		}
@@ -88,9 +88,9 @@ const verifyExamples = `examples:
 func (a *app) verify(args []string) int {
 	fs := a.flagSet("verify", verifyUsage, verifyExamples)
 	secret := fs.String("secret", "", "the prediction's webhook_secret (default $EACHHOOK_SECRET)")
-	sig := fs.String("signature", "", "the "+eachhook.HeaderSignature+" header value (required)")
-	ts := fs.String("timestamp", "", "the "+eachhook.HeaderTimestamp+" header value, if the delivery had one")
-	tolerance := fs.Duration("tolerance", eachhook.DefaultTolerance, "how far the timestamp may lie from now, either way")
+	sig := fs.String("signature", "", "the "+signature.Header+" header value (required)")
+	ts := fs.String("timestamp", "", "the "+signature.HeaderTimestamp+" header value, if the delivery had one")
+	tolerance := fs.Duration("tolerance", signature.DefaultTolerance, "how far the timestamp may lie from now, either way")
 	file := fs.String("file", "-", "read the body from this file instead of standard input")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
@@ -116,7 +116,7 @@ func (a *app) verify(args []string) int {
 		return 1
 	}
 	now := a.now()
-	err = eachhook.VerifySignature(body, *sig, *ts, now, *tolerance, *secret)
+	err = signature.Verify(body, *sig, *ts, now, *tolerance, *secret)
 	if err != nil {
 		fmt.Fprintf(a.stdout, "invalid: %s\n", explain(err, body, *sig, *ts, now, *tolerance, []string{*secret}))
 		return 1

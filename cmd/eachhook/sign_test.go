@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 )
 
@@ -87,8 +87,8 @@ func TestVerifySaysWhyNot(t *testing.T) {
 	body := eachhooktest.SuccessBody(seedID)
 	now := time.Unix(1_767_225_600, 0)
 	ts := strconv.FormatInt(now.Unix(), 10)
-	bodySig := eachhook.Sign(secret, "", body)
-	tsSig := "sha256=" + eachhook.Sign(secret, ts, body)
+	bodySig := signature.Sign(secret, "", body)
+	tsSig := "sha256=" + signature.Sign(secret, ts, body)
 	old := strconv.FormatInt(now.Add(-20*time.Minute).Unix(), 10)
 	future := strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
 	indented := []byte("{\n  \"id\": \"" + seedID + "\"\n}")
@@ -100,28 +100,28 @@ func TestVerifySaysWhyNot(t *testing.T) {
 		wantErr  error
 		wantLine string
 	}{
-		{"wrong secret", body, []string{"-secret", "whsec_wrong", "-signature", bodySig}, eachhook.ErrInvalidSignature,
+		{"wrong secret", body, []string{"-secret", "whsec_wrong", "-signature", bodySig}, signature.ErrInvalid,
 			"signature does not match: the secret is wrong or the body was changed"},
-		{"body changed", []byte(strings.Replace(string(body), "0.05", "0.01", 1)), []string{"-signature", bodySig}, eachhook.ErrInvalidSignature,
+		{"body changed", []byte(strings.Replace(string(body), "0.05", "0.01", 1)), []string{"-signature", bodySig}, signature.ErrInvalid,
 			"signature does not match: the secret is wrong or the body was changed"},
-		{"trailing newline added", append(body, '\n'), []string{"-signature", bodySig}, eachhook.ErrInvalidSignature,
+		{"trailing newline added", append(body, '\n'), []string{"-signature", bodySig}, signature.ErrInvalid,
 			"signature does not match: the secret is wrong or the body was changed (it matches the body without its trailing newline: a newline was added, as echo or an editor does)"},
-		{"reformatted", indented, []string{"-signature", eachhook.Sign(secret, "", []byte(`{"id":"`+seedID+`"}`))}, eachhook.ErrInvalidSignature,
+		{"reformatted", indented, []string{"-signature", signature.Sign(secret, "", []byte(`{"id":"`+seedID+`"}`))}, signature.ErrInvalid,
 			"signature does not match: the secret is wrong or the body was changed (it matches the same JSON without whitespace: the body was reformatted; verify the raw bytes as received)"},
-		{"timestamp given for a body signature", body, []string{"-signature", bodySig, "-timestamp", ts}, eachhook.ErrInvalidSignature,
+		{"timestamp given for a body signature", body, []string{"-signature", bodySig, "-timestamp", ts}, signature.ErrInvalid,
 			"signature does not match: the secret is wrong or the body was changed (it matches the body alone: the signer used the untimestamped scheme, so leave the timestamp out)"},
-		{"timestamp left out", body, []string{"-signature", tsSig}, eachhook.ErrInvalidSignature,
+		{"timestamp left out", body, []string{"-signature", tsSig}, signature.ErrInvalid,
 			"signature does not match: the secret is wrong or the body was changed"},
-		{"too old", body, []string{"-signature", "sha256=" + eachhook.Sign(secret, old, body), "-timestamp", old}, eachhook.ErrTimestampOutOfRange,
+		{"too old", body, []string{"-signature", "sha256=" + signature.Sign(secret, old, body), "-timestamp", old}, signature.ErrTimestampOutOfRange,
 			"timestamp too old: signed 20m0s ago, tolerance 15m0s (a replay, or a delivery held up too long)"},
-		{"too new", body, []string{"-signature", "sha256=" + eachhook.Sign(secret, future, body), "-timestamp", future}, eachhook.ErrTimestampOutOfRange,
+		{"too new", body, []string{"-signature", "sha256=" + signature.Sign(secret, future, body), "-timestamp", future}, signature.ErrTimestampOutOfRange,
 			"timestamp too new: signed 1h0m0s in the future, tolerance 15m0s (check the clocks)"},
-		{"tolerance widened", body, []string{"-signature", "sha256=" + eachhook.Sign(secret, old, body), "-timestamp", old, "-tolerance", "30m"}, nil, ""},
-		{"malformed timestamp", body, []string{"-signature", tsSig, "-timestamp", "2026-01-01"}, eachhook.ErrMalformedTimestamp,
+		{"tolerance widened", body, []string{"-signature", "sha256=" + signature.Sign(secret, old, body), "-timestamp", old, "-tolerance", "30m"}, nil, ""},
+		{"malformed timestamp", body, []string{"-signature", tsSig, "-timestamp", "2026-01-01"}, signature.ErrMalformedTimestamp,
 			`malformed timestamp "2026-01-01": want a Unix time in whole seconds`},
-		{"malformed signature", body, []string{"-signature", "sha1=abc"}, eachhook.ErrMalformedSignature,
+		{"malformed signature", body, []string{"-signature", "sha1=abc"}, signature.ErrMalformed,
 			`malformed signature header: want 64 hex digits, optionally prefixed with "sha256="`},
-		{"truncated signature", body, []string{"-signature", bodySig[:63]}, eachhook.ErrMalformedSignature,
+		{"truncated signature", body, []string{"-signature", bodySig[:63]}, signature.ErrMalformed,
 			`malformed signature header: want 64 hex digits, optionally prefixed with "sha256="`},
 		{"valid timestamped", body, []string{"-signature", tsSig, "-timestamp", ts}, nil, ""},
 	}
@@ -136,13 +136,13 @@ func TestVerifySaysWhyNot(t *testing.T) {
 			for i := 0; i+1 < len(tt.args); i += 2 {
 				fs[tt.args[i]] = tt.args[i+1]
 			}
-			tol := eachhook.DefaultTolerance
+			tol := signature.DefaultTolerance
 			if v, ok := fs["-tolerance"]; ok {
 				var err error
 				tol, err = time.ParseDuration(v)
 				require.NoError(t, err)
 			}
-			libErr := eachhook.VerifySignature(tt.body, fs["-signature"], fs["-timestamp"], now, tol, fs["-secret"])
+			libErr := signature.Verify(tt.body, fs["-signature"], fs["-timestamp"], now, tol, fs["-secret"])
 			if tt.wantErr == nil {
 				require.NoError(t, libErr)
 				require.Equal(t, 0, r.code, r.stdout)
@@ -165,9 +165,9 @@ func TestSignThenVerifyRoundTrip(t *testing.T) {
 	for line := range strings.SplitSeq(strings.TrimSpace(r.stdout), "\n") {
 		k, v, _ := strings.Cut(line, ": ")
 		switch k {
-		case eachhook.HeaderSignature:
+		case signature.Header:
 			sig = v
-		case eachhook.HeaderTimestamp:
+		case signature.HeaderTimestamp:
 			ts = v
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/signature"
 )
 
 // fakeAPI plays https://api.eachlabs.ai for the example: every prediction
@@ -89,7 +89,7 @@ func (a *fakeAPI) deliver(id, url, secret string) {
 			return
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(eachhook.HeaderSignature, eachhook.Sign(secret, "", body))
+		req.Header.Set(signature.Header, signature.Sign(secret, "", body))
 		resp, err := a.sender.Do(req)
 		if err == nil {
 			resp.Body.Close()

@@ -64,7 +64,7 @@ func run(ctx context.Context, ln net.Listener, out io.Writer, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	store := eachhook.NewMemoryStore(0, nil)
+	store := eachhook.NewMemoryStore()
 	defer store.Close()
 	h, err := eachhook.New(
 		eachhook.WithSecretLookup(loop.SecretLookup), // each delivery is verified with its own prediction's secret

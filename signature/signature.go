@@ -1,4 +1,11 @@
-package eachhook
+// Package signature signs and verifies each::labs webhook deliveries: the
+// hex HMAC-SHA256 of the raw body keyed with the webhook secret, in the
+// X-Webhook-Signature header, optionally "sha256="-prefixed, and the
+// timestamped form that signs "<timestamp>.<body>". It is what the
+// eachhook Handler verifies with, for code that checks a delivery outside
+// the Handler (a command, a test, another framework). Standard library
+// only.
+package signature
 
 import (
 	"crypto/hmac"
@@ -14,37 +21,43 @@ import (
 
 // Header names the each::labs sender uses.
 const (
-	// HeaderSignature carries the hex HMAC-SHA256 signature, optionally
-	// prefixed with "sha256=".
-	HeaderSignature = "X-Webhook-Signature"
+	// Header carries the hex HMAC-SHA256 signature, optionally prefixed
+	// with "sha256=".
+	Header = "X-Webhook-Signature"
 	// HeaderTimestamp carries the Unix time in seconds that newer senders
 	// sign together with the body.
 	HeaderTimestamp = "X-Webhook-Timestamp"
-	// HeaderSecret is the legacy header that carries the secret itself in
-	// plain text. The Handler never logs it and accepts it only with
-	// [WithLegacySecretHeader].
+	// HeaderSecret carries the secret itself in plain text, the form the
+	// each::labs documentation currently describes. The eachhook Handler
+	// never logs it and accepts it only with WithLegacySecretHeader.
 	HeaderSecret = "X-Webhook-Secret"
 	// HeaderRedelivery is "true" on a manual redelivery.
 	HeaderRedelivery = "X-Webhook-Redelivery"
 )
 
+// DefaultTolerance is how far a signed timestamp may lie from the current
+// time, in either direction, unless told otherwise: the sender reuses one
+// timestamp for every attempt of a delivery, the last about 12.5 minutes
+// after the first.
+const DefaultTolerance = 15 * time.Minute
+
 // Verification errors. Every error returned by [Verifier.Verify] and
-// [VerifySignature] matches exactly one of them with [errors.Is].
+// [Verify] matches exactly one of them with [errors.Is].
 var (
-	// ErrMissingSignature means the request carries no signature header.
-	ErrMissingSignature = errors.New("eachhook: missing signature")
-	// ErrMalformedSignature means the signature header is not
-	// 64 hex digits, optionally prefixed with "sha256=".
-	ErrMalformedSignature = errors.New("eachhook: malformed signature")
+	// ErrMissing means the request carries no signature header.
+	ErrMissing = errors.New("eachhook: missing signature")
+	// ErrMalformed means the signature header is not 64 hex digits,
+	// optionally prefixed with "sha256=".
+	ErrMalformed = errors.New("eachhook: malformed signature")
 	// ErrMalformedTimestamp means the timestamp header is not a Unix time
 	// in whole seconds.
 	ErrMalformedTimestamp = errors.New("eachhook: malformed timestamp")
 	// ErrTimestampOutOfRange means the signed timestamp lies further from
 	// the current time than the tolerance, in either direction.
 	ErrTimestampOutOfRange = errors.New("eachhook: timestamp out of tolerance")
-	// ErrInvalidSignature means the signature is well formed but matches
-	// none of the secrets: the secret is wrong or the body was changed.
-	ErrInvalidSignature = errors.New("eachhook: signature does not match")
+	// ErrInvalid means the signature is well formed but matches none of
+	// the secrets: the secret is wrong or the body was changed.
+	ErrInvalid = errors.New("eachhook: signature does not match")
 	// ErrNoSecret means no secret is known for the delivery, so it cannot
 	// be verified.
 	ErrNoSecret = errors.New("eachhook: no secret for this delivery")
@@ -53,7 +66,7 @@ var (
 const sigPrefix = "sha256="
 
 // Sign returns the lowercase hex HMAC-SHA256 signature the sender puts in
-// [HeaderSignature]. With timestamp == "" the signed bytes are the body (the
+// [Header]. With timestamp == "" the signed bytes are the body (the
 // original scheme); otherwise they are timestamp + "." + body, and the sender
 // writes the result as "sha256=" + Sign(...).
 func Sign(secret, timestamp string, body []byte) string {
@@ -85,16 +98,16 @@ func parseSignature(header string) ([sha256.Size]byte, error) {
 	var sig [sha256.Size]byte
 	v := strings.TrimSpace(header)
 	if v == "" {
-		return sig, ErrMissingSignature
+		return sig, ErrMissing
 	}
 	if len(v) > len(sigPrefix) && strings.EqualFold(v[:len(sigPrefix)], sigPrefix) {
 		v = v[len(sigPrefix):]
 	}
 	if len(v) != hex.EncodedLen(sha256.Size) {
-		return sig, ErrMalformedSignature
+		return sig, ErrMalformed
 	}
 	if _, err := hex.Decode(sig[:], []byte(v)); err != nil {
-		return sig, ErrMalformedSignature
+		return sig, ErrMalformed
 	}
 	return sig, nil
 }
@@ -139,12 +152,12 @@ type keyedMAC struct {
 // error if secrets is empty or any secret is "".
 func NewVerifier(secrets ...string) (*Verifier, error) {
 	if len(secrets) == 0 {
-		return nil, errors.New("eachhook: NewVerifier needs at least one secret")
+		return nil, errors.New("signature: NewVerifier needs at least one secret")
 	}
 	v := &Verifier{keys: make([]*sync.Pool, len(secrets))}
 	for i, s := range secrets {
 		if s == "" {
-			return nil, errors.New("eachhook: empty secret")
+			return nil, errors.New("signature: empty secret")
 		}
 		key := []byte(s)
 		v.keys[i] = &sync.Pool{New: func() any { return &keyedMAC{mac: hmac.New(sha256.New, key)} }}
@@ -152,7 +165,7 @@ func NewVerifier(secrets ...string) (*Verifier, error) {
 	return v, nil
 }
 
-// Verify reports whether signature (the value of [HeaderSignature]) is valid
+// Verify reports whether signature (the value of [Header]) is valid
 // for body and timestamp (the value of [HeaderTimestamp], "" when absent).
 // A timestamp must lie within tolerance of now in both directions. The error
 // is nil or matches one of the package's verification errors.
@@ -173,14 +186,15 @@ func (v *Verifier) Verify(body []byte, signature, timestamp string, now time.Tim
 			return nil
 		}
 	}
-	return ErrInvalidSignature
+	return ErrInvalid
 }
 
-// VerifySignature is like [Verifier.Verify] for secrets that are known only
-// per delivery, such as per-prediction secrets. It keys a new HMAC for every
-// secret on every call; prefer a [Verifier] for fixed secrets. With no
-// secrets it returns [ErrNoSecret].
-func VerifySignature(body []byte, signature, timestamp string, now time.Time, tolerance time.Duration, secrets ...string) error {
+// Verify is like [Verifier.Verify] for secrets that are known only per
+// delivery, such as per-prediction secrets. It keys a new HMAC for every
+// secret on every call; prefer a [Verifier] for fixed secrets. The header
+// and the timestamp are checked first: with no secrets it returns
+// [ErrNoSecret] for a well-formed, timely signature.
+func Verify(body []byte, signature, timestamp string, now time.Time, tolerance time.Duration, secrets ...string) error {
 	want, err := parseSignature(signature)
 	if err != nil {
 		return err
@@ -201,5 +215,5 @@ func VerifySignature(body []byte, signature, timestamp string, now time.Time, to
 			return nil
 		}
 	}
-	return ErrInvalidSignature
+	return ErrInvalid
 }

@@ -1,4 +1,4 @@
-package eachhook
+package signature
 
 import (
 	"encoding/hex"

@@ -1,4 +1,4 @@
-package eachhook_test
+package signature_test
 
 import (
 	"bytes"
@@ -10,18 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/signature"
 	"github.com/stretchr/testify/require"
 )
+
+const secret = "whsec_test_secret"
 
 func TestVerify(t *testing.T) {
 	body := eachhooktest.SuccessBody("v1")
 	now := time.Unix(1_800_000_000, 0)
 	ts := strconv.FormatInt(now.Unix(), 10)
-	bodySig := eachhook.Sign(secret, "", body)
-	tsSig := eachhook.Sign(secret, ts, body)
-	v, err := eachhook.NewVerifier("rotated-out", secret)
+	bodySig := signature.Sign(secret, "", body)
+	tsSig := signature.Sign(secret, ts, body)
+	v, err := signature.NewVerifier("rotated-out", secret)
 	require.NoError(t, err)
 	cases := []struct {
 		name     string
@@ -38,21 +40,21 @@ func TestVerify(t *testing.T) {
 		{name: "surrounding spaces", body: body, sig: " " + bodySig + " ", wantNone: true},
 		{name: "timestamped", body: body, sig: "sha256=" + tsSig, ts: ts, wantNone: true},
 		{name: "timestamped at -tolerance", body: body, sig: tsSig, ts: ts, now: now.Add(15 * time.Minute), wantNone: true},
-		{name: "missing", body: body, sig: "", want: eachhook.ErrMissingSignature},
-		{name: "too short", body: body, sig: bodySig[:63], want: eachhook.ErrMalformedSignature},
-		{name: "not hex", body: body, sig: "zz" + bodySig[2:], want: eachhook.ErrMalformedSignature},
-		{name: "other prefix", body: body, sig: "sha1=" + bodySig, want: eachhook.ErrMalformedSignature},
-		{name: "tampered body", body: append(bytes.Clone(body), ' '), sig: bodySig, want: eachhook.ErrInvalidSignature},
-		{name: "wrong secret", body: body, sig: eachhook.Sign("nope", "", body), want: eachhook.ErrInvalidSignature},
-		{name: "body sig with timestamp", body: body, sig: bodySig, ts: ts, want: eachhook.ErrInvalidSignature},
-		{name: "timestamp sig without timestamp", body: body, sig: tsSig, want: eachhook.ErrInvalidSignature},
-		{name: "other timestamp", body: body, sig: tsSig, ts: strconv.FormatInt(now.Unix()+1, 10), want: eachhook.ErrInvalidSignature},
-		{name: "too old", body: body, sig: tsSig, ts: ts, now: now.Add(15*time.Minute + time.Second), want: eachhook.ErrTimestampOutOfRange},
-		{name: "too new", body: body, sig: tsSig, ts: ts, now: now.Add(-15*time.Minute - time.Second), want: eachhook.ErrTimestampOutOfRange},
-		{name: "timestamp in ms", body: body, sig: tsSig, ts: ts + "000", want: eachhook.ErrTimestampOutOfRange},
-		{name: "timestamp not a number", body: body, sig: tsSig, ts: "yesterday", want: eachhook.ErrMalformedTimestamp},
-		{name: "negative timestamp", body: body, sig: tsSig, ts: "-5", want: eachhook.ErrMalformedTimestamp},
-		{name: "huge timestamp", body: body, sig: tsSig, ts: "9223372036854775807", want: eachhook.ErrTimestampOutOfRange},
+		{name: "missing", body: body, sig: "", want: signature.ErrMissing},
+		{name: "too short", body: body, sig: bodySig[:63], want: signature.ErrMalformed},
+		{name: "not hex", body: body, sig: "zz" + bodySig[2:], want: signature.ErrMalformed},
+		{name: "other prefix", body: body, sig: "sha1=" + bodySig, want: signature.ErrMalformed},
+		{name: "tampered body", body: append(bytes.Clone(body), ' '), sig: bodySig, want: signature.ErrInvalid},
+		{name: "wrong secret", body: body, sig: signature.Sign("nope", "", body), want: signature.ErrInvalid},
+		{name: "body sig with timestamp", body: body, sig: bodySig, ts: ts, want: signature.ErrInvalid},
+		{name: "timestamp sig without timestamp", body: body, sig: tsSig, want: signature.ErrInvalid},
+		{name: "other timestamp", body: body, sig: tsSig, ts: strconv.FormatInt(now.Unix()+1, 10), want: signature.ErrInvalid},
+		{name: "too old", body: body, sig: tsSig, ts: ts, now: now.Add(15*time.Minute + time.Second), want: signature.ErrTimestampOutOfRange},
+		{name: "too new", body: body, sig: tsSig, ts: ts, now: now.Add(-15*time.Minute - time.Second), want: signature.ErrTimestampOutOfRange},
+		{name: "timestamp in ms", body: body, sig: tsSig, ts: ts + "000", want: signature.ErrTimestampOutOfRange},
+		{name: "timestamp not a number", body: body, sig: tsSig, ts: "yesterday", want: signature.ErrMalformedTimestamp},
+		{name: "negative timestamp", body: body, sig: tsSig, ts: "-5", want: signature.ErrMalformedTimestamp},
+		{name: "huge timestamp", body: body, sig: tsSig, ts: "9223372036854775807", want: signature.ErrTimestampOutOfRange},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +63,7 @@ func TestVerify(t *testing.T) {
 				at = now
 			}
 			errV := v.Verify(tc.body, tc.sig, tc.ts, at, 15*time.Minute)
-			errF := eachhook.VerifySignature(tc.body, tc.sig, tc.ts, at, 15*time.Minute, "rotated-out", secret)
+			errF := signature.Verify(tc.body, tc.sig, tc.ts, at, 15*time.Minute, "rotated-out", secret)
 			if tc.wantNone {
 				require.NoError(t, errV)
 				require.NoError(t, errF)
@@ -75,14 +77,14 @@ func TestVerify(t *testing.T) {
 
 func TestVerifySignatureNoSecret(t *testing.T) {
 	body := []byte(`{}`)
-	err := eachhook.VerifySignature(body, eachhook.Sign("s", "", body), "", time.Now(), time.Minute)
-	require.ErrorIs(t, err, eachhook.ErrNoSecret)
+	err := signature.Verify(body, signature.Sign("s", "", body), "", time.Now(), time.Minute)
+	require.ErrorIs(t, err, signature.ErrNoSecret)
 }
 
 func TestNewVerifierRejectsEmpty(t *testing.T) {
-	_, err := eachhook.NewVerifier()
+	_, err := signature.NewVerifier()
 	require.Error(t, err)
-	_, err = eachhook.NewVerifier("a", "")
+	_, err = signature.NewVerifier("a", "")
 	require.Error(t, err)
 }
 
@@ -106,17 +108,17 @@ func TestOpenSSLSignaturesVerify(t *testing.T) {
 		f := strings.Fields(string(out))
 		return f[len(f)-1]
 	}
-	v, err := eachhook.NewVerifier(secret)
+	v, err := signature.NewVerifier(secret)
 	require.NoError(t, err)
 	now := time.Now()
 	require.NoError(t, v.Verify(body, hmacHex(body), "", now, time.Minute))
-	require.Equal(t, hmacHex(body), eachhook.Sign(secret, "", body))
+	require.Equal(t, hmacHex(body), signature.Sign(secret, "", body))
 
 	ts := strconv.FormatInt(now.Unix(), 10)
 	signed := append([]byte(ts+"."), body...)
 	require.NoError(t, v.Verify(body, "sha256="+hmacHex(signed), ts, now, time.Minute))
 	err = v.Verify(append(body, '\n'), hmacHex(body), "", now, time.Minute)
-	require.True(t, errors.Is(err, eachhook.ErrInvalidSignature))
+	require.True(t, errors.Is(err, signature.ErrInvalid))
 }
 
 // ciRequired reports whether a missing tool must fail the test (in CI).

@@ -1,5 +1,8 @@
 package eachhook
 
+// This file owns the dedupe step's contract, the Store, and its default
+// implementation, the in-process MemoryStore.
+
 import (
 	"context"
 	"hash/maphash"
@@ -25,6 +28,14 @@ type Store interface {
 	// Release forgets id so that a redelivery is processed again.
 	// Releasing an id that is not claimed is not an error.
 	Release(ctx context.Context, id string) error
+}
+
+// Pinger is an optional interface of a [Store] (or of a [Queue]) that can
+// tell whether it is reachable. [Handler.Health] calls Ping when the store
+// or the queue has it; Ping returns nil when it can serve. [MemoryStore]
+// does not implement it: it is always reachable.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // memoryShards spreads ids over independently locked maps so that
@@ -54,10 +65,16 @@ type memoryShard struct {
 	peak int                 // largest len(ids) since the map was last rebuilt
 }
 
-// NewMemoryStore returns a MemoryStore whose sweep runs every interval
+// NewMemoryStore returns an empty MemoryStore that reads the time from
+// [time.Now] and sweeps expired ids every minute. Call [MemoryStore.Close]
+// to stop the sweep. The Handler's own default store reads the time from
+// [WithClock] instead.
+func NewMemoryStore() *MemoryStore { return newMemoryStore(0, nil) }
+
+// newMemoryStore returns a MemoryStore whose sweep runs every interval
 // (every minute if interval <= 0) and reads the time from now (time.Now if
-// nil). Call [MemoryStore.Close] to stop the sweep.
-func NewMemoryStore(interval time.Duration, now func() time.Time) *MemoryStore {
+// nil).
+func newMemoryStore(interval time.Duration, now func() time.Time) *MemoryStore {
 	if interval <= 0 {
 		interval = time.Minute
 	}

@@ -1,4 +1,4 @@
-package eachhook_test
+package eachhook
 
 import (
 	"context"
@@ -7,24 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/storetest"
 	"github.com/stretchr/testify/require"
 )
-
-func TestMemoryStoreConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) eachhook.Store {
-		s := eachhook.NewMemoryStore(0, nil)
-		t.Cleanup(func() { s.Close() })
-		return s
-	})
-}
 
 func TestMemoryStoreSweepFreesExpired(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	s := eachhook.NewMemoryStore(time.Hour, clock)
+	s := newMemoryStore(time.Hour, clock)
 	defer s.Close()
 	ctx := context.Background()
 	for i := range 10_000 {
@@ -52,7 +42,7 @@ func TestMemoryStoreSweepFreesExpired(t *testing.T) {
 }
 
 func TestMemoryStoreCloseIsIdempotent(t *testing.T) {
-	s := eachhook.NewMemoryStore(time.Millisecond, nil)
+	s := newMemoryStore(time.Millisecond, nil)
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close())
 	ok, err := s.Claim(context.Background(), "after-close", time.Minute)

@@ -1,4 +1,7 @@
-package eachhook
+// Package jsonscan walks the top level of a JSON object without decoding
+// it, so that the request path of package eachhook can read "id" and
+// "status" with one allocation instead of a reflective json.Unmarshal.
+package jsonscan
 
 import (
 	"bytes"
@@ -7,15 +10,13 @@ import (
 	"unicode/utf8"
 )
 
-// The functions in this file walk the top level of a JSON object without
-// decoding it, so that the request path can read "id" and "status" with one
-// allocation instead of a reflective json.Unmarshal. They require data that
-// json.Valid accepted; on anything else they stop without panicking.
+// The functions require data that json.Valid accepted; on anything else
+// they stop without panicking.
 
-// members calls fn with the raw key (between its quotes, escapes not
+// Members calls fn with the raw key (between its quotes, escapes not
 // decoded) and the raw value of each member of the JSON object data, in
 // order, until fn returns false. It reports whether data is an object.
-func members(data []byte, fn func(key, value []byte) bool) bool {
+func Members(data []byte, fn func(key, value []byte) bool) bool {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
@@ -115,8 +116,8 @@ func skipValue(data []byte, i int) int {
 	}
 }
 
-// stringValue decodes a raw JSON value that must be a string.
-func stringValue(raw []byte) (string, bool) {
+// StringValue decodes a raw JSON value that must be a string.
+func StringValue(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
@@ -133,8 +134,8 @@ func stringValue(raw []byte) (string, bool) {
 	return s, true
 }
 
-// floatValue decodes a raw JSON value that must be a number.
-func floatValue(raw []byte) (float64, bool) {
+// FloatValue decodes a raw JSON value that must be a number.
+func FloatValue(raw []byte) (float64, bool) {
 	if len(raw) == 0 || raw[0] == '"' || raw[0] == 'n' || raw[0] == 't' || raw[0] == 'f' || raw[0] == '{' || raw[0] == '[' {
 		return 0, false
 	}

@@ -1,0 +1,141 @@
+package eachhook
+
+// This file owns authentication, the second step of a request: the
+// signature schemes (through package signature), the plain X-Webhook-Secret
+// header, and the per-prediction secret lookup. It returns the verified
+// delivery's envelope, decoded once.
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/eachhook/eachhook/observe"
+	"github.com/eachhook/eachhook/signature"
+)
+
+// Refusals of the plain secret header. They match the signature errors so
+// that they are counted with them: no signature at all, or a wrong
+// credential.
+var (
+	errSecretHeaderRefused  = fmt.Errorf("%w: only X-Webhook-Secret, which needs WithLegacySecretHeader", signature.ErrMissing)
+	errSecretHeaderMismatch = fmt.Errorf("%w: X-Webhook-Secret matches no secret", signature.ErrInvalid)
+)
+
+// authenticate verifies the request and decodes its envelope. On error it
+// returns the refusal's reason; an unverified id never leaves this
+// function.
+func (h *Handler) authenticate(r *http.Request, body []byte) (envelope, observe.Reason, error) {
+	var (
+		env envelope // decoded when a lookup needed its id
+		err error
+	)
+	switch {
+	case h.cfg.insecure:
+	case strings.TrimSpace(r.Header.Get(signature.Header)) == "" && r.Header.Get(signature.HeaderSecret) != "":
+		env, err = h.checkSecretHeader(r, body)
+	default:
+		env, err = h.checkSignature(r, body)
+	}
+	if err != nil {
+		return envelope{}, reasonOf(err), err
+	}
+	if env.ID == "" {
+		env, err = decodeEnvelope(body)
+		if err != nil {
+			return envelope{}, observe.ReasonMalformed, err
+		}
+	}
+	return env, "", nil
+}
+
+// errLookup marks a failure of the SecretLookup (a 503, not a 401).
+var errLookup = errors.New("eachhook: secret lookup failed")
+
+// reasonOf tells the refusal reason of an authentication error.
+func reasonOf(err error) observe.Reason {
+	switch {
+	case errors.Is(err, errLookup):
+		return observe.ReasonLookup
+	case errors.Is(err, signature.ErrMalformedTimestamp), errors.Is(err, signature.ErrTimestampOutOfRange):
+		return observe.ReasonTimestamp
+	}
+	return observe.ReasonSignature
+}
+
+// checkSignature verifies X-Webhook-Signature (and X-Webhook-Timestamp)
+// with the fixed secrets, then with the lookup's. When the lookup was
+// needed it also returns the envelope it decoded, so that the body is
+// decoded once. A body whose id cannot be read has no secret.
+func (h *Handler) checkSignature(r *http.Request, body []byte) (env envelope, err error) {
+	sig, ts := r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp)
+	now := h.cfg.now()
+	if h.verifier != nil {
+		err = h.verifier.Verify(body, sig, ts, now, h.cfg.tolerance)
+	} else {
+		// No fixed secret: check the header's form and the timestamp
+		// before reading the unverified body or calling the lookup.
+		err = signature.Verify(body, sig, ts, now, h.cfg.tolerance)
+	}
+	if h.cfg.lookup == nil || !(errors.Is(err, signature.ErrInvalid) || errors.Is(err, signature.ErrNoSecret)) {
+		return env, err
+	}
+	env, err = decodeEnvelope(body)
+	if err != nil {
+		return envelope{}, signature.ErrNoSecret
+	}
+	secrets, lerr := h.cfg.lookup(r.Context(), env.ID)
+	if lerr != nil {
+		return envelope{}, fmt.Errorf("%w: %v", errLookup, lerr)
+	}
+	return env, signature.Verify(body, sig, ts, now, h.cfg.tolerance, secrets...)
+}
+
+// checkSecretHeader authenticates a request that carries X-Webhook-Secret
+// and no signature. Its results are those of checkSignature.
+func (h *Handler) checkSecretHeader(r *http.Request, body []byte) (env envelope, err error) {
+	if !h.cfg.legacy {
+		return env, errSecretHeaderRefused
+	}
+	got := sha256.Sum256([]byte(r.Header.Get(signature.HeaderSecret)))
+	if secretMatches(&got, h.cfg.secrets) {
+		return env, nil
+	}
+	if h.cfg.lookup == nil {
+		return envelope{}, errSecretHeaderMismatch
+	}
+	env, err = decodeEnvelope(body)
+	if err != nil {
+		return envelope{}, signature.ErrNoSecret
+	}
+	secrets, lerr := h.cfg.lookup(r.Context(), env.ID)
+	if lerr != nil {
+		return envelope{}, fmt.Errorf("%w: %v", errLookup, lerr)
+	}
+	if len(secrets) == 0 {
+		return envelope{}, signature.ErrNoSecret
+	}
+	if !secretMatches(&got, secrets) {
+		return envelope{}, errSecretHeaderMismatch
+	}
+	return env, nil
+}
+
+// secretMatches reports whether got, the SHA-256 of a header value, is the
+// digest of one of secrets. Comparing digests of equal length in constant
+// time reveals neither a secret's content nor its length; every secret is
+// compared, so the time does not tell which one matched.
+func secretMatches(got *[sha256.Size]byte, secrets []string) bool {
+	match := false
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		want := sha256.Sum256([]byte(s))
+		match = hmac.Equal(got[:], want[:]) || match
+	}
+	return match
+}

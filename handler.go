@@ -1,0 +1,288 @@
+package eachhook
+
+// This file owns the Handler and the first and last steps of a request:
+// ServeHTTP reads the request, hands it to the steps below it in order
+// (authenticate in auth.go, decode in payload.go, admit in queue.go) and
+// answers it in one place, answer, which turns the outcome into its status
+// and tells the observer once.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/eachhook/eachhook/observe"
+	"github.com/eachhook/eachhook/signature"
+)
+
+// Handler receives each::labs webhooks: it verifies each request, answers
+// at once, and runs the registered callback for each prediction once, on a
+// worker goroutine. Create it with [New], register its callbacks, then
+// serve it; it is an [http.Handler].
+type Handler struct {
+	cfg      config
+	log      *slog.Logger
+	verifier *signature.Verifier // nil without WithSecret
+	store    Store
+	ownStore *MemoryStore // the default store, closed by Shutdown
+	queue    Queue
+	memQueue *memQueue // the queue when it is the in-memory one, else nil
+
+	// callbacks are written only before serving starts (see register).
+	callbacks callbacks
+
+	mu      sync.Mutex  // serialises registration, Start and the start of Shutdown
+	serving atomic.Bool // set by Start, the first request or Shutdown: configuration is fixed
+	started atomic.Bool // the queue runs
+	closing atomic.Bool // Shutdown has begun
+}
+
+// New returns a Handler configured by opts. It returns an error matching
+// [ErrInvalidOption] for a configuration that cannot work, such as no secret
+// at all (see [WithSecret]) or an empty one.
+func New(opts ...Option) (*Handler, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, log: cfg.logger, store: cfg.store, queue: cfg.queue}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if len(cfg.secrets) > 0 {
+		v, err := signature.NewVerifier(cfg.secrets...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+		}
+		h.verifier = v
+	}
+	if h.store == nil {
+		h.ownStore = newMemoryStore(0, cfg.now)
+		h.store = h.ownStore
+	}
+	if h.queue == nil {
+		h.memQueue = newMemQueue(h, cfg.workers, cfg.queueSize)
+		h.queue = h.memQueue
+	}
+	return h, nil
+}
+
+// ServeHTTP implements [http.Handler]. See the package documentation for
+// the status code of every outcome.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.answer(w, r, h.receive(r))
+}
+
+// result is what became of a request.
+type result uint8
+
+const (
+	refused   result = iota // answered with the status of its reason
+	accepted                // claimed and queued: its callback will run (200)
+	duplicate               // its id was accepted before: nothing to run (200)
+	ignored                 // no callback for its status: nothing to run (200)
+)
+
+// outcome is the result of a request with what answer needs to tell it.
+type outcome struct {
+	result result
+	reason observe.Reason // of a refusal
+	err    error          // behind a refusal, for the observer; nil when reason says all
+	env    envelope       // of a verified delivery; zero before verification
+
+	queueErr error // the queue's error, when the queue refused the delivery
+}
+
+func refusal(reason observe.Reason, err error) outcome {
+	return outcome{result: refused, reason: reason, err: err}
+}
+
+// receive takes a request through every step up to the queue, in the order
+// the package documentation gives, and returns its outcome.
+func (h *Handler) receive(r *http.Request) outcome {
+	if r.Method != http.MethodPost {
+		return refusal(observe.ReasonMethod, nil)
+	}
+	if h.closing.Load() {
+		return refusal(observe.ReasonShutdown, nil)
+	}
+	if !h.started.Load() {
+		if reason, err := h.startLazily(); err != nil {
+			return refusal(reason, err)
+		}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		return refusal(observe.ReasonMediaType, nil)
+	}
+	body, err := readBody(r.Body, r.ContentLength, h.cfg.maxBody)
+	if errors.Is(err, errTooLarge) {
+		return refusal(observe.ReasonTooLarge, nil)
+	} else if err != nil {
+		return refusal(observe.ReasonUnreadable, err)
+	}
+	env, reason, err := h.authenticate(r, body)
+	if err != nil {
+		return refusal(reason, err)
+	}
+	h.logPayload(r.Context(), env, body)
+	return h.admit(r.Context(), env, body)
+}
+
+// answer writes the response for o and tells the observer: the one exit of
+// ServeHTTP.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, o outcome) {
+	ctx, obs := r.Context(), &h.cfg.observer
+	info := observe.DeliveryInfo{ID: o.env.ID, Status: o.env.Status}
+	switch o.result {
+	case accepted:
+		if obs.Accepted != nil {
+			obs.Accepted(ctx, info)
+		}
+	case duplicate:
+		if obs.Duplicate != nil {
+			obs.Duplicate(ctx, info)
+		}
+	case ignored:
+		if obs.Ignored != nil {
+			obs.Ignored(ctx, info)
+		}
+	case refused:
+		code, text := statusOf(o.reason)
+		h.logRefusal(r, o)
+		if obs.Refused != nil {
+			obs.Refused(ctx, observe.Refusal{Reason: o.reason, StatusCode: code, ID: o.env.ID, Err: o.err})
+		}
+		switch code {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", http.MethodPost)
+		case http.StatusServiceUnavailable:
+			w.Header().Set("Retry-After", retryAfterSeconds)
+		}
+		http.Error(w, text, code)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// retryAfterSeconds is the Retry-After value sent with a 503.
+const retryAfterSeconds = "10"
+
+// statusOf returns the status code and the response text of a refusal.
+func statusOf(reason observe.Reason) (int, string) {
+	switch reason {
+	case observe.ReasonMethod:
+		return http.StatusMethodNotAllowed, "method not allowed"
+	case observe.ReasonShutdown:
+		return http.StatusServiceUnavailable, "shutting down"
+	case observe.ReasonNotStarted:
+		return http.StatusServiceUnavailable, "not started"
+	case observe.ReasonMediaType:
+		return http.StatusUnsupportedMediaType, "content type must be application/json"
+	case observe.ReasonTooLarge:
+		return http.StatusRequestEntityTooLarge, "body too large"
+	case observe.ReasonUnreadable:
+		return http.StatusBadRequest, "cannot read body"
+	case observe.ReasonSignature, observe.ReasonTimestamp:
+		return http.StatusUnauthorized, "unauthorized"
+	case observe.ReasonMalformed:
+		return http.StatusBadRequest, "malformed payload"
+	case observe.ReasonQueueFull:
+		return http.StatusServiceUnavailable, "busy"
+	}
+	return http.StatusServiceUnavailable, "temporarily unavailable" // lookup, store
+}
+
+// logRefusal logs the refusals a user needs to see. An unverified id
+// stays out of the log.
+func (h *Handler) logRefusal(r *http.Request, o outcome) {
+	switch o.reason {
+	case observe.ReasonNotStarted:
+		h.log.Error("eachhook: delivery refused: the Handler's queue is not started: call Handler.Start before serving", "err", o.err)
+	case observe.ReasonLookup:
+		h.log.Error("eachhook: secret lookup failed", "err", o.err)
+	case observe.ReasonSignature, observe.ReasonTimestamp:
+		h.log.Info("eachhook: refused unverified delivery", "reason", o.err.Error(), "remote", r.RemoteAddr)
+	case observe.ReasonMalformed:
+		h.log.Info("eachhook: refused malformed delivery", "err", o.err.Error())
+	case observe.ReasonStore:
+		h.log.Error("eachhook: delivery not accepted", "id", o.env.ID, "err", o.err)
+	case observe.ReasonQueueFull:
+		h.log.Warn("eachhook: delivery not queued: queue full", "id", o.env.ID)
+	}
+}
+
+// isJSON reports whether a Content-Type names JSON: application/json or a
+// +json type, with any parameters.
+func isJSON(ct string) bool {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	if strings.EqualFold(ct, "application/json") {
+		return true
+	}
+	return len(ct) > len("application/+json") &&
+		strings.EqualFold(ct[:len("application/")], "application/") &&
+		strings.EqualFold(ct[len(ct)-len("+json"):], "+json")
+}
+
+var errTooLarge = errors.New("eachhook: body too large")
+
+// readBody reads the whole body, at most max bytes, into a buffer of its
+// own (it becomes the delivery's body, so it is not pooled). The buffer
+// grows with the bytes that arrive: a Content-Length alone, which anyone
+// can send, reserves at most readAhead bytes.
+func readBody(rc io.Reader, contentLength, max int64) ([]byte, error) {
+	if contentLength > max {
+		return nil, errTooLarge
+	}
+	size := int64(512)
+	if contentLength >= 0 {
+		size = min(contentLength, readAhead)
+	}
+	// One byte more than expected, so that EOF is seen without growing.
+	buf := make([]byte, 0, size+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, len(buf))
+		}
+		n, err := rc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			if contentLength >= 0 && int64(len(buf)) != contentLength {
+				return nil, io.ErrUnexpectedEOF // fewer bytes than declared
+			}
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readAhead bounds the buffer reserved from a Content-Length.
+const readAhead = 64 << 10
+
+// logPayload logs a verified body when WithPayloadLogging is on.
+func (h *Handler) logPayload(ctx context.Context, env envelope, body []byte) {
+	if !h.cfg.logPayloads || !h.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	h.log.LogAttrs(ctx, slog.LevelDebug, "eachhook: verified payload",
+		slog.String("id", env.ID), slog.String("status", env.Status), slog.String("body", string(body)))
+}
