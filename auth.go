@@ -6,10 +6,12 @@ package eachhook
 // delivery's envelope, decoded once.
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -25,7 +27,8 @@ var (
 	errSecretHeaderMismatch = fmt.Errorf("%w: X-Webhook-Secret matches no secret", signature.ErrInvalid)
 )
 
-// authenticate verifies the request and decodes its envelope. On error it
+// authenticate verifies the request and decodes its envelope (logging
+// the verified body under WithPayloadLogging). On error it
 // returns the refusal's reason; an unverified id never leaves this
 // function.
 func (h *Handler) authenticate(r *http.Request, body []byte) (envelope, observe.Reason, error) {
@@ -49,6 +52,7 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (envelope, observe.
 			return envelope{}, observe.ReasonMalformed, err
 		}
 	}
+	h.logPayload(r.Context(), env, body)
 	return env, "", nil
 }
 
@@ -138,4 +142,13 @@ func secretMatches(got *[sha256.Size]byte, secrets []string) bool {
 		match = hmac.Equal(got[:], want[:]) || match
 	}
 	return match
+}
+
+// logPayload logs a verified body when WithPayloadLogging is on.
+func (h *Handler) logPayload(ctx context.Context, env envelope, body []byte) {
+	if !h.cfg.logPayloads || !h.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	h.log.LogAttrs(ctx, slog.LevelDebug, "eachhook: verified payload",
+		slog.String("id", env.ID), slog.String("status", env.Status), slog.String("body", string(body)))
 }

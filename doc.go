@@ -1,7 +1,9 @@
 // Package eachhook receives each::labs prediction and workflow execution
 // webhooks: it verifies each request's signature, answers the sender at
-// once, and runs the callback registered for the outcome exactly once per
-// prediction id (or workflow execution id), on a worker goroutine.
+// once, and runs the callback registered for the outcome once per
+// prediction id (or workflow execution id), on a worker goroutine: at most
+// once across a crash with the default in-memory queue, at least once with
+// a durable queue (see Delivery guarantees).
 //
 //	h, err := eachhook.New(eachhook.WithSecret(os.Getenv("EACHHOOK_SECRET")))
 //	if err != nil { ... }
@@ -9,18 +11,34 @@
 //		url, err := s.URL()
 //		...
 //	})
+//	h.OnFailed(...)
 //	mux.Handle("POST /webhooks/prediction", h)
-//	...
-//	defer h.Shutdown(ctx)
+//	mux.Handle("GET /healthz", h.Health())
+//	... serve; at exit, after the server's own Shutdown:
+//	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//	defer cancel()
+//	h.Shutdown(ctx)
 //
 // The package imports only the standard library. Package eachhooktest
 // signs requests for your own tests.
 //
+// # Configuration
+//
+// [New] takes every setting as an [Option] and validates them together.
+// Callbacks are registered with [Handler.OnSuccess], [Handler.OnFailed],
+// [Handler.OnWorkflowCompleted] and [Handler.OnWorkflowFailed] before
+// serving starts: serving starts with [Handler.Start] or the first
+// request, and a registration after that panics, as errgroup.SetLimit
+// does, because the queue already decides with the callbacks it has.
+// [Handler.Start] starts the queue outside any request; it is optional
+// with the default in-memory queue (the first request starts it) and
+// required with a queue set by [WithQueue].
+//
 // # Verifying
 //
 // The sender signs a delivery with HMAC-SHA256 keyed by the prediction's
-// webhook_secret and sends the lowercase hex digest in [HeaderSignature],
-// optionally prefixed with "sha256=". Without [HeaderTimestamp] the signed
+// webhook_secret and sends the lowercase hex digest in X-Webhook-Signature,
+// optionally prefixed with "sha256=". Without X-Webhook-Timestamp the signed
 // bytes are the raw body; with it they are "<timestamp>.<raw body>" and the
 // timestamp must lie within the tolerance ([WithTolerance], default 15
 // minutes) of the current time in both directions. The Handler verifies the
@@ -28,9 +46,10 @@
 // secrets given with [WithSecret] (for rotation) or returned by a
 // [SecretLookup] (for per-prediction secrets). [New] refuses to build a
 // Handler without a secret unless [WithInsecureSkipVerification] says
-// otherwise. Use [Verifier] or [VerifySignature] to verify outside the
-// Handler; every failure matches a sentinel error such as
-// [ErrInvalidSignature] or [ErrTimestampOutOfRange].
+// otherwise. Package [github.com/eachhook/eachhook/signature] signs and
+// verifies outside the Handler, with the same code; every failure matches
+// one of its sentinel errors, such as signature.ErrInvalid or
+// signature.ErrTimestampOutOfRange.
 //
 // # Responses
 //
@@ -39,6 +58,7 @@
 //
 //	not POST                                   405, Allow: POST
 //	Shutdown has begun                         503, Retry-After
+//	a WithQueue queue not started (Start)      503, Retry-After, logged
 //	Content-Type present and not JSON          415
 //	body larger than WithMaxBodyBytes          413
 //	signature missing, malformed or wrong,
@@ -82,10 +102,10 @@
 // collide in a shared [Store]; that key is also what a [SecretLookup]
 // receives and what logs and [CallbackError] report.
 //
-// Signatures: see Verifying. The legacy X-Webhook-Secret header, which
+// Signatures: see Verifying. The plain X-Webhook-Secret header, which
 // carries the secret itself and signs nothing, is refused (401) unless
 // [WithLegacySecretHeader] is set; a request with a signature is decided by
-// the signature alone. A manual redelivery ([HeaderRedelivery]: true, signed
+// the signature alone. A manual redelivery (X-Webhook-Redelivery: true, signed
 // again with a fresh timestamp) is handled like any delivery: it runs no
 // callback if the id's callback already finished within the dedupe TTL,
 // and runs it again if every attempt had failed (the claim was released).
@@ -115,9 +135,9 @@
 // Crashes: with the in-memory queue, a delivery acknowledged with 200 lives
 // only in the process's memory until its callback finishes. If the process
 // dies in between, the event is lost: the sender will not retry a delivery
-// it saw acknowledged. In-memory mode is therefore at-most-once across a
-// crash, and exactly-once for each id while the process lives and the
-// callback succeeds. [Handler.Shutdown] drains the queue; deliveries it
+// it saw acknowledged. In-memory mode is therefore at most once across a
+// crash; while the process lives, each accepted id runs its callback until
+// an attempt succeeds or the attempts are used up. [Handler.Shutdown] drains the queue; deliveries it
 // could not start before its deadline are logged by id and lost.
 //
 // Durable queues: [WithQueue] replaces the in-memory queue with another
@@ -127,14 +147,25 @@
 // process that restarts after a crash runs it again, so a delivery
 // acknowledged with 200 is processed at least once, even across a crash.
 //
+// # Writing a queue
+//
+// A [Queue] gets a [Runner] from [Handler.Start]: Runner.Run runs one
+// attempt of a delivery's callback, Runner.GiveUp ends a delivery whose
+// attempts are used up. The Handler claims the id in its [Store] before
+// Enqueue and releases it when Enqueue fails; a [DedupingQueue] also
+// decides duplicates itself. Package queuetest is the conformance suite
+// every queue of this project runs, as package storetest is for a
+// [Store].
+//
 // # Monitoring
 //
-// [WithObserver] installs an [Observer], a set of functions the Handler
-// calls at every outcome: each request refused (with a [RefusalReason]
+// [WithObserver] installs an observe.Observer (package
+// [github.com/eachhook/eachhook/observe]), a set of functions the Handler
+// calls at every outcome: each request refused (with an observe.Reason
 // from a closed set), duplicate, ignored or accepted; each callback run
 // started and finished; each delivery given up; each change of the queue's
-// depth. Module github.com/eachhook/eachhook/otel implements it with
-// OpenTelemetry metrics and traces. [Handler.Health] serves a health
+// depth. Module github.com/eachhook/eachhook/eachhookotel implements it
+// with OpenTelemetry metrics and traces. [Handler.Health] serves a health
 // endpoint that answers 503 while the Handler cannot accept deliveries.
 // [WithPayloadLogging] logs each verified body at debug level.
 package eachhook

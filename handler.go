@@ -7,7 +7,6 @@ package eachhook
 // and tells the observer once.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -106,38 +105,57 @@ type outcome struct {
 }
 
 func refusal(reason observe.Reason, err error) outcome {
+	if err == errRefused {
+		err = nil
+	}
 	return outcome{result: refused, reason: reason, err: err}
 }
 
-// receive takes a request through every step up to the queue, in the order
-// the package documentation gives, and returns its outcome.
+// receive takes a request through the steps up to the queue, in the order
+// the package documentation gives, and returns its outcome: read (this
+// file), authenticate (auth.go), admit (queue.go).
 func (h *Handler) receive(r *http.Request) outcome {
-	if r.Method != http.MethodPost {
-		return refusal(observe.ReasonMethod, nil)
-	}
-	if h.closing.Load() {
-		return refusal(observe.ReasonShutdown, nil)
-	}
-	if !h.started.Load() {
-		if reason, err := h.startLazily(); err != nil {
-			return refusal(reason, err)
-		}
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
-		return refusal(observe.ReasonMediaType, nil)
-	}
-	body, err := readBody(r.Body, r.ContentLength, h.cfg.maxBody)
-	if errors.Is(err, errTooLarge) {
-		return refusal(observe.ReasonTooLarge, nil)
-	} else if err != nil {
-		return refusal(observe.ReasonUnreadable, err)
+	body, reason, err := h.read(r)
+	if err != nil {
+		return refusal(reason, err)
 	}
 	env, reason, err := h.authenticate(r, body)
 	if err != nil {
 		return refusal(reason, err)
 	}
-	h.logPayload(r.Context(), env, body)
 	return h.admit(r.Context(), env, body)
+}
+
+// errRefused is behind the refusals whose reason says all; answer passes
+// a nil error to the observer for them.
+var errRefused = errors.New("eachhook: refused")
+
+// read checks what can be checked before the body (the method, the
+// Handler's state, the Content-Type) and reads the body. On error it
+// returns the refusal's reason.
+func (h *Handler) read(r *http.Request) ([]byte, observe.Reason, error) {
+	switch {
+	case r.Method != http.MethodPost:
+		return nil, observe.ReasonMethod, errRefused
+	case h.closing.Load():
+		return nil, observe.ReasonShutdown, errRefused
+	}
+	if !h.started.Load() {
+		if reason, err := h.startLazily(); err != nil {
+			return nil, reason, err
+		}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		return nil, observe.ReasonMediaType, errRefused
+	}
+	body, err := readBody(r.Body, r.ContentLength, h.cfg.maxBody)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, observe.ReasonTooLarge, errRefused
+	case err != nil:
+		return nil, observe.ReasonUnreadable, err
+	}
+	return body, "", nil
 }
 
 // answer writes the response for o and tells the observer: the one exit of
@@ -277,12 +295,3 @@ func readBody(rc io.Reader, contentLength, max int64) ([]byte, error) {
 
 // readAhead bounds the buffer reserved from a Content-Length.
 const readAhead = 64 << 10
-
-// logPayload logs a verified body when WithPayloadLogging is on.
-func (h *Handler) logPayload(ctx context.Context, env envelope, body []byte) {
-	if !h.cfg.logPayloads || !h.log.Enabled(ctx, slog.LevelDebug) {
-		return
-	}
-	h.log.LogAttrs(ctx, slog.LevelDebug, "eachhook: verified payload",
-		slog.String("id", env.ID), slog.String("status", env.Status), slog.String("body", string(body)))
-}

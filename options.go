@@ -246,15 +246,15 @@ func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
 }
 
 // WithLegacySecretHeader accepts deliveries that carry no signature but
-// the secret itself in the legacy [HeaderSecret] (X-Webhook-Secret)
-// header. The value is compared in constant time with each [WithSecret]
+// the secret itself in the X-Webhook-Secret header ([signature.HeaderSecret]),
+// the form the each::labs documentation currently describes. The value is compared in constant time with each [WithSecret]
 // secret and, when none matches and a [SecretLookup] is set, with the
 // secrets it returns for the delivery's id.
 //
 // This form is weaker than a signature: the secret travels in every
 // request, where anything that records headers can see it, and nothing
-// protects the body from being changed. Enable it only while the account
-// still sends it. A request that carries [HeaderSignature] is always
+// protects the body from being changed. Enable it when the account sends
+// it (eachhook history tells). A request that carries X-Webhook-Signature is always
 // decided by its signature, and X-Webhook-Secret is then ignored (newer
 // senders send both). The header's value is never logged.
 //

@@ -1,6 +1,6 @@
 // Package eachhooktest builds signed each::labs webhook requests and
 // payloads for tests of code that uses package eachhook. It signs with
-// [eachhook.Sign], the same code the Handler verifies against.
+// [signature.Sign], the same code the Handler verifies against.
 package eachhooktest
 
 import (
