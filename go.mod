@@ -3,7 +3,6 @@ module github.com/eachhook/eachhook
 go 1.26
 
 require (
-	github.com/go-chi/chi/v5 v5.5.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 )

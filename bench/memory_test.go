@@ -4,7 +4,6 @@ import (
 	"context"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,12 +22,6 @@ func heapAfterGC() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
-
-// manualClock is a clock that moves only when told to.
-type manualClock struct{ ns atomic.Int64 }
-
-func (c *manualClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *manualClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // dedupeSet is an in-memory set of claimed ids measured by
 // BenchmarkDedupeMemory. fill claims n distinct ids; expire lets their TTL

@@ -38,7 +38,7 @@ func BenchmarkServeHTTPPerPredictionSecret(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	exp := eachloop.NewMemoryExpectations(0, nil)
+	exp := newMemoryExpectations(b)
 	loop, err := eachloop.New(client, exp, "https://example.com/hook", eachloop.WithLogger(quiet))
 	if err != nil {
 		b.Fatal(err)

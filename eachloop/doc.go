@@ -3,7 +3,8 @@
 // secret of its own, remembers which secret belongs to which prediction,
 // and polls the API for the predictions whose webhook never came.
 //
-//	loop, err := eachloop.New(client, eachloop.NewMemoryExpectations(0, nil), "https://example.com/webhooks/prediction")
+//	exp, err := eachloop.NewMemoryExpectations() // or a durable Expectations
+//	loop, err := eachloop.New(client, exp, "https://example.com/webhooks/prediction")
 //	store := eachhook.NewMemoryStore()
 //	h, err := eachhook.New(
 //		eachhook.WithSecretLookup(loop.SecretLookup), // each delivery verified with its own secret

@@ -30,7 +30,11 @@ func Example() {
 	defer receiver.Close()
 
 	client, _ := eachlabs.NewClient("YOUR_API_KEY", eachlabs.WithBaseURL(apiSrv.URL))
-	loop, err := eachloop.New(client, eachloop.NewMemoryExpectations(0, nil), receiver.URL+"/webhooks/prediction",
+	exp, err := eachloop.NewMemoryExpectations()
+	if err != nil {
+		panic(err)
+	}
+	loop, err := eachloop.New(client, exp, receiver.URL+"/webhooks/prediction",
 		eachloop.WithGrace(0), eachloop.WithScanInterval(10*time.Millisecond), // minutes in real life
 		eachloop.WithPollWait(10*time.Millisecond, 10*time.Millisecond),
 		eachloop.WithLogger(slog.New(slog.DiscardHandler)))

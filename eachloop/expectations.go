@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/eachhook/eachhook"
 )
 
 // ErrInvalidExpectation is returned by [Expectations.Expect] for an
@@ -55,11 +58,6 @@ type Expectations interface {
 	Pending(ctx context.Context, before time.Time) ([]Expectation, error)
 }
 
-// DefaultRetention is how long [MemoryExpectations] keeps a done
-// expectation's secret: as long as [eachhook.DefaultDedupeTTL], so that a
-// redelivery verifies for as long as it is recognised as a duplicate.
-const DefaultRetention = 24 * time.Hour
-
 // purgeEvery is how often MemoryExpectations drops expired entries.
 const purgeEvery = time.Minute
 
@@ -82,18 +80,54 @@ type memoryExpectation struct {
 	doneAt time.Time
 }
 
-// NewMemoryExpectations returns an empty MemoryExpectations that keeps a
-// done expectation for retention ([DefaultRetention] if retention <= 0)
-// and reads the time from now ([time.Now] if nil). Pending expectations
-// are kept until they are done.
-func NewMemoryExpectations(retention time.Duration, now func() time.Time) *MemoryExpectations {
-	if retention <= 0 {
-		retention = DefaultRetention
+type memoryConfig struct {
+	retention time.Duration
+	now       func() time.Time
+}
+
+// MemoryOption configures [NewMemoryExpectations].
+type MemoryOption func(*memoryConfig) error
+
+// WithRetention sets how long [MemoryExpectations] keeps a done
+// expectation's secret, so that redeliveries of its webhook still verify;
+// it must be positive. Default [eachhook.DefaultDedupeTTL] (24h), the
+// Handler's default dedupe TTL, so that a redelivery verifies for as long
+// as it is recognised as a duplicate.
+func WithRetention(d time.Duration) MemoryOption {
+	return func(c *memoryConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: retention %v <= 0", ErrInvalidOption, d)
+		}
+		c.retention = d
+		return nil
 	}
-	if now == nil {
-		now = time.Now
+}
+
+// WithMemoryClock sets the source of the current time of
+// [MemoryExpectations], for tests; a nil now is an error. Default
+// [time.Now].
+func WithMemoryClock(now func() time.Time) MemoryOption {
+	return func(c *memoryConfig) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidOption)
+		}
+		c.now = now
+		return nil
 	}
-	return &MemoryExpectations{now: now, retention: retention, m: make(map[string]*memoryExpectation)}
+}
+
+// NewMemoryExpectations returns an empty MemoryExpectations. Pending
+// expectations are kept until they are done; done ones for the retention
+// ([WithRetention]). It returns an error matching [ErrInvalidOption] for
+// an option that cannot work.
+func NewMemoryExpectations(opts ...MemoryOption) (*MemoryExpectations, error) {
+	cfg := memoryConfig{retention: eachhook.DefaultDedupeTTL, now: time.Now}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	return &MemoryExpectations{now: cfg.now, retention: cfg.retention, m: make(map[string]*memoryExpectation)}, nil
 }
 
 // Expect implements [Expectations].

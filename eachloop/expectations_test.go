@@ -10,15 +10,56 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// newMemoryExpectations is eachloop.NewMemoryExpectations for options
+// that must be valid.
+func newMemoryExpectations(tb testing.TB, opts ...eachloop.MemoryOption) *eachloop.MemoryExpectations {
+	tb.Helper()
+	exp, err := eachloop.NewMemoryExpectations(opts...)
+	require.NoError(tb, err)
+	return exp
+}
+
 func TestMemoryExpectations(t *testing.T) {
 	expectationstest.Run(t, func(t *testing.T) eachloop.Expectations {
-		return eachloop.NewMemoryExpectations(0, nil)
+		return newMemoryExpectations(t)
 	})
+}
+
+func TestNewMemoryExpectationsValidates(t *testing.T) {
+	for name, opt := range map[string]eachloop.MemoryOption{
+		"zero retention":     eachloop.WithRetention(0),
+		"negative retention": eachloop.WithRetention(-time.Second),
+		"nil clock":          eachloop.WithMemoryClock(nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			exp, err := eachloop.NewMemoryExpectations(opt)
+			require.ErrorIs(t, err, eachloop.ErrInvalidOption)
+			require.Nil(t, exp)
+		})
+	}
+}
+
+func TestMemoryExpectationsDefaultRetentionIsTheDedupeTTL(t *testing.T) {
+	now := t0
+	s := newMemoryExpectations(t, eachloop.WithMemoryClock(func() time.Time { return now }))
+	ctx := t.Context()
+	require.NoError(t, s.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: now}))
+	require.NoError(t, s.Done(ctx, "done"))
+
+	now = now.Add(eachhook.DefaultDedupeTTL - time.Nanosecond)
+	got, err := s.Secrets(ctx, "done")
+	require.NoError(t, err)
+	require.Equal(t, []string{"s1"}, got)
+
+	now = now.Add(time.Nanosecond)
+	got, err = s.Secrets(ctx, "done")
+	require.NoError(t, err)
+	require.Nil(t, got)
 }
 
 func TestMemoryExpectationsForgetDoneAfterRetention(t *testing.T) {
 	now := t0
-	s := eachloop.NewMemoryExpectations(time.Hour, func() time.Time { return now })
+	s := newMemoryExpectations(t, eachloop.WithRetention(time.Hour), eachloop.WithMemoryClock(func() time.Time { return now }))
 	ctx := t.Context()
 	require.NoError(t, s.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: now}))
 	require.NoError(t, s.Expect(ctx, eachloop.Expectation{ID: "pending", Secret: "s2", CreatedAt: now}))
@@ -50,7 +91,7 @@ func TestMemoryExpectationsForgetDoneAfterRetention(t *testing.T) {
 // outlives the two processes, as a database does: the durable stores run
 // the same suite on their own storage.
 func TestRestartSuite(t *testing.T) {
-	exp := eachloop.NewMemoryExpectations(0, nil)
+	exp := newMemoryExpectations(t)
 	store := eachhook.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
 	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {

@@ -16,10 +16,10 @@ import (
 	"github.com/eachhook/eachhook/eachlabs"
 )
 
-// Errors of [New], [Loop.Create] and [Loop.Run].
+// Errors of [New], [NewMemoryExpectations], [Loop.Create] and [Loop.Run].
 var (
-	// ErrInvalidOption is matched by every error [New] returns for a
-	// configuration that cannot work.
+	// ErrInvalidOption is matched by every error [New] and
+	// [NewMemoryExpectations] return for a configuration that cannot work.
 	ErrInvalidOption = errors.New("eachloop: invalid option")
 	// ErrNotRecorded is matched by the error of [Loop.Create] when the
 	// prediction was created but its expectation could not be recorded:

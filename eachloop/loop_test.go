@@ -291,7 +291,7 @@ var errDown = errors.New("expectations down")
 func (brokenExpectations) Expect(context.Context, eachloop.Expectation) error { return errDown }
 
 func TestCreateNotRecorded(t *testing.T) {
-	r := newRig(t, rigConfig{exp: brokenExpectations{eachloop.NewMemoryExpectations(0, nil)}})
+	r := newRig(t, rigConfig{exp: brokenExpectations{newMemoryExpectations(t)}})
 	id, err := r.loop.Create(t.Context(), eachlabs.PredictionRequest{Model: "m", Input: map[string]any{}})
 	require.Equal(t, "pred-1", id)
 	require.ErrorIs(t, err, eachloop.ErrNotRecorded)
@@ -325,7 +325,7 @@ func TestWebhookBeforeCreateReturns(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	c, err := eachlabs.NewClient("k")
 	require.NoError(t, err)
-	exp := eachloop.NewMemoryExpectations(0, nil)
+	exp := newMemoryExpectations(t)
 	const u = "https://example.com/hook"
 	for name, tc := range map[string]struct {
 		client *eachlabs.Client
@@ -378,7 +378,7 @@ func (f *flakyPending) Pending(ctx context.Context, before time.Time) ([]eachloo
 
 func TestScanFailureIsRetriedAtTheNextScan(t *testing.T) {
 	r := newRig(t, rigConfig{
-		exp:      &flakyPending{Expectations: eachloop.NewMemoryExpectations(0, nil)},
+		exp:      &flakyPending{Expectations: newMemoryExpectations(t)},
 		loopOpts: []eachloop.Option{eachloop.WithGrace(0)},
 	})
 	id := r.create()

@@ -104,7 +104,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 
 	r.exp = rc.exp
 	if r.exp == nil {
-		r.exp = eachloop.NewMemoryExpectations(0, r.clock.Now)
+		r.exp = newMemoryExpectations(t, eachloop.WithMemoryClock(r.clock.Now))
 	}
 	opts := append([]eachloop.Option{eachloop.WithClock(r.clock.Now, r.clock.Sleep), eachloop.WithLogger(quiet)}, rc.loopOpts...)
 	r.loop, err = eachloop.New(r.client, r.exp, r.receiver.URL+"/webhooks/prediction", opts...)

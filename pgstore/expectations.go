@@ -8,18 +8,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Defaults of [Expectations].
-const (
-	DefaultExpectationsTable = "eachhook_expectations"
-	// DefaultRetention is how long a done expectation's secret is kept,
-	// as long as the Handler's default dedupe TTL.
-	DefaultRetention = 24 * time.Hour
-)
+// DefaultExpectationsTable is the default name of the table of
+// [Expectations].
+const DefaultExpectationsTable = "eachhook_expectations"
 
 // expectationsCleanupEvery is how often Pending also deletes the
 // expectations whose retention has passed.
@@ -45,8 +42,9 @@ const expectationsCleanupEvery = 5 * time.Minute
 // Secrets are stored as given: HMAC verification needs them in clear, so
 // restrict access to the table as you would to the secrets themselves.
 // Retention is decided by the database server's clock. A done row is
-// deleted, at the latest, [DefaultRetention] (see [WithRetention]) plus
-// five minutes after it was marked done, by [Expectations.Pending].
+// deleted, at the latest, the retention ([WithRetention], default
+// [eachhook.DefaultDedupeTTL]) plus five minutes after it was marked done,
+// by [Expectations.Pending].
 type Expectations struct {
 	pool      *pgxpool.Pool
 	table     string
@@ -83,7 +81,9 @@ func WithExpectationsTable(name string) ExpectationsOption {
 
 // WithRetention sets how long a done expectation's secret is kept, so
 // that redeliveries of its webhook still verify. Default
-// [DefaultRetention] (24h); it must be positive.
+// [eachhook.DefaultDedupeTTL] (24h), the Handler's default dedupe TTL, so
+// that a redelivery verifies for as long as it is recognised as a
+// duplicate; it must be positive.
 func WithRetention(d time.Duration) ExpectationsOption {
 	return func(c *expConfig) error {
 		if d <= 0 {
@@ -100,7 +100,7 @@ func NewExpectations(pool *pgxpool.Pool, opts ...ExpectationsOption) (*Expectati
 	if pool == nil {
 		return nil, fmt.Errorf("%w: nil pool", ErrInvalidOption)
 	}
-	cfg := expConfig{table: DefaultExpectationsTable, retention: DefaultRetention}
+	cfg := expConfig{table: DefaultExpectationsTable, retention: eachhook.DefaultDedupeTTL}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err

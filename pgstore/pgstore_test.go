@@ -90,9 +90,13 @@ func newStore(tb testing.TB, pool *pgxpool.Pool, table string, opts ...pgstore.O
 }
 
 func TestConformance(t *testing.T) {
-	pool := newPool(t, dsn(t), "")
+	d := dsn(t)
+	pool, other := newPool(t, d, ""), newPool(t, d, "")
 	table := newTable(t, pool)
-	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, pool, table) })
+	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, pool, table) },
+		storetest.WithReplicas(func(t *testing.T) (a, b eachhook.Store) {
+			return newStore(t, pool, table), newStore(t, other, table)
+		}))
 }
 
 func TestNewRejectsUnworkableConfig(t *testing.T) {
@@ -151,36 +155,6 @@ func TestMigrateConcurrently(t *testing.T) {
 	ok, err := s.Claim(ctx, "pred-1", time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
-}
-
-// A claim that expired and was taken by another replica is not released
-// by the replica that held it first.
-func TestReleaseKeepsAnotherReplicasClaim(t *testing.T) {
-	d := dsn(t)
-	pool := newPool(t, d, "")
-	table := newTable(t, pool)
-	a, b := newStore(t, pool, table), newStore(t, newPool(t, d, ""), table)
-	ctx := context.Background()
-	const id = "pred-1"
-
-	ok, err := a.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.True(t, ok)
-	_, err = pool.Exec(ctx, "UPDATE "+table+" SET expires_at = now() - interval '1 second' WHERE id = $1", id)
-	require.NoError(t, err) // a's claim expires
-	ok, err = b.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.True(t, ok, "an expired claim must count as absent")
-
-	require.NoError(t, a.Release(ctx, id))
-	ok, err = b.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.False(t, ok, "a's release deleted b's claim")
-
-	require.NoError(t, b.Release(ctx, id))
-	ok, err = a.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.True(t, ok, "b's release kept b's claim")
 }
 
 // Cleanup deletes expired rows only, in batches, and the background

@@ -8,17 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/redis/go-redis/v9"
 )
 
-// Defaults of [Expectations].
-const (
-	DefaultExpectationsPrefix = "eachhook:expect:"
-	// DefaultRetention is how long a done expectation's secret is kept,
-	// as long as the Handler's default dedupe TTL.
-	DefaultRetention = 24 * time.Hour
-)
+// DefaultExpectationsPrefix is the default prefix of the keys of
+// [Expectations].
+const DefaultExpectationsPrefix = "eachhook:expect:"
 
 // Expectations is an [eachloop.Expectations] on Redis: the predictions a
 // service created and waits for, with their webhook secrets, survive a
@@ -71,7 +68,9 @@ func WithExpectationsPrefix(prefix string) ExpectationsOption {
 
 // WithRetention sets how long a done expectation's secret is kept, so
 // that redeliveries of its webhook still verify. Default
-// [DefaultRetention] (24h); it must be at least a millisecond.
+// [eachhook.DefaultDedupeTTL] (24h), the Handler's default dedupe TTL, so
+// that a redelivery verifies for as long as it is recognised as a
+// duplicate; it must be at least a millisecond.
 func WithRetention(d time.Duration) ExpectationsOption {
 	return func(c *expConfig) error {
 		if d < time.Millisecond {
@@ -88,7 +87,7 @@ func NewExpectations(client redis.UniversalClient, opts ...ExpectationsOption) (
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
 	}
-	cfg := expConfig{prefix: DefaultExpectationsPrefix, retention: DefaultRetention}
+	cfg := expConfig{prefix: DefaultExpectationsPrefix, retention: eachhook.DefaultDedupeTTL}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err

@@ -68,8 +68,13 @@ func newStore(tb testing.TB, c redis.UniversalClient, prefix string, opts ...red
 }
 
 func TestConformance(t *testing.T) {
-	c := newClient(t, redisAddr(t))
-	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, c, newPrefix(t, c)) })
+	addr := redisAddr(t)
+	c, other := newClient(t, addr), newClient(t, addr)
+	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, c, newPrefix(t, c)) },
+		storetest.WithReplicas(func(t *testing.T) (a, b eachhook.Store) {
+			prefix := newPrefix(t, c)
+			return newStore(t, c, prefix), newStore(t, other, prefix)
+		}))
 }
 
 func TestNewRejectsUnworkableConfig(t *testing.T) {
@@ -99,35 +104,6 @@ func TestKeyLayout(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, ttl, 50*time.Second)
 	require.LessOrEqual(t, ttl, time.Minute)
-}
-
-// A claim that expired and was taken by another replica is not released
-// by the replica that held it first.
-func TestReleaseKeepsAnotherReplicasClaim(t *testing.T) {
-	addr := redisAddr(t)
-	c := newClient(t, addr)
-	prefix := newPrefix(t, c)
-	a, b := newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix)
-	ctx := context.Background()
-	const id = "pred-1"
-
-	ok, err := a.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.NoError(t, c.Del(ctx, prefix+id).Err()) // a's claim expires
-	ok, err = b.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.True(t, ok)
-
-	require.NoError(t, a.Release(ctx, id))
-	ok, err = b.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.False(t, ok, "a's release deleted b's claim")
-
-	require.NoError(t, b.Release(ctx, id))
-	ok, err = a.Claim(ctx, id, time.Hour)
-	require.NoError(t, err)
-	require.True(t, ok, "b's release kept b's claim")
 }
 
 // The store keeps at most WithMaxTokens tokens: the release of a forgotten

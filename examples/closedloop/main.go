@@ -57,7 +57,11 @@ func run(ctx context.Context, ln net.Listener, out io.Writer, log *slog.Logger) 
 	}
 	// Short periods so that the demo ends quickly; the defaults are a
 	// grace period of 15 minutes and a horizon of 6 hours.
-	loop, err := eachloop.New(client, eachloop.NewMemoryExpectations(0, nil),
+	exp, err := eachloop.NewMemoryExpectations()
+	if err != nil {
+		return err
+	}
+	loop, err := eachloop.New(client, exp,
 		"http://"+ln.Addr().String()+"/webhooks/prediction",
 		eachloop.WithGrace(time.Second), eachloop.WithScanInterval(100*time.Millisecond),
 		eachloop.WithPollWait(100*time.Millisecond, time.Second), eachloop.WithLogger(log))

@@ -28,7 +28,7 @@ import (
 )
 
 // ScopeName is the instrumentation scope of the meter and the tracer.
-const ScopeName = "github.com/eachhook/eachhook/otel"
+const ScopeName = "github.com/eachhook/eachhook/eachhookotel"
 
 // Metric names.
 const (
@@ -102,8 +102,14 @@ const (
 	StatusOther = "other"
 )
 
-// Option configures [New].
-type Option func(*config)
+// ErrInvalidOption is matched by every error [New] returns for an option
+// that cannot work, such as a nil provider.
+var ErrInvalidOption = errors.New("eachhookotel: invalid option")
+
+// Option configures [New]. Options are applied in order; a later option
+// overrides an earlier one of the same kind, except [WithAttributes], whose
+// attributes accumulate.
+type Option func(*config) error
 
 type config struct {
 	mp    metric.MeterProvider
@@ -111,23 +117,44 @@ type config struct {
 	attrs []attribute.KeyValue
 }
 
-// WithMeterProvider sets the meter provider. Default: otel.GetMeterProvider
-// at the time New runs.
+// WithMeterProvider sets the meter provider; a nil mp is an error. Default:
+// otel.GetMeterProvider at the time New runs.
 func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(c *config) { c.mp = mp }
+	return func(c *config) error {
+		if mp == nil {
+			return fmt.Errorf("%w: nil meter provider", ErrInvalidOption)
+		}
+		c.mp = mp
+		return nil
+	}
 }
 
-// WithTracerProvider sets the tracer provider. Default:
-// otel.GetTracerProvider at the time New runs.
+// WithTracerProvider sets the tracer provider; a nil tp is an error.
+// Default: otel.GetTracerProvider at the time New runs.
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(c *config) { c.tp = tp }
+	return func(c *config) error {
+		if tp == nil {
+			return fmt.Errorf("%w: nil tracer provider", ErrInvalidOption)
+		}
+		c.tp = tp
+		return nil
+	}
 }
 
 // WithAttributes adds attrs to every metric and span, for example to tell
 // apart two Handlers in one process (give each its own observer). Keep
-// their cardinality low. Default: none.
+// their cardinality low; an attribute with an empty key is an error.
+// Default: none.
 func WithAttributes(attrs ...attribute.KeyValue) Option {
-	return func(c *config) { c.attrs = append(c.attrs, attrs...) }
+	return func(c *config) error {
+		for _, a := range attrs {
+			if !a.Valid() {
+				return fmt.Errorf("%w: attribute with an empty key", ErrInvalidOption)
+			}
+		}
+		c.attrs = append(c.attrs, attrs...)
+		return nil
+	}
 }
 
 // Every refusal reason, for precomputing attribute sets.
@@ -169,12 +196,15 @@ type observer struct {
 }
 
 // New returns an observe.Observer that records through OpenTelemetry, to
-// install with eachhook.WithObserver. It fails only if an instrument cannot
-// be created.
+// install with eachhook.WithObserver. It fails with an error matching
+// [ErrInvalidOption] for an option that cannot work, and otherwise only if
+// an instrument cannot be created.
 func New(opts ...Option) (observe.Observer, error) {
 	c := config{}
 	for _, o := range opts {
-		o(&c)
+		if err := o(&c); err != nil {
+			return observe.Observer{}, err
+		}
 	}
 	if c.mp == nil {
 		c.mp = otel.GetMeterProvider()

@@ -2,7 +2,7 @@
 // metrics in the Prometheus text format, exported through OpenTelemetry's
 // Prometheus exporter, and a health endpoint:
 //
-//	cd otel && go run ./examples/prometheus
+//	cd eachhookotel && go run ./examples/prometheus
 //
 //	POST /webhook   the webhook endpoint
 //	GET  /metrics   Prometheus metrics (eachhook_deliveries_received_total, ...)
@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	eachhookotel "github.com/eachhook/eachhook/otel"
+	"github.com/eachhook/eachhook/eachhookotel"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/eachhookotel"
 	"github.com/eachhook/eachhook/eachhooktest"
-	eachhookotel "github.com/eachhook/eachhook/otel"
 	"github.com/eachhook/eachhook/signature"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/eachhookotel"
 	"github.com/eachhook/eachhook/eachhooktest"
-	eachhookotel "github.com/eachhook/eachhook/otel"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -279,4 +279,24 @@ func TestShutdownDropIsCountedAsNotRun(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	require.Equal(t, want, tel.points(t, eachhookotel.MetricDeliveriesGivenUp))
 	require.Equal(t, map[string]int64{"": 0}, tel.points(t, eachhookotel.MetricQueueDepth))
+}
+
+func TestNewRejectsInvalidOptions(t *testing.T) {
+	tel := newTelemetry(t)
+	for _, tc := range []struct {
+		name string
+		opt  eachhookotel.Option
+	}{
+		{"nil meter provider", eachhookotel.WithMeterProvider(nil)},
+		{"nil tracer provider", eachhookotel.WithTracerProvider(nil)},
+		{"attribute without a key", eachhookotel.WithAttributes(attribute.String("", "x"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := eachhookotel.New(eachhookotel.WithMeterProvider(tel.mp), eachhookotel.WithTracerProvider(tel.tp), tc.opt)
+			require.ErrorIs(t, err, eachhookotel.ErrInvalidOption)
+		})
+	}
+	_, err := eachhookotel.New(eachhookotel.WithMeterProvider(tel.mp), eachhookotel.WithTracerProvider(tel.tp),
+		eachhookotel.WithAttributes(attribute.String("eachhook.endpoint", "predictions")))
+	require.NoError(t, err)
 }

@@ -1,4 +1,4 @@
-module github.com/eachhook/eachhook/otel
+module github.com/eachhook/eachhook/eachhookotel
 
 go 1.26.0
 
