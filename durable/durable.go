@@ -366,8 +366,16 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // unless a job of d.ID is already stored (and not discarded), and reports
 // whether it inserted one. A concurrent insert of the same id is waited
 // for, so a copy of a delivery is answered only once the first copy's
-// insert committed or failed.
+// insert committed or failed. After Shutdown it inserts nothing and
+// returns an error (an insert already under way when Shutdown began may
+// still commit: its job is kept like any other).
 func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, error) {
+	q.mu.Lock()
+	shutdown := q.shutdown
+	q.mu.Unlock()
+	if shutdown {
+		return false, errShutdown
+	}
 	res, err := q.client.Insert(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body}, &q.opts)
 	if err != nil {
 		return false, fmt.Errorf("durable: insert: %w", err)

@@ -260,8 +260,9 @@ func TestShutdownDeadlineKeepsJobsForTheNextStart(t *testing.T) {
 }
 
 func TestEnqueueFailureIs503(t *testing.T) {
-	// A Queue whose database is closed cannot store: the Handler answers 503
-	// and nothing runs.
+	// A Queue that was shut down (which closed its database) stores
+	// nothing: the Handler answers 503 and nothing runs. outage_test.go
+	// covers a database that fails while the Queue runs.
 	path := t.TempDir() + "/closed.db"
 	q, err := durable.OpenSQLite(context.Background(), path, durable.Config{Logger: quiet})
 	require.NoError(t, err)
