@@ -327,3 +327,54 @@ func TestTwoClientsShareABacklogWithoutRunningAJobTwice(t *testing.T) {
 	require.Positive(t, perClient["a"])
 	require.Positive(t, perClient["b"])
 }
+
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// TestRequestBeforeStartIs503 checks that a request never starts River:
+// before Handler.Start a delivery is answered 503, the log says to call
+// Start, and nothing is stored; after Start the same delivery is new.
+func TestRequestBeforeStartIs503(t *testing.T) {
+	for _, name := range backendNames {
+		t.Run(name, func(t *testing.T) {
+			q := newBackend(t, name).open(t, durable.Config{Logger: quiet})
+			var logs lockedBuffer
+			h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithQueue(q),
+				eachhook.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			require.NoError(t, err)
+			rec := newRecord()
+			rec.register(h)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				require.NoError(t, h.Shutdown(ctx))
+			})
+
+			require.Equal(t, http.StatusServiceUnavailable, serve(h, eachhooktest.NewSuccessRequest("/", secret, "early")))
+			require.Contains(t, logs.String(), "call Handler.Start")
+
+			require.NoError(t, h.Start(context.Background()))
+			// Nothing was stored by the refused request: the id is new.
+			queued, err := q.EnqueueOnce(context.Background(), eachhook.Delivery{ID: "early", Status: eachhook.StatusSuccess, Body: eachhooktest.SuccessBody("early")})
+			require.NoError(t, err)
+			require.True(t, queued, "the refused request stored a job")
+			rec.wait(t, 1)
+		})
+	}
+}
