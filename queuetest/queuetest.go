@@ -110,7 +110,7 @@ func (s suite) enqueueThenRun(t *testing.T) {
 	q, r := s.newQueue(t), newRecorder()
 	s.start(t, q, r)
 	d := delivery(t)
-	require.NoError(t, q.Enqueue(ctx(t, s), d))
+	require.NoError(t, q.Enqueue(s.ctx(t), d))
 	s.eventually(t, func() bool { return r.runCount() >= 1 }, "Run was not called")
 	s.shutdown(t, q)
 
@@ -129,7 +129,7 @@ func (s suite) eachDeliveryRunsOnce(t *testing.T) {
 	for range n {
 		d := delivery(t)
 		want[d.ID] = d
-		require.NoError(t, q.Enqueue(ctx(t, s), d))
+		require.NoError(t, q.Enqueue(s.ctx(t), d))
 	}
 	s.eventually(t, func() bool { return r.runCount() >= n }, "not every delivery ran")
 	s.shutdown(t, q)
@@ -163,7 +163,7 @@ func (s suite) retryThenSucceed(t *testing.T) {
 	}
 	s.start(t, q, r)
 	d := delivery(t)
-	require.NoError(t, q.Enqueue(ctx(t, s), d))
+	require.NoError(t, q.Enqueue(s.ctx(t), d))
 	s.eventually(t, func() bool { return r.runCount() >= n }, "the delivery did not run %d times", n)
 	s.shutdown(t, q)
 
@@ -182,7 +182,7 @@ func (s suite) retriesThenGiveUp(t *testing.T) {
 	}
 	s.start(t, q, r)
 	d := delivery(t)
-	require.NoError(t, q.Enqueue(ctx(t, s), d))
+	require.NoError(t, q.Enqueue(s.ctx(t), d))
 	s.eventually(t, func() bool { return len(r.snapshotGaveUp()) >= 1 }, "GiveUp was not called")
 	s.shutdown(t, q)
 
@@ -212,7 +212,7 @@ func (s suite) shutdownDrainsOrKeeps(t *testing.T) {
 	for range n {
 		d := delivery(t)
 		ids = append(ids, d.ID)
-		require.NoError(t, q.Enqueue(ctx(t, s), d))
+		require.NoError(t, q.Enqueue(s.ctx(t), d))
 	}
 	s.eventually(t, func() bool { return r.entered.Load() >= 1 }, "no callback started")
 
@@ -265,7 +265,7 @@ func (s suite) shutdownKeepsUnstarted(t *testing.T) {
 	}
 	q := s.newQueue(t)
 	d := delivery(t)
-	require.NoError(t, q.Enqueue(ctx(t, s), d), "Enqueue before Start")
+	require.NoError(t, q.Enqueue(s.ctx(t), d), "Enqueue before Start")
 	s.shutdown(t, q)
 
 	q2, r := s.reopen(t, q), newRecorder()
@@ -291,7 +291,7 @@ func (s suite) shutdownDeadline(t *testing.T) {
 		s.eventually(t, func() bool { return r.returned.Load() >= 1 }, "the blocked callback did not return")
 	})
 	s.start(t, q, r)
-	require.NoError(t, q.Enqueue(ctx(t, s), delivery(t)))
+	require.NoError(t, q.Enqueue(s.ctx(t), delivery(t)))
 	s.eventually(t, func() bool { return r.entered.Load() >= 1 }, "no callback started")
 
 	c, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -309,10 +309,10 @@ func (s suite) duplicateEnqueueOnce(t *testing.T) {
 	r := newRecorder()
 	s.start(t, dq, r)
 	d := delivery(t)
-	queued, err := dq.EnqueueOnce(ctx(t, s), d)
+	queued, err := dq.EnqueueOnce(s.ctx(t), d)
 	require.NoError(t, err)
 	require.True(t, queued, "first EnqueueOnce of an id")
-	queued, err = dq.EnqueueOnce(ctx(t, s), d)
+	queued, err = dq.EnqueueOnce(s.ctx(t), d)
 	require.NoError(t, err)
 	require.False(t, queued, "second EnqueueOnce of an id")
 	s.eventually(t, func() bool { return r.runCount() >= 1 }, "Run was not called")
@@ -360,7 +360,7 @@ func (s suite) concurrentEnqueueOnce(t *testing.T) {
 func (s suite) shutdownTwice(t *testing.T) {
 	q, r := s.newQueue(t), newRecorder()
 	s.start(t, q, r)
-	require.NoError(t, q.Enqueue(ctx(t, s), delivery(t)))
+	require.NoError(t, q.Enqueue(s.ctx(t), delivery(t)))
 	s.eventually(t, func() bool { return r.runCount() >= 1 }, "Run was not called")
 	s.shutdown(t, q)
 	s.shutdown(t, q)
@@ -377,9 +377,9 @@ func (s suite) enqueueAfterShutdown(t *testing.T) {
 	q, r := s.newQueue(t), newRecorder()
 	s.start(t, q, r)
 	s.shutdown(t, q)
-	require.Error(t, q.Enqueue(ctx(t, s), delivery(t)), "Enqueue after Shutdown")
+	require.Error(t, q.Enqueue(s.ctx(t), delivery(t)), "Enqueue after Shutdown")
 	if dq, ok := q.(eachhook.DedupingQueue); ok {
-		queued, err := dq.EnqueueOnce(ctx(t, s), delivery(t))
+		queued, err := dq.EnqueueOnce(s.ctx(t), delivery(t))
 		require.Error(t, err, "EnqueueOnce after Shutdown")
 		require.False(t, queued, "EnqueueOnce after Shutdown")
 	}
@@ -417,7 +417,7 @@ func (s suite) shutdownAtEnd(t *testing.T, q eachhook.Queue) {
 
 func (s suite) start(t *testing.T, q eachhook.Queue, r eachhook.Runner) {
 	t.Helper()
-	require.NoError(t, q.Start(ctx(t, s), r), "Start")
+	require.NoError(t, q.Start(s.ctx(t), r), "Start")
 }
 
 func (s suite) shutdown(t *testing.T, q eachhook.Queue) {
@@ -433,7 +433,7 @@ func (s suite) eventually(t *testing.T, cond func() bool, msg string, args ...an
 }
 
 // ctx returns a context for one call, bounded by the harness's timeout.
-func ctx(t *testing.T, s suite) context.Context {
+func (s suite) ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), s.h.timeout())
 	t.Cleanup(cancel)
 	return c
