@@ -40,7 +40,7 @@ type Harness struct {
 	// New returns a new Queue, not started, holding no deliveries: on
 	// storage of its own, or on storage shared only with queues whose ids
 	// cannot collide (the suite's ids include the test's name and a
-	// counter). It is called once or more per subtest. Required.
+	// counter). It is called once per subtest. Required.
 	New func(t *testing.T) eachhook.Queue
 	// Reopen returns a new Queue, not started, on the same storage as q,
 	// as the next process would open it. q came from New or Reopen and has
@@ -76,9 +76,11 @@ func (h Harness) timeout() time.Duration {
 // h makes: a delivery runs once with attempt 1 and its exact bytes; a
 // failing callback runs with attempts 1 to h.MaxAttempts and is then given
 // up exactly once with the last error; Shutdown drains or keeps what it
-// accepted, as h declares; a duplicate EnqueueOnce is refused and runs
-// nothing; Shutdown may be called more than once, and without Start; an
-// Enqueue after Shutdown fails. Every queue the suite makes is also shut
+// accepted, as h declares; a Shutdown whose deadline passes while a
+// callback runs returns the context's error; a duplicate EnqueueOnce,
+// sequential or concurrent, is refused and runs nothing (skipped for a
+// queue that is not a DedupingQueue); Shutdown may be called more than
+// once, and without Start; an Enqueue after Shutdown fails. Every queue the suite makes is also shut
 // down at the end of its subtest, so that a failed subtest leaves nothing
 // running.
 func Run(t *testing.T, h Harness) {
