@@ -10,10 +10,19 @@
 //	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithQueue(q))
 //	if err != nil { ... }
 //	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error { ... })
-//	if err := h.Start(ctx); err != nil { ... } // runs what a dead process left
+//	if err := h.Start(ctx); err != nil { ... } // required; runs what a dead process left
 //	mux.Handle("POST /webhooks/prediction", h)
 //	...
 //	defer h.Shutdown(ctx)
+//
+// # Starting
+//
+// Call [eachhook.Handler.Start] after registering the callbacks and before
+// serving: it is what starts this Queue's River client (its workers and
+// maintenance), outside any request and with a context of its own. A
+// request that arrives before Start is answered 503 with Retry-After (the
+// sender retries) and the Handler logs that Start was not called; no
+// request ever starts River.
 //
 // # Drivers
 //
@@ -50,7 +59,7 @@
 // backoff (attempt⁴ seconds with 10% jitter: 1s, 16s, 81s, 4m16s, ...)
 // until [Config.MaxAttempts] attempts (default 10, so the last attempt
 // runs about 4¼ hours after the first); the job is then discarded. Once
-// the discard is committed, [eachhook.Handler.GiveUp] reports it to the
+// the discard is committed, [eachhook.Runner.GiveUp] reports it to the
 // [eachhook.WithErrorHandler] function and releases the claim. A manual
 // redelivery is stored and run again on any replica, whether or not that
 // replica's store still holds a claim: the Queue is an
@@ -121,8 +130,26 @@ const rescueMargin = 10 * time.Second
 // [Config] that cannot work.
 var ErrInvalidConfig = errors.New("durable: invalid config")
 
-// Config configures a [Queue]. The zero value is valid: every zero field
-// takes its default.
+// Config configures a [Queue]. It is a struct, where the other modules
+// of eachhook take functional options, because it mirrors the River
+// settings it sets (river.Config unless said otherwise), field for field:
+//
+//   - Workers: MaxWorkers of the River queue QueueName in Queues
+//   - MaxAttempts: MaxAttempts (and the MaxAttempts of each job's
+//     river.InsertOpts)
+//   - JobTimeout: JobTimeout
+//   - RescueStuckJobsAfter: RescueStuckJobsAfter
+//   - CompletedJobRetention: CompletedJobRetentionPeriod
+//   - QueueName: the key in Queues, and the Queue of each job's
+//     river.InsertOpts
+//   - RetryPolicy: RetryPolicy
+//   - Logger: Logger
+//
+// The package also sets JobStuckThreshold to 10s and registers its one
+// worker; the rest of river.Config keeps River's defaults. The zero Config
+// is valid: every zero field takes the default its comment gives, which
+// is this package's and not always River's. [OpenSQLite] and
+// [NewPostgres] validate it.
 type Config struct {
 	// Workers is how many callbacks run at once in this process. Default
 	// [DefaultWorkers] (4).
@@ -323,8 +350,10 @@ func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() 
 var errShutdown = errors.New("durable: queue shut down")
 
 // Start implements [eachhook.Queue]: it starts River's workers and
-// maintenance (rescue of stuck jobs, retries, cleanup), running jobs through r. Jobs stored
-// by an earlier process run from now on.
+// maintenance (rescue of stuck jobs, retries, cleanup), running jobs
+// through r. Jobs stored by an earlier process run from now on.
+// [eachhook.Handler.Start] calls it; nothing in this package starts River
+// otherwise, so no request goroutine ever does.
 func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -366,8 +395,16 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // unless a job of d.ID is already stored (and not discarded), and reports
 // whether it inserted one. A concurrent insert of the same id is waited
 // for, so a copy of a delivery is answered only once the first copy's
-// insert committed or failed.
+// insert committed or failed. After Shutdown it inserts nothing and
+// returns an error (an insert already under way when Shutdown began may
+// still commit: its job is kept like any other).
 func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, error) {
+	q.mu.Lock()
+	shutdown := q.shutdown
+	q.mu.Unlock()
+	if shutdown {
+		return false, errShutdown
+	}
 	res, err := q.client.Insert(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body}, &q.opts)
 	if err != nil {
 		return false, fmt.Errorf("durable: insert: %w", err)
@@ -375,13 +412,14 @@ func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, err
 	return !res.UniqueSkippedAsDuplicate, nil
 }
 
-// Shutdown implements [eachhook.Queue]. It stops fetching jobs and waits
-// for the callbacks in progress; jobs not started stay stored and run
-// when a process starts again. If ctx ends first, it cancels the running
-// callbacks' contexts and returns ctx.Err(); River puts the job of a
-// callback that returns because of that cancellation back in the queue
-// without counting the attempt, so it runs again on the next start. A database opened by
-// [OpenSQLite] is closed once River has stopped.
+// Shutdown implements [eachhook.Queue]. It stops storing and fetching
+// jobs and waits for the callbacks in progress; jobs not started stay
+// stored and run when a process starts again. If ctx ends first, it
+// cancels the running callbacks' contexts and returns ctx.Err(); River
+// puts the job of a callback that returns because of that cancellation
+// back in the queue without counting the attempt, so it runs again on the
+// next start. A database opened by [OpenSQLite] is closed once River has
+// stopped.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()
 	q.shutdown = true

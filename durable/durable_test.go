@@ -260,8 +260,9 @@ func TestShutdownDeadlineKeepsJobsForTheNextStart(t *testing.T) {
 }
 
 func TestEnqueueFailureIs503(t *testing.T) {
-	// A Queue whose database is closed cannot store: the Handler answers 503
-	// and nothing runs.
+	// A Queue that was shut down (which closed its database) stores
+	// nothing: the Handler answers 503 and nothing runs. outage_test.go
+	// covers a database that fails while the Queue runs.
 	path := t.TempDir() + "/closed.db"
 	q, err := durable.OpenSQLite(context.Background(), path, durable.Config{Logger: quiet})
 	require.NoError(t, err)
@@ -325,4 +326,55 @@ func TestTwoClientsShareABacklogWithoutRunningAJobTwice(t *testing.T) {
 	t.Logf("backlog split: %v", perClient)
 	require.Positive(t, perClient["a"])
 	require.Positive(t, perClient["b"])
+}
+
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// TestRequestBeforeStartIs503 checks that a request never starts River:
+// before Handler.Start a delivery is answered 503, the log says to call
+// Start, and nothing is stored; after Start the same delivery is new.
+func TestRequestBeforeStartIs503(t *testing.T) {
+	for _, name := range backendNames {
+		t.Run(name, func(t *testing.T) {
+			q := newBackend(t, name).open(t, durable.Config{Logger: quiet})
+			var logs lockedBuffer
+			h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithQueue(q),
+				eachhook.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			require.NoError(t, err)
+			rec := newRecord()
+			rec.register(h)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				require.NoError(t, h.Shutdown(ctx))
+			})
+
+			require.Equal(t, http.StatusServiceUnavailable, serve(h, eachhooktest.NewSuccessRequest("/", secret, "early")))
+			require.Contains(t, logs.String(), "call Handler.Start")
+
+			require.NoError(t, h.Start(context.Background()))
+			// Nothing was stored by the refused request: the id is new.
+			queued, err := q.EnqueueOnce(context.Background(), eachhook.Delivery{ID: "early", Status: eachhook.StatusSuccess, Body: eachhooktest.SuccessBody("early")})
+			require.NoError(t, err)
+			require.True(t, queued, "the refused request stored a job")
+			rec.wait(t, 1)
+		})
+	}
 }

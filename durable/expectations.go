@@ -9,12 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachloop"
 )
-
-// DefaultExpectationsRetention is how long [SQLiteExpectations] keeps a
-// done expectation's secret, as long as the Handler's default dedupe TTL.
-const DefaultExpectationsRetention = 24 * time.Hour
 
 // expectationsCleanupEvery is how often Pending also deletes the
 // expectations whose retention has passed.
@@ -52,8 +49,8 @@ CREATE INDEX IF NOT EXISTS eachhook_expectations_pending_idx
 //
 // Secrets are stored as given: HMAC verification needs them in clear, so
 // protect the file as you would the secrets themselves. A done row is
-// deleted by Pending once its retention has passed (checked every five
-// minutes).
+// deleted by Pending once its retention ([WithRetention]) has passed
+// (checked every five minutes).
 type SQLiteExpectations struct {
 	db        *sql.DB
 	retention time.Duration
@@ -65,16 +62,42 @@ type SQLiteExpectations struct {
 
 var _ eachloop.Expectations = (*SQLiteExpectations)(nil)
 
+type expectationsConfig struct {
+	retention time.Duration
+}
+
+// ExpectationsOption configures the [SQLiteExpectations] that
+// [OpenSQLiteExpectations] opens.
+type ExpectationsOption func(*expectationsConfig) error
+
+// WithRetention sets how long a done expectation's secret is kept, so
+// that redeliveries of its webhook still verify. Default
+// [eachhook.DefaultDedupeTTL] (24h), the Handler's default dedupe window;
+// it must be positive.
+func WithRetention(d time.Duration) ExpectationsOption {
+	return func(c *expectationsConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: retention %v <= 0", ErrInvalidConfig, d)
+		}
+		c.retention = d
+		return nil
+	}
+}
+
 // OpenSQLiteExpectations opens (creating it if needed) the SQLite file at
-// path and its expectations table. A done expectation's secret is kept for
-// retention ([DefaultExpectationsRetention] if retention <= 0), so that
-// redeliveries of its webhook still verify.
-func OpenSQLiteExpectations(ctx context.Context, path string, retention time.Duration) (*SQLiteExpectations, error) {
+// path and its expectations table, configured by opts. It returns an
+// error matching [ErrInvalidConfig] for an empty path, a path with ? or #,
+// or an invalid option.
+func OpenSQLiteExpectations(ctx context.Context, path string, opts ...ExpectationsOption) (*SQLiteExpectations, error) {
+	cfg := expectationsConfig{retention: eachhook.DefaultDedupeTTL}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	retention := cfg.retention
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("%w: SQLite path %q must be non-empty, without ? or #", ErrInvalidConfig, path)
-	}
-	if retention <= 0 {
-		retention = DefaultExpectationsRetention
 	}
 	db, err := sql.Open("sqlite", "file:"+path+sqlitePragmas)
 	if err != nil {

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func openExpectations(tb testing.TB, path string, retention time.Duration) *durable.SQLiteExpectations {
+func openExpectations(tb testing.TB, path string, opts ...durable.ExpectationsOption) *durable.SQLiteExpectations {
 	tb.Helper()
-	e, err := durable.OpenSQLiteExpectations(context.Background(), path, retention)
+	e, err := durable.OpenSQLiteExpectations(context.Background(), path, opts...)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { require.NoError(tb, e.Close()) })
 	return e
@@ -23,14 +23,14 @@ func openExpectations(tb testing.TB, path string, retention time.Duration) *dura
 
 func TestSQLiteExpectationsConformance(t *testing.T) {
 	expectationstest.Run(t, func(t *testing.T) eachloop.Expectations {
-		return openExpectations(t, filepath.Join(t.TempDir(), "expectations.db"), 0)
+		return openExpectations(t, filepath.Join(t.TempDir(), "expectations.db"))
 	})
 }
 
 func TestSQLiteExpectationsRetention(t *testing.T) {
 	ctx := context.Background()
 	// A retention of a microsecond has passed by the next statement.
-	e := openExpectations(t, filepath.Join(t.TempDir(), "expectations.db"), time.Microsecond)
+	e := openExpectations(t, filepath.Join(t.TempDir(), "expectations.db"), durable.WithRetention(time.Microsecond))
 	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: time.Now()}))
 	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "pending", Secret: "s2", CreatedAt: time.Now()}))
 	require.NoError(t, e.Done(ctx, "done"))
@@ -49,8 +49,13 @@ func TestSQLiteExpectationsRetention(t *testing.T) {
 
 func TestOpenSQLiteExpectationsValidates(t *testing.T) {
 	for _, path := range []string{"", "a?b", "a#b"} {
-		_, err := durable.OpenSQLiteExpectations(context.Background(), path, 0)
+		_, err := durable.OpenSQLiteExpectations(context.Background(), path)
 		require.ErrorIs(t, err, durable.ErrInvalidConfig, path)
+	}
+	path := filepath.Join(t.TempDir(), "expectations.db")
+	for _, d := range []time.Duration{0, -time.Second} {
+		_, err := durable.OpenSQLiteExpectations(context.Background(), path, durable.WithRetention(d))
+		require.ErrorIs(t, err, durable.ErrInvalidConfig, "retention %v", d)
 	}
 }
 
@@ -67,7 +72,7 @@ func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 		store := eachhook.NewMemoryStore()
 		t.Cleanup(func() { store.Close() })
 		return expectationstest.Process{
-			Expectations: openExpectations(t, path, 0),
+			Expectations: openExpectations(t, path),
 			Store:        store,
 			Options:      []eachhook.Option{eachhook.WithQueue(q)},
 		}
