@@ -7,6 +7,8 @@ package eachhook
 // and tells the observer once.
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -158,9 +160,24 @@ func (h *Handler) read(r *http.Request) ([]byte, observe.Reason, error) {
 	return body, "", nil
 }
 
-// answer writes the response for o and tells the observer: the one exit of
-// ServeHTTP.
+// answer writes the response for o: the one exit of ServeHTTP.
 func (h *Handler) answer(w http.ResponseWriter, r *http.Request, o outcome) {
+	code, text := h.settle(r, o)
+	switch code {
+	case http.StatusOK:
+		w.WriteHeader(http.StatusOK)
+		return
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", retryAfterSeconds)
+	}
+	http.Error(w, text, code)
+}
+
+// settle turns o into its status code and response text, and logs it and
+// tells the observer, once: what ServeHTTP and Receive share.
+func (h *Handler) settle(r *http.Request, o outcome) (int, string) {
 	ctx, obs := r.Context(), &h.cfg.observer
 	info := observe.DeliveryInfo{ID: o.env.ID, Status: o.env.Status}
 	switch o.result {
@@ -182,16 +199,33 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, o outcome) {
 		if obs.Refused != nil {
 			obs.Refused(ctx, observe.Refusal{Reason: o.reason, StatusCode: code, ID: o.env.ID, Err: o.err})
 		}
-		switch code {
-		case http.StatusMethodNotAllowed:
-			w.Header().Set("Allow", http.MethodPost)
-		case http.StatusServiceUnavailable:
-			w.Header().Set("Retry-After", retryAfterSeconds)
-		}
-		http.Error(w, text, code)
-		return
+		return code, text
 	}
-	w.WriteHeader(http.StatusOK)
+	return http.StatusOK, ""
+}
+
+// Receive is ServeHTTP for a delivery that did not arrive as an
+// *http.Request, such as an AWS API Gateway event or a message a queue
+// delivered: it takes the request's method, headers and raw body (decoded,
+// if the gateway encoded it, and byte for byte as the sender sent it) and
+// returns the status code ServeHTTP would have answered, after the same
+// checks in the same order, with the same secret lookup, dedupe and queue,
+// the same logs and the same observer calls; ctx plays the request
+// context's part. The answer table in the package documentation applies
+// unchanged. Answer a 503 with Retry-After (ServeHTTP sends 10 seconds)
+// and a 405 with Allow: POST, as ServeHTTP does.
+func (h *Handler) Receive(ctx context.Context, method string, header http.Header, body []byte) int {
+	if header == nil {
+		header = http.Header{}
+	}
+	r := (&http.Request{
+		Method:        method,
+		Header:        header,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+	}).WithContext(ctx)
+	code, _ := h.settle(r, h.receive(r))
+	return code
 }
 
 // retryAfterSeconds is the Retry-After value sent with a 503.
