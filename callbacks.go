@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/eachhook/eachhook/observe"
 )
@@ -160,14 +161,17 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	h := r.h
 	ctx = context.WithValue(ctx, attemptKey{}, attempt)
 	obs := &h.cfg.observer
+	start := h.cfg.now()
 	run := observe.CallbackRun{ID: d.ID, Status: d.Status, Attempt: attempt, Request: d.request()}
+	if !d.AcceptedAt.IsZero() {
+		run.Waited = max(start.Sub(d.AcceptedAt), 0)
+	}
 	if obs.CallbackStarted != nil {
 		if c := obs.CallbackStarted(ctx, run); c != nil {
 			ctx = c
 		}
 	}
-	start := h.cfg.now()
-	run.Err = h.call(ctx, d)
+	run.Err = h.callWithin(ctx, d)
 	run.Duration = h.cfg.now().Sub(start)
 	if obs.CallbackFinished != nil {
 		obs.CallbackFinished(ctx, run)
@@ -191,6 +195,45 @@ func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 	}
 	h.callErrorHandler(ctx, &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err})
 }
+
+// CallbackTimeout implements [Runner].
+func (r runner) CallbackTimeout() time.Duration { return r.h.cfg.callbackTimeout }
+
+// callWithin runs the callback for d once on a goroutine of its own and
+// waits for it at most the callback timeout. A callback still running then
+// is left to end on its own: its context is cancelled and the attempt
+// fails with an error matching context.DeadlineExceeded, so the worker
+// goes on with the next delivery.
+func (h *Handler) callWithin(ctx context.Context, d Delivery) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.callbackTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		err := errGoexit // unless call returns: runtime.Goexit ends the goroutine through the defer
+		defer func() { done <- err }()
+		err = h.call(ctx, d)
+	}()
+	select {
+	case err := <-done:
+		if err == nil && ctx.Err() != nil {
+			// It returned nil, but only after its deadline: it overran.
+			err = fmt.Errorf("eachhook: callback overran its timeout of %v: %w", h.cfg.callbackTimeout, context.DeadlineExceeded)
+		}
+		return err
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			h.log.Error("eachhook: callback still running at its timeout; left to end on its own", "id", d.ID, "timeout", h.cfg.callbackTimeout)
+			return fmt.Errorf("eachhook: callback cut at its timeout of %v: %w", h.cfg.callbackTimeout, context.DeadlineExceeded)
+		}
+		// The queue's own context ended (shutdown gave up): wait no more
+		// either way.
+		return ctx.Err()
+	}
+}
+
+// errGoexit is the error of an attempt whose callback called
+// runtime.Goexit (as t.FailNow does): a failed attempt, like a panic.
+var errGoexit = fmt.Errorf("%w: runtime.Goexit", ErrCallbackPanic)
 
 // call runs the callback for d once, turning a panic into an error.
 func (h *Handler) call(ctx context.Context, d Delivery) (err error) {

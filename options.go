@@ -46,39 +46,42 @@ const (
 	defaultMaxBodyBytes = 10 << 20
 	defaultMaxAttempts  = 3
 	defaultBackoff      = time.Second
+	defaultCallbackTime = time.Minute
 )
 
 type config struct {
-	secrets     []string
-	lookup      SecretLookup
-	insecure    bool
-	legacy      bool // accept the plain X-Webhook-Secret header
-	workers     int
-	queueSize   int
-	maxBody     int64
-	store       Store
-	dedupeTTL   time.Duration
-	tolerance   time.Duration
-	logger      *slog.Logger
-	now         func() time.Time
-	maxAttempts int
-	backoff     time.Duration
-	onError     func(ctx context.Context, err error)
-	observer    observe.Observer
-	logPayloads bool
-	queue       Queue
+	secrets         []string
+	lookup          SecretLookup
+	insecure        bool
+	legacy          bool // accept the plain X-Webhook-Secret header
+	workers         int
+	queueSize       int
+	maxBody         int64
+	store           Store
+	dedupeTTL       time.Duration
+	tolerance       time.Duration
+	logger          *slog.Logger
+	now             func() time.Time
+	maxAttempts     int
+	backoff         time.Duration
+	callbackTimeout time.Duration
+	onError         func(ctx context.Context, err error)
+	observer        observe.Observer
+	logPayloads     bool
+	queue           Queue
 }
 
 func defaultConfig() config {
 	return config{
-		workers:     defaultWorkers,
-		queueSize:   defaultQueueSize,
-		maxBody:     defaultMaxBodyBytes,
-		dedupeTTL:   DefaultDedupeTTL,
-		tolerance:   signature.DefaultTolerance,
-		now:         time.Now,
-		maxAttempts: defaultMaxAttempts,
-		backoff:     defaultBackoff,
+		workers:         defaultWorkers,
+		queueSize:       defaultQueueSize,
+		maxBody:         defaultMaxBodyBytes,
+		dedupeTTL:       DefaultDedupeTTL,
+		tolerance:       signature.DefaultTolerance,
+		now:             time.Now,
+		maxAttempts:     defaultMaxAttempts,
+		backoff:         defaultBackoff,
+		callbackTimeout: defaultCallbackTime,
 	}
 }
 
@@ -102,6 +105,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: dedupe TTL %v shorter than tolerance %v", ErrInvalidOption, c.dedupeTTL, c.tolerance)
 	case c.maxAttempts < 1:
 		return fmt.Errorf("%w: attempts %d < 1", ErrInvalidOption, c.maxAttempts)
+	case c.callbackTimeout <= 0:
+		return fmt.Errorf("%w: callback timeout %v <= 0", ErrInvalidOption, c.callbackTimeout)
 	case c.backoff < 0:
 		return fmt.Errorf("%w: backoff %v < 0", ErrInvalidOption, c.backoff)
 	}
@@ -234,6 +239,18 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 		c.backoff = backoff
 		return nil
 	}
+}
+
+// WithCallbackTimeout sets how long one attempt of a callback may run:
+// its context is cancelled after d, and an attempt that has not returned
+// by then, or returned only after it, counts as failed with an error
+// matching [context.DeadlineExceeded] (and is retried as [WithRetry]
+// says). A callback that ignores its context is not stopped, which Go
+// cannot do: the worker stops waiting for it and goes on with the next
+// delivery while it ends on its own. Default 1 minute; it must be
+// positive. A durable queue takes its job timeout from this setting.
+func WithCallbackTimeout(d time.Duration) Option {
+	return func(c *config) error { c.callbackTimeout = d; return nil }
 }
 
 // WithErrorHandler sets a function called when a delivery's callback

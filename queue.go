@@ -7,6 +7,7 @@ package eachhook
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/eachhook/eachhook/observe"
 )
@@ -22,6 +23,10 @@ type Delivery struct {
 	// Body is the verified body exactly as received. A queue that persists
 	// a delivery must store these bytes as they are.
 	Body []byte
+	// AcceptedAt is when the Handler accepted the delivery (for a
+	// durable queue: when its job was inserted); the observer reports the
+	// wait from it. Zero when unknown.
+	AcceptedAt time.Time
 
 	req context.Context // the request's context, kept for an observer; may be nil
 }
@@ -49,6 +54,11 @@ type Runner interface {
 	// logs the failure, releases the id's claim in the [Store], and passes
 	// a [*CallbackError] to the function set with [WithErrorHandler].
 	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
+	// CallbackTimeout is how long Run lets one attempt run
+	// ([WithCallbackTimeout]). A queue with a timeout or a lease of its
+	// own (a durable queue's job timeout and rescue) derives them from
+	// it, so that the two never disagree.
+	CallbackTimeout() time.Duration
 }
 
 // Queue decides how accepted deliveries are queued and run; it is the
@@ -126,7 +136,7 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome 
 		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
 		return outcome{result: duplicate, env: env}
 	}
-	d := Delivery{ID: env.ID, Status: env.Status, Body: body}
+	d := Delivery{ID: env.ID, Status: env.Status, Body: body, AcceptedAt: h.cfg.now()}
 	if obs := &h.cfg.observer; obs.CallbackStarted != nil || obs.CallbackFinished != nil {
 		d.req = ctx
 	}

@@ -98,6 +98,9 @@ func TestQueueLifecycle(t *testing.T) {
 	require.Equal(t, 200, serve(h, signed(body)).Code) // duplicate: not enqueued again
 	starts, _, queued = q.snapshot()
 	require.Equal(t, 1, starts, "started once by Start")
+	require.Len(t, queued, 1)
+	require.False(t, queued[0].AcceptedAt.IsZero(), "the Handler says when it accepted the delivery")
+	queued[0].AcceptedAt = time.Time{}
 	require.Equal(t, []eachhook.Delivery{{ID: "p1", Status: eachhook.StatusSuccess, Body: body}}, queued)
 
 	require.NoError(t, h.Shutdown(context.Background()))

@@ -43,6 +43,11 @@ const (
 	// MetricCallbackDuration is the duration of each callback run, by
 	// [AttrPredictionStatus] and [AttrCallbackOutcome]. Histogram, seconds.
 	MetricCallbackDuration = "eachhook.callback.duration"
+	// MetricQueueWait is how long each accepted delivery waited between
+	// its acceptance (the 200; for a durable queue, its job's insert) and
+	// the start of its first attempt, by [AttrPredictionStatus].
+	// Histogram, seconds.
+	MetricQueueWait = "eachhook.queue.wait"
 	// MetricQueueDepth is the number of accepted deliveries waiting for a
 	// worker. UpDownCounter, {delivery}.
 	MetricQueueDepth = "eachhook.queue.depth"
@@ -158,11 +163,7 @@ func WithAttributes(attrs ...attribute.KeyValue) Option {
 }
 
 // Every refusal reason, for precomputing attribute sets.
-var reasons = []observe.Reason{
-	observe.ReasonMethod, observe.ReasonShutdown, observe.ReasonMediaType, observe.ReasonTooLarge,
-	observe.ReasonUnreadable, observe.ReasonSignature, observe.ReasonTimestamp, observe.ReasonLookup,
-	observe.ReasonMalformed, observe.ReasonStore, observe.ReasonQueueFull,
-}
+var reasons = observe.Reasons
 
 // statuses are the values of AttrPredictionStatus on metrics.
 var statuses = []string{eachhook.StatusSuccess, eachhook.StatusFailed, StatusOther}
@@ -185,6 +186,7 @@ type observer struct {
 	received metric.Int64Counter
 	givenUp  metric.Int64Counter
 	duration metric.Float64Histogram
+	wait     metric.Float64Histogram
 	depth    metric.Int64UpDownCounter
 	capacity atomic.Int64
 
@@ -192,6 +194,7 @@ type observer struct {
 	delivered [3][3]metric.MeasurementOption // [outcome][status]: accepted, duplicate, ignored
 	ran       [3][3]metric.MeasurementOption // [status][ok, error, panic]
 	gaveUp    [3][2]metric.MeasurementOption // [status][failed, not_run]
+	waited    [3]metric.MeasurementOption    // [status]
 	plain     metric.MeasurementOption
 }
 
@@ -241,6 +244,10 @@ func (o *observer) instruments(m metric.Meter) error {
 		metric.WithDescription("Duration of each callback run."),
 		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 	err = errors.Join(err, e)
+	o.wait, e = m.Float64Histogram(MetricQueueWait, metric.WithUnit("s"),
+		metric.WithDescription("Wait of each accepted delivery before its first attempt."),
+		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
+	err = errors.Join(err, e)
 	o.depth, e = m.Int64UpDownCounter(MetricQueueDepth, metric.WithUnit("{delivery}"),
 		metric.WithDescription("Accepted deliveries waiting for a worker."))
 	err = errors.Join(err, e)
@@ -278,6 +285,7 @@ func (o *observer) attributeSets() {
 		for j, outcome := range []string{CallbackOK, CallbackError, CallbackPanic} {
 			o.ran[i][j] = o.set(AttrPredictionStatus.String(s), AttrCallbackOutcome.String(outcome))
 		}
+		o.waited[i] = o.set(AttrPredictionStatus.String(s))
 		for j, reason := range []string{GiveUpFailed, GiveUpNotRun} {
 			o.gaveUp[i][j] = o.set(AttrPredictionStatus.String(s), AttrGiveUpReason.String(reason))
 		}
@@ -303,6 +311,9 @@ func (o *observer) delivery(ctx context.Context, outcome int, name string, d obs
 }
 
 func (o *observer) onCallbackStarted(ctx context.Context, run observe.CallbackRun) context.Context {
+	if run.Attempt == 1 {
+		o.wait.Record(ctx, run.Waited.Seconds(), o.waited[statusIndex(run.Status)])
+	}
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(AttrPredictionID.String(run.ID), AttrPredictionStatus.String(run.Status), AttrCallbackAttempt.Int(run.Attempt)),

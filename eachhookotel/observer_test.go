@@ -300,3 +300,32 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		eachhookotel.WithAttributes(attribute.String("eachhook.endpoint", "predictions")))
 	require.NoError(t, err)
 }
+
+// TestQueueWaitHistogram: one data point per delivery's first attempt,
+// none for retries, with the wait the Handler measured.
+func TestQueueWaitHistogram(t *testing.T) {
+	tel := newTelemetry(t)
+	obs, err := eachhookotel.New(eachhookotel.WithMeterProvider(tel.mp), eachhookotel.WithTracerProvider(tel.tp))
+	require.NoError(t, err)
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithObserver(obs), eachhook.WithRetry(3, time.Millisecond),
+		eachhook.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
+		if s.ID == "flaky" && eachhook.AttemptFromContext(ctx) < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	h.OnFailed(func(context.Context, *eachhook.Failure) error { return nil })
+	for _, id := range []string{"a", "b", "flaky"} {
+		require.Equal(t, 200, serve(h, signed(id)))
+	}
+	require.Equal(t, 200, serve(h, eachhooktest.NewFailedRequest("/webhook", secret, "f")))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, h.Shutdown(ctx))
+	require.Equal(t, map[string]int64{
+		"eachhook.prediction.status=success": 3, // a, b and flaky's first attempt only
+		"eachhook.prediction.status=failed":  1,
+	}, tel.points(t, eachhookotel.MetricQueueWait))
+}

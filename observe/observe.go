@@ -99,6 +99,10 @@ type CallbackRun struct {
 	// prediction, for its values only (such as a trace span to link to):
 	// it is done by the time the callback runs. It is never nil.
 	Request context.Context
+	// Waited is how long the delivery waited between its acceptance (the
+	// 200; for a durable queue, its job's insert) and the start of this
+	// attempt; zero when the queue did not say when it accepted it.
+	Waited time.Duration
 	// Duration is how long the callback ran; zero in CallbackStarted.
 	Duration time.Duration
 	// Err is what the callback returned; it matches

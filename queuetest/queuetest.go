@@ -528,6 +528,9 @@ func (r *recorder) GiveUp(_ context.Context, d eachhook.Delivery, attempts int, 
 	r.mu.Unlock()
 }
 
+// CallbackTimeout implements eachhook.Runner.
+func (r *recorder) CallbackTimeout() time.Duration { return time.Minute }
+
 func (r *recorder) runCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -72,7 +72,10 @@ func TestCallbacksRunOncePerPrediction(t *testing.T) {
 	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	h.OnSuccess(func(_ context.Context, s *eachhook.Success) error { rec.add("success " + s.ID); return nil })
-	h.OnFailed(func(_ context.Context, f *eachhook.Failure) error { rec.add("failed " + f.ID + ": " + f.Logs); return nil })
+	h.OnFailed(func(_ context.Context, f *eachhook.Failure) error {
+		rec.add("failed " + f.ID + ": " + f.Logs)
+		return nil
+	})
 	g := gateway{h}
 	ctx := context.Background()
 	for _, name := range []string{"success-base64.json", "forged.json", "success-base64.json", "failed.json", "failed.json"} {

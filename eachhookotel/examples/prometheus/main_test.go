@@ -71,6 +71,7 @@ func TestMetricsMove(t *testing.T) {
 	require.Equal(t, "1", value(metrics, "eachhook_deliveries_received_total", `eachhook_delivery_outcome="accepted"`, `eachhook_prediction_status="success"`), metrics)
 	require.Equal(t, "1", value(metrics, "eachhook_deliveries_received_total", `eachhook_delivery_outcome="duplicate"`), metrics)
 	require.Equal(t, "1", value(metrics, "eachhook_deliveries_received_total", `eachhook_delivery_outcome="refused"`, `eachhook_refusal_reason="signature"`), metrics)
+	require.Equal(t, "1", value(metrics, "eachhook_queue_wait_seconds_count", `eachhook_prediction_status="success"`), metrics)
 	require.Equal(t, "0", value(metrics, "eachhook_queue_depth"), metrics)
 	require.Equal(t, "1024", value(metrics, "eachhook_queue_capacity"), metrics)
 
