@@ -226,7 +226,7 @@ func TestRiverUIBehindBasicAuth(t *testing.T) {
 	})
 
 	t.Run("refused cross-origin writes with credentials", func(t *testing.T) {
-		req, err := http.NewRequest(http.MethodPost, base+uiPrefix+"/api/jobs/retry", strings.NewReader(`{"job_ids":["1"]}`))
+		req, err := http.NewRequest(http.MethodPost, base+uiPrefix+"/api/jobs/retry", strings.NewReader(`{"ids":["1"]}`))
 		require.NoError(t, err)
 		req.SetBasicAuth(uiUser, uiPassword)
 		req.Header.Set("Content-Type", "application/json")
@@ -294,6 +294,33 @@ func TestRiverUIBehindBasicAuth(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		require.Equal(t, map[string]int{"ok_1": 1, "ok_2": 1, "ok_3": 1, "fail_1": attempts, "fail_2": attempts}, runs)
+	})
+
+	t.Run("retry of a dead letter runs its callback once more", func(t *testing.T) {
+		j := listJobs(t, base, "discarded")["fail_1"]
+		req, err := http.NewRequest(http.MethodPost, base+uiPrefix+"/api/jobs/retry", strings.NewReader(fmt.Sprintf(`{"ids":["%d"]}`, j.ID)))
+		require.NoError(t, err)
+		req.SetBasicAuth(uiUser, uiPassword)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp, body := do(t, req)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+
+		// River gives an exhausted job one more attempt; it fails again.
+		require.Eventually(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return runs["fail_1"] == attempts+1
+		}, 30*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool {
+			resp, body := get(t, base, fmt.Sprintf("%s/api/jobs/%d", uiPrefix, j.ID), uiUser, uiPassword)
+			var detail uiJob
+			return resp.StatusCode == http.StatusOK && json.Unmarshal(body, &detail) == nil &&
+				detail.State == "discarded" && len(detail.Errors) == attempts+1
+		}, 30*time.Second, 50*time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, attempts, runs["fail_2"])
 	})
 }
 
