@@ -144,6 +144,7 @@ var ErrInvalidConfig = errors.New("durable: invalid config")
 //     river.InsertOpts
 //   - RetryPolicy: RetryPolicy
 //   - Logger: Logger
+//   - Plugins: Plugins
 //
 // The package also sets JobStuckThreshold to 10s and registers its one
 // worker; the rest of river.Config keeps River's defaults. The zero Config
@@ -180,6 +181,11 @@ type Config struct {
 	RetryPolicy river.ClientRetryPolicy
 	// Logger receives River's logs. Default [slog.Default].
 	Logger *slog.Logger
+	// Plugins are River hooks and middleware installed on the Queue's
+	// River client, as river.Config.Plugins: for example otelriver's
+	// middleware (github.com/riverqueue/rivercontrib/otelriver), which
+	// traces each insert and each attempt. Default: none.
+	Plugins []rivertype.Plugin
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -230,6 +236,7 @@ func (c Config) riverConfig(w *deliveryWorker, schema string) *river.Config {
 		JobTimeout:                  c.JobTimeout,
 		Logger:                      c.Logger,
 		MaxAttempts:                 c.MaxAttempts,
+		Plugins:                     c.Plugins,
 		Queues:                      map[string]river.QueueConfig{c.QueueName: {MaxWorkers: c.Workers}},
 		RescueStuckJobsAfter:        c.RescueStuckJobsAfter,
 		RetryPolicy:                 c.RetryPolicy,
