@@ -155,16 +155,23 @@ func (p *Prediction) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// createPath is the path of [Client.CreatePrediction].
+const createPath = "/v1/prediction"
+
 // CreatePrediction starts a prediction: POST /v1/prediction. It returns the
 // API's answer, whose PredictionID names the new prediction; an answer
-// without one matches [ErrNotCreated]. Do not retry a request that failed
-// with [ErrTimeout] blindly: the prediction may have been created.
+// without one matches [ErrNotCreated]. It never retries. A refusal for the
+// account's balance matches [ErrPaymentRequired]; one for its concurrency
+// cap matches [ErrConcurrencyLimit] (and [ErrRateLimited]): neither created
+// a prediction, and neither clears by retrying at once. Do not retry a
+// request that failed with [ErrTimeout] blindly: the prediction may have
+// been created.
 func (c *Client) CreatePrediction(ctx context.Context, req PredictionRequest) (*Created, error) {
 	if req.Model == "" {
 		return nil, errors.New("eachlabs: empty model")
 	}
 	var out Created
-	if err := c.post(ctx, "/v1/prediction", req, &out); err != nil {
+	if err := c.post(ctx, createPath, req, &out); err != nil {
 		return nil, err
 	}
 	if out.PredictionID == "" || (out.Status != "" && out.Status != "success") {
