@@ -238,6 +238,8 @@ func apiErrorLine(err error, id, base string, timeout time.Duration) string {
 			return msg + fmt.Sprintf("the API rejected the request: is %q a valid execution id?", id)
 		}
 		return msg + "the API rejected the request"
+	case errors.Is(err, eachlabs.ErrRateLimited) && apiErr.RetryAfter > 0:
+		return msg + fmt.Sprintf("rate limited: the API asks to wait %v", apiErr.RetryAfter)
 	case errors.Is(err, eachlabs.ErrRateLimited):
 		return msg + "rate limited: try again in a minute"
 	case errors.Is(err, eachlabs.ErrServer):
