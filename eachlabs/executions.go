@@ -79,8 +79,9 @@ func (e *Execution) Terminal() bool {
 	return false
 }
 
-// StatusFailed is the failure status the OpenAPI enum publishes beside
-// StatusError; both mean the prediction failed.
+// StatusFailed is the failure status the OpenAPI enum and llms.txt
+// publish beside StatusError (the polling pages'); both mean the
+// prediction failed.
 const StatusFailed = "failed"
 
 // ExecutionPage is one page of [Client.ListExecutions].
@@ -152,23 +153,21 @@ func (c *Client) ListExecutions(ctx context.Context, opts ExecutionListOptions) 
 	return &p, nil
 }
 
-// WalkExecutions calls fn with each execution that opts selects, page
-// after page from opts.Offset, until fn returns false or the list ends:
-// at an empty page; once the offset reaches total_count when the count is
-// exact; or, when it is capped (total_capped) or absent, at a page shorter
-// than its limit. It returns the first error of a request and the number of
-// requests made.
-func (c *Client) WalkExecutions(ctx context.Context, opts ExecutionListOptions, fn func(Execution) bool) (requests int, err error) {
+// WalkExecutions reads the executions that opts selects page after page
+// from opts.Offset, calling fn with each page, until fn returns false or
+// the list ends: at an empty page; once the offset reaches total_count
+// when the count is exact; or, when it is capped (total_capped) or absent,
+// at a page shorter than its limit. It returns the number of requests it
+// made and the first error of one; fn has then seen the pages before it.
+func (c *Client) WalkExecutions(ctx context.Context, opts ExecutionListOptions, fn func(*ExecutionPage) bool) (requests int, err error) {
 	for {
 		p, err := c.ListExecutions(ctx, opts)
 		requests++
 		if err != nil {
 			return requests, err
 		}
-		for _, e := range p.Executions {
-			if !fn(e) {
-				return requests, nil
-			}
+		if !fn(p) {
+			return requests, nil
 		}
 		opts.Offset += len(p.Executions)
 		limit := p.Limit

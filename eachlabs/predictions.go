@@ -10,8 +10,8 @@ import (
 )
 
 // Prediction statuses that [Client.GetPrediction] reports. Success, Error
-// and Cancelled are terminal; the others mean the prediction still runs.
-// Polling says "error" where a webhook says "failed".
+// (or [StatusFailed]: the documentation publishes both) and Cancelled are
+// terminal; the others mean the prediction still runs.
 const (
 	StatusCreated    = "created"
 	StatusStarting   = "starting"
@@ -57,7 +57,7 @@ type Prediction struct {
 	// ID is the prediction id.
 	ID string
 	// Status is one of StatusCreated, StatusStarting, StatusProcessing,
-	// StatusSuccess, StatusError or StatusCancelled.
+	// StatusSuccess, StatusError, StatusFailed or StatusCancelled.
 	Status string
 	// Input is the prediction's input as sent.
 	Input json.RawMessage
@@ -98,10 +98,10 @@ type PredictionURLs struct {
 }
 
 // Terminal reports whether the prediction has finished: Status is
-// StatusSuccess, StatusError or StatusCancelled.
+// StatusSuccess, StatusError, StatusFailed or StatusCancelled.
 func (p *Prediction) Terminal() bool {
 	switch p.Status {
-	case StatusSuccess, StatusError, StatusCancelled:
+	case StatusSuccess, StatusError, StatusFailed, StatusCancelled:
 		return true
 	}
 	return false
