@@ -3,9 +3,11 @@ package eachloop_test
 import (
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 	"github.com/stretchr/testify/require"
@@ -186,5 +188,36 @@ func TestSweepWithoutTheListPollsEachPrediction(t *testing.T) {
 		"one 404, then no more sweeps")
 	for _, id := range ids {
 		require.Len(t, r.api.Gets(id), 2)
+	}
+}
+
+func TestCreateRefusedForBalanceOrConcurrencyIsATypedErrorNotRetried(t *testing.T) {
+	cases := []struct {
+		code int
+		body string
+		want error
+	}{
+		{http.StatusPaymentRequired, `{"status": "error", "error": "Insufficient balance", "details": "balance 0.00"}`, eachlabs.ErrPaymentRequired},
+		{http.StatusTooManyRequests, `{"status": "error", "error": "Too many concurrent predictions", "details": "limit 10"}`, eachlabs.ErrConcurrencyLimit},
+	}
+	for _, tc := range cases {
+		t.Run(http.StatusText(tc.code), func(t *testing.T) {
+			r := newRig(t, rigConfig{})
+			r.api.RefuseWith(tc.code, tc.body)
+			var creates atomic.Int32
+			r.api.OnCreate(func(string, eachlabs.PredictionRequest) { creates.Add(1) })
+			id, err := r.loop.Create(t.Context(), eachlabs.PredictionRequest{Model: "flux-1-1-pro", Input: map[string]any{}})
+			require.ErrorIs(t, err, tc.want)
+			require.NotErrorIs(t, err, eachloop.ErrNotRecorded)
+			require.Empty(t, id)
+			require.Zero(t, creates.Load())
+			require.Equal(t, 1, r.api.CreateRequests(), "one request, not retried")
+			require.Empty(t, r.pending(), "nothing recorded")
+
+			r.api.RefuseWith(0, "")
+			_, err = r.loop.Create(t.Context(), eachlabs.PredictionRequest{Model: "flux-1-1-pro", Input: map[string]any{}})
+			require.NoError(t, err)
+			require.Len(t, r.pending(), 1)
+		})
 	}
 }

@@ -142,7 +142,9 @@ type API struct {
 	mu       sync.Mutex
 	prefix   string
 	n        int
-	refuse   bool
+	refuse   int // status of refused creations; 0 accepts them
+	refusal  string
+	posts    int
 	requests map[string]eachlabs.PredictionRequest
 	order    []string // created ids, oldest first
 	created  map[string]time.Time
@@ -178,9 +180,20 @@ func (a *API) SetPrefix(p string) {
 
 // Refuse makes the API answer 400 to creations (refuse true) or not.
 func (a *API) Refuse(refuse bool) {
+	if refuse {
+		a.RefuseWith(http.StatusBadRequest, `{"error": "Invalid input"}`)
+	} else {
+		a.RefuseWith(0, "")
+	}
+}
+
+// RefuseWith makes the API answer creations with status and body, such as
+// 402 for the balance or 429 for the concurrency cap; status 0 accepts
+// them again.
+func (a *API) RefuseWith(status int, body string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.refuse = refuse
+	a.refuse, a.refusal = status, body
 }
 
 // OnCreate sets a function called after a prediction is created and
@@ -235,6 +248,14 @@ func (a *API) ExecutionLists() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]string(nil), a.lists...)
+}
+
+// CreateRequests returns how many creation requests arrived, refused or
+// not.
+func (a *API) CreateRequests() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.posts
 }
 
 // GetCount returns how many GETs of predictions arrived, of any id.
@@ -295,10 +316,15 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	var req eachlabs.PredictionRequest
 	err := json.NewDecoder(r.Body).Decode(&req)
 	a.mu.Lock()
-	if err != nil || a.refuse {
+	a.posts++
+	if err != nil || a.refuse != 0 {
+		code, body := a.refuse, a.refusal
 		a.mu.Unlock()
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `{"error": "Invalid input"}`)
+		if err != nil {
+			code, body = http.StatusBadRequest, `{"error": "Invalid input"}`
+		}
+		w.WriteHeader(code)
+		fmt.Fprint(w, body)
 		return
 	}
 	a.n++
