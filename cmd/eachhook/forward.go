@@ -136,6 +136,8 @@ func (a *app) forward(args []string) int {
 			}
 			if ae, ok := errors.AsType[*eachlabs.APIError](err); ok && ae.RetryAfter > wait {
 				wait = ae.RetryAfter
+			} else if errors.Is(err, eachlabs.ErrRateLimited) {
+				wait = max(wait, defaultRetryAfter)
 			}
 			fmt.Fprintf(a.stderr, "eachhook forward: %s; next poll in %v\n", line, wait)
 			continue

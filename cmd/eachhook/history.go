@@ -116,7 +116,7 @@ func deliveryForm(w *eachlabs.Webhook) (f form, byBody bool) {
 	}
 	sig, ts, sec := h.Get(signature.Header), h.Get(signature.HeaderTimestamp), h.Get(signature.HeaderSecret)
 	switch {
-	case sig != "" && (strings.HasPrefix(sig, "sha256=") || ts != ""):
+	case sig != "" && ts != "":
 		if sec != "" {
 			return formCB, false
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -186,6 +187,9 @@ func TestHistoryTellsEachForm(t *testing.T) {
 	api.addSigned("pred-b2", now.Add(-2*time.Minute), eachhooktest.SucceededBody("pred-b2"), eachhooktest.LegacySecretScheme)
 	api.addSigned("pred-c", now.Add(-time.Minute), eachhooktest.SuccessBody("pred-c"), eachhooktest.TimestampScheme)
 	api.add("pred-b3", now, eachhooktest.SucceededBody("pred-b3"), nil) // headers not recorded
+	// A prefixed signature without a timestamp is form A.
+	api.add("pred-a2", now, eachhooktest.SuccessBody("pred-a2"), map[string]string{
+		"content-type": "application/json", "x-webhook-signature": "sha256=" + signature.Sign(liveSecret, "", eachhooktest.SuccessBody("pred-a2"))})
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 
@@ -193,16 +197,16 @@ func TestHistoryTellsEachForm(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	lines := strings.Split(r.stdout, "\n")
 	forms := map[string]string{}
-	for _, l := range lines[1:6] {
+	for _, l := range lines[1:7] {
 		f := strings.Fields(l)
 		forms[f[0]] = strings.Join(f[2:len(f)-4], " ")
 	}
-	require.Equal(t, map[string]string{"pred-a": "A", "pred-b": "B", "pred-b2": "B", "pred-c": "C", "pred-b3": "B (by body)"}, forms)
+	require.Equal(t, map[string]string{"pred-a": "A", "pred-a2": "A", "pred-b": "B", "pred-b2": "B", "pred-c": "C", "pred-b3": "B (by body)"}, forms)
 	require.Equal(t, []string{
-		"3 of 5 deliveries: this account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader, or every delivery is refused with 401",
-		`1 of 5 deliveries: this account signs "<timestamp>.<body>" (form C, X-Webhook-Signature: sha256=… with X-Webhook-Timestamp; not publicly documented): eachhook verifies it as it is if the clock is within -tolerance (WithTolerance, 15m); replay and forward send it with -scheme timestamp`,
-		"1 of 5 deliveries: this account signs the body (form A, X-Webhook-Signature: <hex>): eachhook.WithSecret verifies it as it is; eachhook replay and forward send this form by default",
-	}, lines[6:9])
+		"3 of 6 deliveries: this account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader, or every delivery is refused with 401",
+		"2 of 6 deliveries: this account signs the body (form A, X-Webhook-Signature: <hex>): eachhook.WithSecret verifies it as it is; eachhook replay and forward send this form by default",
+		`1 of 6 deliveries: this account signs "<timestamp>.<body>" (form C, X-Webhook-Signature: sha256=… with X-Webhook-Timestamp; not publicly documented): eachhook verifies it as it is if the clock is within -tolerance (WithTolerance, 15m); replay and forward send it with -scheme timestamp`,
+	}, lines[7:10])
 
 	r = runCmd(t, runOpts{}, "history", "-api-key", testAPIKey, "-api-url", srv.URL, "pred-b")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -426,4 +430,42 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestLiveCommandsUsageErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "-api-key", "k", "-secret", "s", "id"}, "-url is required"},
+		{[]string{"replay", "-api-key", "k", "-secret", "s", "-url", "localhost:8080"}, `-url must be an http:// or https:// URL, not "localhost:8080"`},
+		{[]string{"replay", "-api-key", "k", "-secret", "s", "-url", "http://x"}, "give one or more EXECUTION_IDs, or -since DURATION"},
+		{[]string{"replay", "-api-key", "k", "-secret", "s", "-url", "http://x", "-since", "1h", "id"}, "give EXECUTION_IDs or -since, not both"},
+		{[]string{"replay", "-secret", "s", "-url", "http://x", "id"}, "-api-key is required (or set $EACHLABS_API_KEY)"},
+		{[]string{"replay", "-api-key", "k", "-url", "http://x", "id"}, "-secret is required (or set $EACHHOOK_SECRET)"},
+		{[]string{"replay", "-api-key", "k", "-secret", "s", "-url", "http://x", "-scheme", "hmac", "id"}, `-scheme must be body, timestamp or secret, not "hmac"`},
+		{[]string{"forward", "-api-key", "k", "-secret", "s"}, "-to is required"},
+		{[]string{"forward", "-api-key", "k", "-secret", "s", "-to", "http://x", "-interval", "0s"}, "-interval must be > 0"},
+		{[]string{"forward", "-api-key", "k", "-secret", "s", "-to", "http://x", "extra"}, `unexpected argument "extra"`},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := runCmd(t, runOpts{}, tc.args...)
+			require.Equal(t, 2, r.code)
+			require.Contains(t, r.stderr, ": "+tc.want+"\n")
+		})
+	}
+	for _, cmd := range []string{"replay", "forward"} {
+		r := runCmd(t, runOpts{}, cmd, "-h")
+		require.Equal(t, 0, r.code)
+		require.Contains(t, r.stdout, "examples:\n  eachhook "+cmd)
+	}
+}
+
+func TestForwardRefusesAStateFileItCannotRead(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "s.json")
+	require.NoError(t, os.WriteFile(state, []byte("not json"), 0o600))
+	r := runCmd(t, runOpts{}, "forward", "-api-key", "k", "-secret", "s", "-to", "http://x", "-api-url", "http://127.0.0.1:1", "-state", state)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "is not a forward state file (delete it to start afresh)")
 }
