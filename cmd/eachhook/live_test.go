@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -468,4 +471,34 @@ func TestForwardRefusesAStateFileItCannotRead(t *testing.T) {
 	r := runCmd(t, runOpts{}, "forward", "-api-key", "k", "-secret", "s", "-to", "http://x", "-api-url", "http://127.0.0.1:1", "-state", state)
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "is not a forward state file (delete it to start afresh)")
+}
+
+// TestForwardBinaryStopsOnSIGINT runs the built command as a user would
+// and stops it with Ctrl-C.
+func TestForwardBinaryStopsOnSIGINT(t *testing.T) {
+	if testing.Short() || runtime.GOOS == "windows" {
+		t.Skip("builds the binary; needs SIGINT")
+	}
+	bin := filepath.Join(t.TempDir(), "eachhook")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	api := &historyAPI{pageCap: 100}
+	api.addSigned("bin-1", time.Now().Add(time.Second), eachhooktest.SuccessBody("bin-1"), eachhooktest.BodyScheme)
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	rc := newLiveReceiver(t)
+	cmd := exec.Command(bin, "forward", "-api-url", srv.URL, "-to", rc.URL, "-interval", "20ms",
+		"-state", filepath.Join(t.TempDir(), "state.json"))
+	cmd.Env = append(os.Environ(), "EACHLABS_API_KEY="+testAPIKey, "EACHHOOK_SECRET="+liveSecret)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	defer cmd.Process.Kill()
+
+	rc.waitRuns(t, map[string]int{"bin-1": 1})
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, cmd.Wait(), "forward exits 0 on SIGINT: %s", stderr.String())
+	require.Contains(t, stdout.String(), "\nbin-1 success: 200 OK in ")
+	require.Contains(t, stdout.String(), "\nstopped: 1 deliveries forwarded in this run; state in ")
 }
