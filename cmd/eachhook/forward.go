@@ -171,6 +171,12 @@ func (a *app) forward(args []string) int {
 				continue
 			}
 			line, acked := a.redeliver(s, *target, *lf.secret, sch, &w)
+			if !acked && a.ctx.Err() != nil {
+				// Not recorded: the next start forwards it again, and the
+				// receiver's dedupe drops it if it did arrive.
+				fmt.Fprintf(a.stdout, "%s: stopped before the answer came; it is forwarded again at the next start\n", orDash(w.ExecutionID))
+				break
+			}
 			tries[key]++
 			switch {
 			case acked:

@@ -358,6 +358,8 @@ func TestForwardSurvivesARestartWithoutForwardingTwice(t *testing.T) {
 		api.addSigned("new-1", time.Now(), eachhooktest.SuccessBody("new-1"), eachhooktest.BodyScheme)
 		api.addSigned("new-2", time.Now(), eachhooktest.FailedBody("new-2"), eachhooktest.BodyScheme)
 		rc.waitRuns(t, map[string]int{"in-since": 1, "new-1": 1, "new-2": 1})
+		// Stop once the answers are recorded, not while one is in flight.
+		require.Eventually(t, func() bool { return forwardedIn(state) == 3 }, 10*time.Second, 5*time.Millisecond)
 	})
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	require.Contains(t, r.stdout, "\nin-since success: 200 OK in ")
@@ -497,8 +499,24 @@ func TestForwardBinaryStopsOnSIGINT(t *testing.T) {
 	defer cmd.Process.Kill()
 
 	rc.waitRuns(t, map[string]int{"bin-1": 1})
+	require.Eventually(t, func() bool { return strings.Contains(stdout.String(), "\nbin-1 success: 200 OK in ") },
+		10*time.Second, 5*time.Millisecond, "the answer was printed")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	require.NoError(t, cmd.Wait(), "forward exits 0 on SIGINT: %s", stderr.String())
 	require.Contains(t, stdout.String(), "\nbin-1 success: 200 OK in ")
 	require.Contains(t, stdout.String(), "\nstopped: 1 deliveries forwarded in this run; state in ")
+}
+
+// forwardedIn returns how many deliveries the forward state file at path
+// holds (0 while there is none).
+func forwardedIn(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var st forwardState
+	if json.Unmarshal(b, &st) != nil {
+		return 0
+	}
+	return len(st.Forwarded)
 }
