@@ -182,7 +182,7 @@ func (a *app) replay(args []string) int {
 		if a.ctx.Err() != nil {
 			break
 		}
-		if w.Request == "" && w.ExecutionID != "" {
+		if w.Request == "" && w.ExecutionID != "" && *since > 0 {
 			// The list may leave the payload out; the webhook itself has it.
 			if full, err := client.GetWebhook(a.ctx, w.ExecutionID); err == nil && full.Request != "" {
 				w = *full
