@@ -41,7 +41,13 @@
 // optionally prefixed with "sha256=". Without X-Webhook-Timestamp the signed
 // bytes are the raw body; with it they are "<timestamp>.<raw body>" and the
 // timestamp must lie within the tolerance ([WithTolerance], default 15
-// minutes) of the current time in both directions. The Handler verifies the
+// minutes) of the current time in both directions. That timestamped form
+// (C, "sha256=" with X-Webhook-Timestamp) is not publicly documented: no
+// version of the each::labs documentation shows it; it is accepted because
+// accepting it costs nothing. The form the documentation describes today
+// (B) signs nothing and sends the secret itself in X-Webhook-Secret: enable
+// it with [WithLegacySecretHeader]. "eachhook history" tells which form an
+// account receives. The Handler verifies the
 // raw bytes as received, compares in constant time, and accepts any of the
 // secrets given with [WithSecret] (for rotation) or returned by a
 // [SecretLookup] (for per-prediction secrets). [New] refuses to build a

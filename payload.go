@@ -77,10 +77,20 @@ type Failure struct {
 	Logs string
 	// Code is the machine-readable error code of the exec_id form, such as
 	// "EXECUTION_TIMEOUT", taken from the first element of "output" whose
-	// "error" is set, or else from the top-level "error". That error is
-	// either {"error_code", "error_message"} (Code and Logs) or a plain
-	// string (Logs only). Code is empty when the sender gave none.
+	// "error" is set; else from "output" when it is itself an error object
+	// (the poll envelope's and the Video API's shape), or from its "error"
+	// member; else from the top-level "error". That error is either
+	// {"error_code", "error_message"} (Code and Logs) or a plain string
+	// (Logs only). Code is empty when the sender gave none.
 	Code string
+	// Retryable is the "retryable" member of that error object: true when
+	// the sender says the same request may succeed if made again, false
+	// when it says otherwise or says nothing.
+	Retryable bool
+	// Category is the "classification": {"category"} of that error object,
+	// such as "VALIDATION", "PROVIDER", "RATE_LIMIT" or "TIMEOUT"; empty
+	// when the sender gave none.
+	Category string
 	// Output is the output as sent: null in the spec page's payload, an
 	// array of {"id", "status", "output", "error"} in the exec_id form.
 	Output json.RawMessage
@@ -169,6 +179,8 @@ type wirePayload struct {
 	Error   json.RawMessage
 
 	// Workflow executions.
+	BulkID      json.RawMessage
+	CompletedAt json.RawMessage
 	StartedAt   json.RawMessage
 	Inputs      json.RawMessage
 	StepOutputs json.RawMessage
@@ -206,6 +218,10 @@ func (p *wirePayload) scan(body []byte) error {
 			p.Error = value
 		case "started_at":
 			p.StartedAt = value
+		case "completed_at":
+			p.CompletedAt = value
+		case "bulk_id":
+			p.BulkID = value
 		case "inputs":
 			p.Inputs = value
 		case "step_outputs":
@@ -290,38 +306,81 @@ func isNull(raw json.RawMessage) bool {
 
 func (p *wirePayload) logs() string { return text(p.Logs) }
 
-// execError is the error of the exec_id form's failure.
+// execError is the error object of a failure: the exec_id form's
+// {"error_code", "error_message"}, which the poll envelope extends with
+// "retryable" and "classification": {"category"}.
 type execError struct {
-	Code    json.RawMessage `json:"error_code"`
-	Message json.RawMessage `json:"error_message"`
+	Code           json.RawMessage `json:"error_code"`
+	Message        json.RawMessage `json:"error_message"`
+	Retryable      json.RawMessage `json:"retryable"`
+	Classification json.RawMessage `json:"classification"`
 }
 
-// failureError returns the code and message of the exec_id form's error:
-// from the first element of output whose error is set, else from the
-// top-level error. Each is {"error_code", "error_message"} or a string.
-func (p *wirePayload) failureError() (code, message string) {
-	var steps []struct {
-		Error json.RawMessage `json:"error"`
+// failInfo is what a failure's error says.
+type failInfo struct {
+	code, message, category string
+	retryable               bool
+}
+
+// failureError returns what the failure's error says: from the first
+// element of output whose error is set; else from output when it is an
+// error object itself, or from its "error" member; else from the
+// top-level error. Each is an error object or a string.
+func (p *wirePayload) failureError() failInfo {
+	if len(p.Output) > 0 && p.Output[0] == '[' {
+		var steps []struct {
+			Error json.RawMessage `json:"error"`
+		}
+		if json.Unmarshal(p.Output, &steps) == nil {
+			for _, s := range steps {
+				if !isNull(s.Error) {
+					return splitError(s.Error)
+				}
+			}
+		}
 	}
-	if len(p.Output) > 0 && p.Output[0] == '[' && json.Unmarshal(p.Output, &steps) == nil {
-		for _, s := range steps {
-			if !isNull(s.Error) {
-				return splitError(s.Error)
+	if len(p.Output) > 0 && p.Output[0] == '{' {
+		if f, ok := errorObject(p.Output); ok {
+			return f
+		}
+		var o struct {
+			Error json.RawMessage `json:"error"`
+		}
+		if json.Unmarshal(p.Output, &o) == nil && len(o.Error) > 0 && o.Error[0] == '{' {
+			if f, ok := errorObject(o.Error); ok {
+				return f
 			}
 		}
 	}
 	return splitError(p.Error)
 }
 
-func splitError(raw json.RawMessage) (code, message string) {
-	if isNull(raw) {
-		return "", ""
-	}
+// errorObject decodes raw as an error object with an error_code or an
+// error_message.
+func errorObject(raw json.RawMessage) (failInfo, bool) {
 	var e execError
-	if raw[0] == '{' && json.Unmarshal(raw, &e) == nil && (!isNull(e.Code) || !isNull(e.Message)) {
-		return text(e.Code), text(e.Message)
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &e) != nil || (isNull(e.Code) && isNull(e.Message)) {
+		return failInfo{}, false
 	}
-	return "", text(raw)
+	f := failInfo{code: text(e.Code), message: text(e.Message)}
+	_ = json.Unmarshal(e.Retryable, &f.retryable) // another type: not retryable
+	var c struct {
+		Category json.RawMessage `json:"category"`
+	}
+	if len(e.Classification) > 0 && e.Classification[0] == '{' && json.Unmarshal(e.Classification, &c) == nil {
+		f.category = text(c.Category)
+	}
+	return f, true
+}
+
+func splitError(raw json.RawMessage) failInfo {
+	if isNull(raw) {
+		return failInfo{}
+	}
+	if f, ok := errorObject(raw); ok {
+		return f
+	}
+	return failInfo{message: text(raw)}
 }
 
 // success and failure build a prediction's callback value; id is the key
@@ -332,10 +391,10 @@ func (p *wirePayload) success(id string, body []byte) *Success {
 
 func (p *wirePayload) failure(id string, body []byte) *Failure {
 	f := &Failure{ID: id, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
-	code, msg := p.failureError()
-	f.Code = code
+	e := p.failureError()
+	f.Code, f.Retryable, f.Category = e.code, e.retryable, e.category
 	if f.Logs == "" {
-		f.Logs = msg
+		f.Logs = e.message
 	}
 	return f
 }
@@ -354,6 +413,13 @@ type WorkflowRun struct {
 	// StartedAt is when the execution started; zero when absent or not an
 	// RFC 3339 time (Raw keeps the value as sent).
 	StartedAt time.Time
+	// CompletedAt is when the execution finished; zero when absent or not
+	// an RFC 3339 time (Raw keeps the value as sent).
+	CompletedAt time.Time
+	// BulkID is the bulk trigger the execution belongs to; empty when the
+	// workflow was triggered alone. Each execution of a bulk sends its own
+	// webhook.
+	BulkID string
 	// Inputs is the execution's inputs as sent.
 	Inputs json.RawMessage
 	// StepOutputs is the output of each step as sent.
@@ -382,12 +448,20 @@ func (p *wirePayload) workflowRun(body []byte) *WorkflowRun {
 		ErrorCause:  text(p.ErrorCause),
 		Raw:         body,
 	}
-	if s := text(p.StartedAt); s != "" {
+	run.StartedAt = parseTime(p.StartedAt)
+	run.CompletedAt = parseTime(p.CompletedAt)
+	run.BulkID = text(p.BulkID)
+	return run
+}
+
+// parseTime reads an RFC 3339 time; zero when raw is absent or not one.
+func parseTime(raw json.RawMessage) time.Time {
+	if s := text(raw); s != "" {
 		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			run.StartedAt = t
+			return t
 		}
 	}
-	return run
+	return time.Time{}
 }
 
 // WorkflowKeyPrefix is put before a workflow execution id to make the key

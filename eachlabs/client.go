@@ -1,12 +1,15 @@
 // Package eachlabs is a small client for the each::labs REST API
-// (https://api.eachlabs.ai). It creates and reads predictions and reads the
-// delivery history of webhooks; every method authenticates with
-// "Authorization: Bearer <API key>".
+// (https://api.eachlabs.ai). It creates and reads predictions, lists the
+// organisation's executions and reads the delivery history of webhooks;
+// every method authenticates with "Authorization: Bearer <API key>". The
+// list methods page by offset: [Client.WalkWebhooks] and
+// [Client.WalkExecutions] read every page.
 //
 // Every error from the API matches one sentinel with [errors.Is]:
-// [ErrBadRequest] (400), [ErrUnauthorized] (401), [ErrForbidden] (403),
-// [ErrNotFound] (404), [ErrRateLimited] (429), [ErrServer] (5xx) or, for
-// any other status, only [*APIError]. A request that got no answer in time
+// [ErrBadRequest] (400), [ErrUnauthorized] (401), [ErrPaymentRequired]
+// (402), [ErrForbidden] (403), [ErrNotFound] (404), [ErrRateLimited] (429,
+// and also [ErrConcurrencyLimit] when creating a prediction), [ErrServer]
+// (5xx) or, for any other status, only [*APIError]. A request that got no answer in time
 // matches [ErrTimeout]. [errors.As] with an [*APIError] gives the status code
 // and the API's message.
 //

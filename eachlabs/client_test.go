@@ -125,6 +125,7 @@ func TestErrorsMatchTheirSentinel(t *testing.T) {
 	}{
 		{400, `{"error": "invalid execution_id"}`, eachlabs.ErrBadRequest, "invalid execution_id"},
 		{401, `{"error": "Invalid or missing API key"}`, eachlabs.ErrUnauthorized, "Invalid or missing API key"},
+		{402, `{"status": "error", "error": "Insufficient balance", "details": "top up"}`, eachlabs.ErrPaymentRequired, "Insufficient balance"},
 		{403, `{"error": "Workflow is locked and cannot be modified"}`, eachlabs.ErrForbidden, "Workflow is locked and cannot be modified"},
 		{404, `{"error": "webhook not found"}`, eachlabs.ErrNotFound, "webhook not found"},
 		{429, `{"error": "Rate limit exceeded. Please retry after 60 seconds."}`, eachlabs.ErrRateLimited, "Rate limit exceeded. Please retry after 60 seconds."},
@@ -133,8 +134,8 @@ func TestErrorsMatchTheirSentinel(t *testing.T) {
 		{502, `{"message": "bad gateway"}`, eachlabs.ErrServer, "bad gateway"},
 		{418, `{"error": {"code": 7}}`, nil, `{"code": 7}`},
 	}
-	sentinels := []error{eachlabs.ErrBadRequest, eachlabs.ErrUnauthorized, eachlabs.ErrForbidden, eachlabs.ErrNotFound,
-		eachlabs.ErrRateLimited, eachlabs.ErrServer, eachlabs.ErrTimeout}
+	sentinels := []error{eachlabs.ErrBadRequest, eachlabs.ErrUnauthorized, eachlabs.ErrPaymentRequired, eachlabs.ErrForbidden,
+		eachlabs.ErrNotFound, eachlabs.ErrRateLimited, eachlabs.ErrConcurrencyLimit, eachlabs.ErrServer, eachlabs.ErrTimeout}
 	for _, tt := range tests {
 		t.Run(http.StatusText(tt.code), func(t *testing.T) {
 			c := newClient(t, func(w http.ResponseWriter, r *http.Request) {

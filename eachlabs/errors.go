@@ -21,8 +21,19 @@ var (
 	ErrForbidden = errors.New("eachlabs: forbidden")
 	// ErrNotFound is matched by a 404 answer: the resource does not exist.
 	ErrNotFound = errors.New("eachlabs: not found")
+	// ErrPaymentRequired is matched by a 402 answer: the account's
+	// balance does not cover the request. Retrying does not help until
+	// the balance is topped up.
+	ErrPaymentRequired = errors.New("eachlabs: payment required")
 	// ErrRateLimited is matched by a 429 answer.
 	ErrRateLimited = errors.New("eachlabs: rate limited")
+	// ErrConcurrencyLimit is matched, besides [ErrRateLimited], by a 429
+	// answer to [Client.CreatePrediction]: the account already has as many
+	// predictions in flight as its cap allows (10 with a balance of $10 or
+	// less, 2 for metered models). The rejected request created nothing.
+	// Backing off alone does not clear it: create again once one of the
+	// predictions in flight has finished, or raise the cap.
+	ErrConcurrencyLimit = errors.New("eachlabs: concurrency limit reached")
 	// ErrServer is matched by any 5xx answer; retrying later may succeed.
 	ErrServer = errors.New("eachlabs: server error")
 	// ErrTimeout is matched by a request that got no complete answer
@@ -59,9 +70,16 @@ func (e *APIError) Error() string {
 }
 
 // Is reports whether target is the sentinel error for e's status code, so
-// that errors.Is(err, ErrNotFound) holds for a 404.
+// that errors.Is(err, ErrNotFound) holds for a 404, and also
+// [ErrConcurrencyLimit] for a 429 answer to POST /v1/prediction.
 func (e *APIError) Is(target error) bool {
-	return target != nil && target == e.sentinel()
+	if target == nil {
+		return false
+	}
+	if target == ErrConcurrencyLimit {
+		return e.StatusCode == http.StatusTooManyRequests && e.Method == http.MethodPost && e.Path == createPath
+	}
+	return target == e.sentinel()
 }
 
 func (e *APIError) sentinel() error {
@@ -70,6 +88,8 @@ func (e *APIError) sentinel() error {
 		return ErrBadRequest
 	case e.StatusCode == http.StatusUnauthorized:
 		return ErrUnauthorized
+	case e.StatusCode == http.StatusPaymentRequired:
+		return ErrPaymentRequired
 	case e.StatusCode == http.StatusForbidden:
 		return ErrForbidden
 	case e.StatusCode == http.StatusNotFound:

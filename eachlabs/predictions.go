@@ -10,8 +10,8 @@ import (
 )
 
 // Prediction statuses that [Client.GetPrediction] reports. Success, Error
-// and Cancelled are terminal; the others mean the prediction still runs.
-// Polling says "error" where a webhook says "failed".
+// (or [StatusFailed]: the documentation publishes both) and Cancelled are
+// terminal; the others mean the prediction still runs.
 const (
 	StatusCreated    = "created"
 	StatusStarting   = "starting"
@@ -57,7 +57,7 @@ type Prediction struct {
 	// ID is the prediction id.
 	ID string
 	// Status is one of StatusCreated, StatusStarting, StatusProcessing,
-	// StatusSuccess, StatusError or StatusCancelled.
+	// StatusSuccess, StatusError, StatusFailed or StatusCancelled.
 	Status string
 	// Input is the prediction's input as sent.
 	Input json.RawMessage
@@ -98,10 +98,10 @@ type PredictionURLs struct {
 }
 
 // Terminal reports whether the prediction has finished: Status is
-// StatusSuccess, StatusError or StatusCancelled.
+// StatusSuccess, StatusError, StatusFailed or StatusCancelled.
 func (p *Prediction) Terminal() bool {
 	switch p.Status {
-	case StatusSuccess, StatusError, StatusCancelled:
+	case StatusSuccess, StatusError, StatusFailed, StatusCancelled:
 		return true
 	}
 	return false
@@ -155,16 +155,23 @@ func (p *Prediction) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// createPath is the path of [Client.CreatePrediction].
+const createPath = "/v1/prediction"
+
 // CreatePrediction starts a prediction: POST /v1/prediction. It returns the
 // API's answer, whose PredictionID names the new prediction; an answer
-// without one matches [ErrNotCreated]. Do not retry a request that failed
-// with [ErrTimeout] blindly: the prediction may have been created.
+// without one matches [ErrNotCreated]. It never retries. A refusal for the
+// account's balance matches [ErrPaymentRequired]; one for its concurrency
+// cap matches [ErrConcurrencyLimit] (and [ErrRateLimited]): neither created
+// a prediction, and neither clears by retrying at once. Do not retry a
+// request that failed with [ErrTimeout] blindly: the prediction may have
+// been created.
 func (c *Client) CreatePrediction(ctx context.Context, req PredictionRequest) (*Created, error) {
 	if req.Model == "" {
 		return nil, errors.New("eachlabs: empty model")
 	}
 	var out Created
-	if err := c.post(ctx, "/v1/prediction", req, &out); err != nil {
+	if err := c.post(ctx, createPath, req, &out); err != nil {
 		return nil, err
 	}
 	if out.PredictionID == "" || (out.Status != "" && out.Status != "success") {

@@ -137,3 +137,31 @@ func (c *Client) ListWebhooks(ctx context.Context, opts ListOptions) (*WebhookPa
 	}
 	return &p, nil
 }
+
+// WalkWebhooks calls fn with each of the organisation's webhooks, page
+// after page of GET /v1/webhooks (limit per page, 1 to 100; 0 for the
+// API's default of 50), until fn returns false or the list ends. It
+// advances the offset by the number of webhooks a page held, which may be
+// fewer than the limit, and stops at an empty page or once the offset
+// reaches the page's total_count. It returns the first error of a
+// request; fn has then seen the webhooks of the pages before it.
+func (c *Client) WalkWebhooks(ctx context.Context, limit int, fn func(Webhook) bool) error {
+	if limit < 0 || limit > 100 {
+		return fmt.Errorf("eachlabs: limit %d not between 1 and 100", limit)
+	}
+	for offset := 0; ; {
+		p, err := c.ListWebhooks(ctx, ListOptions{Limit: limit, Offset: offset})
+		if err != nil {
+			return err
+		}
+		for _, w := range p.Webhooks {
+			if !fn(w) {
+				return nil
+			}
+		}
+		offset += len(p.Webhooks)
+		if len(p.Webhooks) == 0 || (p.TotalCount != nil && offset >= *p.TotalCount) {
+			return nil
+		}
+	}
+}

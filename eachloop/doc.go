@@ -1,7 +1,10 @@
 // Package eachloop closes the loop between creating each::labs predictions
 // and learning their outcomes: it creates each prediction with a webhook
 // secret of its own, remembers which secret belongs to which prediction,
-// and polls the API for the predictions whose webhook never came.
+// and polls the API for the predictions whose webhook never came: many at
+// once from the organisation's executions list (GET /v1/executions), each
+// one with GET /v1/prediction/{id} when the list cannot settle it (see
+// [Loop.Run]).
 //
 //	exp, err := eachloop.NewMemoryExpectations() // or a durable Expectations
 //	loop, err := eachloop.New(client, exp, "https://example.com/webhooks/prediction")

@@ -76,6 +76,7 @@ type Loop struct {
 	inflight   map[*string]struct{} // secrets of creations not yet recorded
 
 	running atomic.Bool
+	sw      sweepState // used by the active Run only
 	mu      sync.Mutex
 	sched   map[string]*entry // expectations the running reconciler polls
 }
@@ -228,7 +229,12 @@ func New(client *eachlabs.Client, exp Expectations, webhookURL string, opts ...O
 // of its own. It returns the prediction's id.
 //
 // When the API refused or failed, nothing was recorded and the error is
-// the client's (see package eachlabs); after an error matching
+// the client's (see package eachlabs). Create never retries: a refusal for
+// the account's balance matches [eachlabs.ErrPaymentRequired], and one for
+// its concurrency cap (too many predictions in flight) matches
+// [eachlabs.ErrConcurrencyLimit]; neither created a prediction, and
+// neither clears by retrying at once: create again once a prediction in
+// flight has finished (its callback ran). after an error matching
 // [eachlabs.ErrTimeout] the prediction may exist all the same: the Loop
 // does not know it, and its webhook will be refused. When the prediction
 // was created but

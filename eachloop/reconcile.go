@@ -65,10 +65,25 @@ type entry struct {
 // h, which should have been built with [Loop.Store] around its dedupe
 // store (without it, an expectation whose webhook was accepted is marked
 // done only by its first poll) and usually [Loop.SecretLookup]. Every scan
-// interval it lists the
-// expectations pending for longer than the grace period and polls each
-// with GET /v1/prediction/{id}, then again after a wait that doubles (see
-// [WithPollWait]) until the prediction finishes:
+// interval it lists the expectations pending for longer than the grace
+// period and polls each, then again after a wait that doubles (see
+// [WithPollWait]) until the prediction finishes.
+//
+// When four or more predictions are due at once, one sweep of the
+// organisation's executions list (GET /v1/executions, filtered by status
+// success, error and cancelled, from the oldest due prediction's creation
+// to now, every page of 100) settles many of them per request: a listed
+// success or cancellation, or a failure listed with its error object, is
+// dispatched from the list, and a due prediction no listing holds is
+// taken to be still running and waits as after a poll. It falls back to
+// GET /v1/prediction/{id} for each prediction the sweep cannot settle: a
+// failure listed without its error (polled for its code and logs), every
+// prediction when a listing failed or would take more requests than there
+// are due predictions, and a prediction at its horizon. An outcome
+// settled from the list carries its output and metrics (run_time and
+// execution_cost) but no input or logs, which the list does not have. An
+// API without the list (404) is polled one prediction at a time for the
+// rest of the Run. Each outcome, polled or listed, is handled so:
 //
 //   - "success" is dispatched to OnSuccess and "error" to OnFailed with
 //     the Handler's own dedupe and queue, after verification, so the dedupe store runs one callback
@@ -108,6 +123,7 @@ func (l *Loop) Run(ctx context.Context, h *eachhook.Handler) error {
 		return ErrRunning
 	}
 	defer l.running.Store(false)
+	l.sw = sweepState{}
 	defer func() {
 		l.mu.Lock()
 		clear(l.sched)
@@ -183,6 +199,9 @@ func (l *Loop) pollDue(ctx context.Context, h inbox.Inbox, now time.Time) {
 	slices.SortFunc(due, func(a, b *entry) int {
 		return cmp.Or(a.due.Compare(b.due), a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
+	if len(due) >= sweepMin && !l.sw.off {
+		due = l.sweep(ctx, h, due, now)
+	}
 	sem := make(chan struct{}, l.cfg.concurrency)
 	var wg sync.WaitGroup
 	for _, e := range due {
@@ -218,7 +237,13 @@ func (l *Loop) poll(ctx context.Context, h inbox.Inbox, e *entry) {
 	if err != nil {
 		l.log.Warn("eachloop: poll failed", "id", e.ID, "err", err)
 	}
+	l.reschedule(ctx, h, e, status, err)
+}
 
+// reschedule schedules the next poll of e, whose last poll reported
+// status (not terminal) or failed with err, or gives up on it at the
+// horizon.
+func (l *Loop) reschedule(ctx context.Context, h inbox.Inbox, e *entry, status string, err error) {
 	now := l.cfg.now()
 	deadline := e.CreatedAt.Add(l.cfg.horizon)
 	if !now.Before(deadline) {
@@ -293,7 +318,7 @@ func webhookBody(id string, p *eachlabs.Prediction) ([]byte, error) {
 	switch p.Status {
 	case eachlabs.StatusSuccess:
 		m["status"] = eachhook.StatusSuccess
-	case eachlabs.StatusError:
+	case eachlabs.StatusError, eachlabs.StatusFailed:
 		m["status"] = eachhook.StatusFailed
 		if code, msg := p.Failure(); code != "" || msg != "" {
 			setError(code, msg)

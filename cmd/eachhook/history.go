@@ -1,16 +1,19 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/signature"
 )
 
 const historyUsage = `usage: eachhook history -api-key K EXECUTION_ID
@@ -21,6 +24,14 @@ prediction (execution) id, every delivery attempt with its time, status,
 the HTTP code your endpoint answered and the error; with -list, a page of
 your organisation's webhooks. Calls GET /v1/webhooks/{execution_id} and
 GET /v1/webhooks?limit=&offset= with "Authorization: Bearer <key>".
+
+For each delivery it names the form the sender used, read from the
+headers it recorded (or, when none were recorded, from the body), and
+says what your receiver needs for it:
+  A  X-Webhook-Signature: <hex HMAC-SHA256 of the body>
+  B  X-Webhook-Secret: <the secret in plain text> (the documented form today)
+  C  X-Webhook-Signature: sha256=<hex> with X-Webhook-Timestamp (not publicly documented)
+  -  no signature or secret: the prediction was created without webhook_secret
 
 Exit status: 0 on success, 1 if the API refused or did not answer, 2 for
 bad flags. The API key may come from $EACHLABS_API_KEY instead of -api-key.`
@@ -83,6 +94,106 @@ func (a *app) history(args []string) int {
 	return 0
 }
 
+// form is the way a delivery was authenticated by the sender.
+type form string
+
+// The forms of eachlabs-facts.md.
+const (
+	formA        form = "A"
+	formB        form = "B"
+	formC        form = "C"
+	formCB       form = "C+B"
+	formUnsigned form = "-"
+)
+
+// deliveryForm tells the form of a recorded delivery from its headers or,
+// when none were recorded, from its body (the payload shape each form's
+// documentation shows); byBody says it was guessed that way.
+func deliveryForm(w *eachlabs.Webhook) (f form, byBody bool) {
+	h := http.Header{}
+	for k, v := range w.Headers {
+		h.Set(k, v)
+	}
+	sig, ts, sec := h.Get(signature.Header), h.Get(signature.HeaderTimestamp), h.Get(signature.HeaderSecret)
+	switch {
+	case sig != "" && ts != "":
+		if sec != "" {
+			return formCB, false
+		}
+		return formC, false
+	case sig != "":
+		return formA, false
+	case sec != "":
+		return formB, false
+	case len(w.Headers) > 0:
+		return formUnsigned, false
+	}
+	var body struct {
+		ID     *string `json:"id"`
+		ExecID *string `json:"exec_id"`
+	}
+	if json.Unmarshal([]byte(w.Request), &body) == nil {
+		switch {
+		case body.ExecID != nil:
+			return formB, true
+		case body.ID != nil:
+			return formA, true
+		}
+	}
+	return "", true
+}
+
+// formAdvice says in one line what a receiver needs for deliveries of f.
+func formAdvice(f form) string {
+	switch f {
+	case formA:
+		return `this account signs the body (form A, X-Webhook-Signature: <hex>): eachhook.WithSecret verifies it as it is; eachhook replay and forward send this form by default`
+	case formB:
+		return `this account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader, or every delivery is refused with 401`
+	case formC:
+		return `this account signs "<timestamp>.<body>" (form C, X-Webhook-Signature: sha256=… with X-Webhook-Timestamp; not publicly documented): eachhook verifies it as it is if the clock is within -tolerance (WithTolerance, 15m); replay and forward send it with -scheme timestamp`
+	case formCB:
+		return `this account signs "<timestamp>.<body>" and also sends the plain secret (forms C and B): eachhook decides by the signature; WithLegacySecretHeader is not needed`
+	case formUnsigned:
+		return `no signature and no secret header: the predictions were created without webhook_secret; create them with one, or eachhook refuses them with 401`
+	}
+	return `the form cannot be told: no headers were recorded and the body is not a known payload`
+}
+
+// formLine is the FORM cell of a delivery, such as "B" or "A (by body)".
+func formLine(w *eachlabs.Webhook) string {
+	f, byBody := deliveryForm(w)
+	if f == "" {
+		return "?"
+	}
+	if byBody {
+		return string(f) + " (by body)"
+	}
+	return string(f)
+}
+
+// printForms prints one advice line per form seen in ws, the most common
+// first.
+func (a *app) printForms(ws []eachlabs.Webhook) {
+	counts := map[form]int{}
+	var order []form
+	for i := range ws {
+		f, _ := deliveryForm(&ws[i])
+		if counts[f] == 0 {
+			order = append(order, f)
+		}
+		counts[f]++
+	}
+	slices.SortStableFunc(order, func(x, y form) int { return counts[y] - counts[x] })
+	for _, f := range order {
+		prefix := ""
+		if len(order) > 1 {
+			prefix = fmt.Sprintf("%d of %d deliveries: ", counts[f], len(ws))
+		}
+		fmt.Fprintln(a.stdout, prefix+formAdvice(f))
+	}
+}
+
 // parseInterspersed parses flags that may come before or after positional
 // arguments, as in "history ID -api-key K".
 func (a *app) parseInterspersed(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
@@ -127,6 +238,8 @@ func apiErrorLine(err error, id, base string, timeout time.Duration) string {
 			return msg + fmt.Sprintf("the API rejected the request: is %q a valid execution id?", id)
 		}
 		return msg + "the API rejected the request"
+	case errors.Is(err, eachlabs.ErrRateLimited) && apiErr.RetryAfter > 0:
+		return msg + fmt.Sprintf("rate limited: the API asks to wait %v", apiErr.RetryAfter)
 	case errors.Is(err, eachlabs.ErrRateLimited):
 		return msg + "rate limited: try again in a minute"
 	case errors.Is(err, eachlabs.ErrServer):
@@ -150,7 +263,9 @@ func (a *app) printWebhook(w *eachlabs.Webhook) {
 		fmt.Fprintf(tw, "source\t%s\n", w.Source)
 	}
 	fmt.Fprintf(tw, "created\t%s\n", w.CreatedAt)
+	fmt.Fprintf(tw, "form\t%s\n", formLine(w))
 	tw.Flush()
+	a.printForms([]eachlabs.Webhook{*w})
 	fmt.Fprintln(a.stdout)
 	if len(w.Attempts) == 0 {
 		fmt.Fprintln(a.stdout, "no delivery attempts yet")
@@ -170,16 +285,17 @@ func (a *app) printWebhookList(p *eachlabs.WebhookPage) {
 		return
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EXECUTION\tCREATED\tURL\tATTEMPTS\tLAST STATUS\tLAST HTTP")
+	fmt.Fprintln(tw, "EXECUTION\tCREATED\tFORM\tURL\tATTEMPTS\tLAST STATUS\tLAST HTTP")
 	for _, w := range p.Webhooks {
 		attempts, last, code := "-", "-", "-"
 		if n := len(w.Attempts); n > 0 {
 			attempts = fmt.Sprint(n)
 			last, code = w.Attempts[n-1].Status, httpCode(w.Attempts[n-1].StatusCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(w.ExecutionID), w.CreatedAt, w.URL, attempts, last, code)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(w.ExecutionID), w.CreatedAt, formLine(&w), w.URL, attempts, last, code)
 	}
 	tw.Flush()
+	a.printForms(p.Webhooks)
 	shown := fmt.Sprintf("webhooks %d-%d", p.Offset+1, p.Offset+len(p.Webhooks))
 	if p.TotalCount != nil {
 		shown += fmt.Sprintf(" of %d", *p.TotalCount)

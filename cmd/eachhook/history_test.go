@@ -98,6 +98,8 @@ func TestHistoryShowsAttempts(t *testing.T) {
 url        https://api.example.com/webhook
 source     api-gateway
 created    2025-12-14T10:30:00Z
+form       -
+no signature and no secret header: the predictions were created without webhook_secret; create them with one, or eachhook refuses them with 401
 
 #  TIME                  STATUS   HTTP  ERROR
 1  2025-12-14T10:30:05Z  FAILED   500   response {"error":"internal error"}
@@ -113,9 +115,10 @@ func TestHistoryList(t *testing.T) {
 	defer srv.Close()
 	r := runCmd(t, runOpts{}, "history", "-api-key", testAPIKey, "-api-url", srv.URL+"/", "-list", "-limit", "2", "-offset", "4")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, `EXECUTION             CREATED               URL                              ATTEMPTS  LAST STATUS  LAST HTTP
-abc123-def456-ghi789  2025-12-14T10:30:00Z  https://api.example.com/webhook  -         -            -
--                     2025-12-14T10:32:00Z  https://api.example.com/other    1         PENDING      -
+	require.Equal(t, `EXECUTION             CREATED               FORM  URL                              ATTEMPTS  LAST STATUS  LAST HTTP
+abc123-def456-ghi789  2025-12-14T10:30:00Z  -     https://api.example.com/webhook  -         -            -
+-                     2025-12-14T10:32:00Z  -     https://api.example.com/other    1         PENDING      -
+no signature and no secret header: the predictions were created without webhook_secret; create them with one, or eachhook refuses them with 401
 webhooks 5-6 of 9; next page: -offset 6
 attempts of one webhook: eachhook history EXECUTION
 `, r.stdout)

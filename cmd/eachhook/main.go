@@ -16,6 +16,8 @@
 //	sign      print the headers the sender would set for a body
 //	verify    check a signature and say exactly why it does not match
 //	history   show a webhook's delivery attempts from the each::labs API
+//	replay    send recorded deliveries again from the each::labs history
+//	forward   forward new deliveries from the each::labs history to a local URL
 //
 // Run "eachhook COMMAND -h" for a command's flags and examples.
 package main
@@ -44,6 +46,8 @@ commands:
   sign      print the headers the sender would set for a body
   verify    check a signature and say exactly why it does not match
   history   show a webhook's delivery attempts from the each::labs API
+  replay    send recorded deliveries again from the each::labs history
+  forward   forward new deliveries from the each::labs history to a local URL
 
 Run "eachhook COMMAND -h" for a command's flags and examples.
 
@@ -98,6 +102,10 @@ func (a *app) run(args []string) int {
 		return a.verify(rest)
 	case "history":
 		return a.history(rest)
+	case "replay":
+		return a.replay(rest)
+	case "forward":
+		return a.forward(rest)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" && !strings.HasPrefix(rest[0], "-") {
 			return a.run([]string{rest[0], "-h"})

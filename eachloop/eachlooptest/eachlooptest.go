@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -131,7 +132,9 @@ func Success(id string) Answer {
 // API plays the each::labs API as an [http.Handler]: POST /v1/prediction
 // creates predictions "pred-1", "pred-2"… (ids of its own, or with the
 // prefix of [API.SetPrefix]); GET /v1/prediction/{id} answers from a
-// script ([API.Script]), "processing" by default. Requests need a bearer
+// script ([API.Script]), "processing" by default; GET /v1/executions,
+// once [API.ServeExecutions] turned it on, lists the created predictions
+// as the next GET of each would answer them. Requests need a bearer
 // token. Its Deliver method plays the webhook sender.
 type API struct {
 	now func() time.Time
@@ -139,10 +142,18 @@ type API struct {
 	mu       sync.Mutex
 	prefix   string
 	n        int
-	refuse   bool
+	refuse   int // status of refused creations; 0 accepts them
+	refusal  string
+	posts    int
 	requests map[string]eachlabs.PredictionRequest
+	order    []string // created ids, oldest first
+	created  map[string]time.Time
 	script   map[string][]Answer
 	gets     map[string][]time.Time
+	nGets    int
+	lists    []string
+	listing  bool
+	capTotal int
 	onCreate func(id string, req eachlabs.PredictionRequest)
 	onGet    func(id string)
 	sender   http.Client
@@ -153,6 +164,7 @@ func NewAPI(now func() time.Time) *API {
 	return &API{
 		now: now, prefix: "pred-",
 		requests: map[string]eachlabs.PredictionRequest{},
+		created:  map[string]time.Time{},
 		script:   map[string][]Answer{},
 		gets:     map[string][]time.Time{},
 		sender:   http.Client{Transport: &http.Transport{}, Timeout: Guard},
@@ -168,9 +180,20 @@ func (a *API) SetPrefix(p string) {
 
 // Refuse makes the API answer 400 to creations (refuse true) or not.
 func (a *API) Refuse(refuse bool) {
+	if refuse {
+		a.RefuseWith(http.StatusBadRequest, `{"error": "Invalid input"}`)
+	} else {
+		a.RefuseWith(0, "")
+	}
+}
+
+// RefuseWith makes the API answer creations with status and body, such as
+// 402 for the balance or 429 for the concurrency cap; status 0 accepts
+// them again.
+func (a *API) RefuseWith(status int, body string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.refuse = refuse
+	a.refuse, a.refusal = status, body
 }
 
 // OnCreate sets a function called after a prediction is created and
@@ -202,6 +225,44 @@ func (a *API) Gets(id string) []time.Time {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]time.Time(nil), a.gets[id]...)
+}
+
+// ServeExecutions makes the API answer GET /v1/executions (on) or 404,
+// as an API without the list does (off, the default).
+func (a *API) ServeExecutions(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.listing = on
+}
+
+// CapTotal makes GET /v1/executions report a total_count of at most n,
+// with total_capped true when it cuts; 0 reports the exact count.
+func (a *API) CapTotal(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.capTotal = n
+}
+
+// ExecutionLists returns the query of each GET /v1/executions, in order.
+func (a *API) ExecutionLists() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.lists...)
+}
+
+// CreateRequests returns how many creation requests arrived, refused or
+// not.
+func (a *API) CreateRequests() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.posts
+}
+
+// GetCount returns how many GETs of predictions arrived, of any id.
+func (a *API) GetCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.nGets
 }
 
 // Request returns the creation request of id (zero if unknown).
@@ -243,6 +304,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.create(w, r)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/prediction/"):
 		a.get(w, strings.TrimPrefix(r.URL.Path, "/v1/prediction/"))
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/executions":
+		a.list(w, r)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprint(w, `{"error": "not found"}`)
@@ -253,15 +316,22 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	var req eachlabs.PredictionRequest
 	err := json.NewDecoder(r.Body).Decode(&req)
 	a.mu.Lock()
-	if err != nil || a.refuse {
+	a.posts++
+	if err != nil || a.refuse != 0 {
+		code, body := a.refuse, a.refusal
 		a.mu.Unlock()
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `{"error": "Invalid input"}`)
+		if err != nil {
+			code, body = http.StatusBadRequest, `{"error": "Invalid input"}`
+		}
+		w.WriteHeader(code)
+		fmt.Fprint(w, body)
 		return
 	}
 	a.n++
 	id := fmt.Sprint(a.prefix, a.n)
 	a.requests[id] = req
+	a.order = append(a.order, id)
+	a.created[id] = a.now()
 	onCreate := a.onCreate
 	a.mu.Unlock()
 	if onCreate != nil {
@@ -273,6 +343,7 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 func (a *API) get(w http.ResponseWriter, id string) {
 	a.mu.Lock()
 	a.gets[id] = append(a.gets[id], a.now())
+	a.nGets++
 	onGet := a.onGet
 	a.mu.Unlock()
 	if onGet != nil {
@@ -292,4 +363,90 @@ func (a *API) get(w http.ResponseWriter, id string) {
 	}
 	w.WriteHeader(ans.Status)
 	fmt.Fprint(w, ans.Body)
+}
+
+// list answers GET /v1/executions: the created predictions, newest first,
+// whose next GET would answer 200 with the status asked for ("error" also
+// keeps "failed"), created within from and to, a page of limit (default
+// 50, at most 100) from offset.
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lists = append(a.lists, r.URL.RawQuery)
+	if !a.listing {
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"error": "not found"}`)
+		return
+	}
+	q := r.URL.Query()
+	limit, offset := 50, 0
+	if v := q.Get("limit"); v != "" {
+		limit, _ = strconv.Atoi(v)
+	}
+	if v := q.Get("offset"); v != "" {
+		offset, _ = strconv.Atoi(v)
+	}
+	if limit < 1 || limit > 100 || offset < 0 {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"error": "invalid limit or offset"}`)
+		return
+	}
+	var from, to time.Time
+	for name, dst := range map[string]*time.Time{"from": &from, "to": &to} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprintf(w, `{"error": "invalid %s"}`, name)
+				return
+			}
+			*dst = t
+		}
+	}
+	status := q.Get("status")
+	var match []map[string]any
+	for i := len(a.order) - 1; i >= 0; i-- {
+		id := a.order[i]
+		at := a.created[id]
+		if (!from.IsZero() && at.Before(from)) || (!to.IsZero() && at.After(to)) {
+			continue
+		}
+		ans := OK(fmt.Sprintf(`{"id": %q, "status": "processing", "output": null}`, id))
+		if s := a.script[id]; len(s) > 0 {
+			ans = s[0]
+		}
+		var p struct {
+			Status  string          `json:"status"`
+			Output  json.RawMessage `json:"output"`
+			Metrics struct {
+				PredictTime float64 `json:"predict_time"`
+				Cost        float64 `json:"cost"`
+			} `json:"metrics"`
+		}
+		if ans.Status != http.StatusOK || json.Unmarshal([]byte(ans.Body), &p) != nil {
+			continue
+		}
+		if status != "" && p.Status != status && !(status == eachlabs.StatusError && p.Status == "failed") {
+			continue
+		}
+		e := map[string]any{
+			"id": id, "model": a.requests[id].Model, "status": p.Status, "created_at": at.UTC().Format(time.RFC3339),
+			"run_time": p.Metrics.PredictTime, "execution_cost": p.Metrics.Cost,
+		}
+		if len(p.Output) > 0 {
+			e["output"] = p.Output
+		}
+		match = append(match, e)
+	}
+	total, capped := len(match), false
+	if a.capTotal > 0 && total > a.capTotal {
+		total, capped = a.capTotal, true
+	}
+	page := []map[string]any{}
+	for i := offset; i < len(match) && i < offset+limit; i++ {
+		page = append(page, match[i])
+	}
+	json.NewEncoder(w).Encode(map[string]any{
+		"executions": page, "limit": limit, "offset": offset, "total_count": total, "total_capped": capped,
+	})
 }
