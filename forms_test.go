@@ -343,7 +343,7 @@ func TestPredictionAndWorkflowIDsDoNotCollide(t *testing.T) {
 	require.Equal(t, []string{"same", "workflow:same", "same", "workflow:same"}, looked)
 	// The keys as held by the store.
 	for _, key := range []string{"same", eachhook.WorkflowKeyPrefix + "same"} {
-		claimed, err := store.Claim(context.Background(), key, time.Hour)
+		_, claimed, err := store.Claim(context.Background(), key, time.Hour)
 		require.NoError(t, err)
 		require.False(t, claimed, key)
 	}

@@ -199,7 +199,7 @@ func TestRunnerRun(t *testing.T) {
 	require.Error(t, r.Run(ctx, eachhook.Delivery{ID: "x", Status: "starting", Body: []byte(`{"id":"x","status":"starting"}`)}, 1))
 }
 
-func TestRunnerGiveUpReleasesAndReports(t *testing.T) {
+func TestRunnerGiveUpKeepsTheClaimAndReports(t *testing.T) {
 	mem := eachhook.NewMemoryStore()
 	defer mem.Close()
 	var reported []error
@@ -208,18 +208,19 @@ func TestRunnerGiveUpReleasesAndReports(t *testing.T) {
 		eachhook.WithErrorHandler(func(_ context.Context, err error) { reported = append(reported, err) }))
 	ctx := context.Background()
 	require.NoError(t, h.Start(ctx))
-	claimed, err := mem.Claim(ctx, "p1", time.Hour)
+	token, claimed, err := mem.Claim(ctx, "p1", time.Millisecond)
 	require.NoError(t, err)
 	require.True(t, claimed)
 
 	errLast := errors.New("last")
-	q.runner().GiveUp(ctx, eachhook.Delivery{ID: "p1", Status: eachhook.StatusSuccess}, 10, errLast)
+	q.runner().GiveUp(ctx, eachhook.Delivery{ID: "p1", Status: eachhook.StatusSuccess, Claim: token}, 10, errLast)
 	require.Len(t, reported, 1)
 	var ce *eachhook.CallbackError
 	require.ErrorAs(t, reported[0], &ce)
 	require.Equal(t, eachhook.CallbackError{ID: "p1", Status: eachhook.StatusSuccess, Attempts: 10, Err: errLast}, *ce)
 	require.ErrorIs(t, reported[0], errLast)
-	claimed, err = mem.Claim(ctx, "p1", time.Hour)
+	time.Sleep(2 * time.Millisecond) // the claim's lease runs out
+	_, claimed, err = mem.Claim(ctx, "p1", time.Hour)
 	require.NoError(t, err)
-	require.True(t, claimed, "GiveUp must release the claim")
+	require.False(t, claimed, "GiveUp must keep the dead letter's id claimed as done")
 }

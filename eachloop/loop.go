@@ -301,14 +301,17 @@ func (l *Loop) SecretLookup(ctx context.Context, id string) ([]string, error) {
 }
 
 // Store wraps the Handler's dedupe store so that the Loop learns when an
-// outcome is accepted: a successful Claim of an id (by a webhook or by the
-// reconciler) marks its expectation done, which stops its polling, and a
-// Release makes it pending again, so that an outcome the Handler released
-// (its callback failed on every attempt, or it was not run before
-// shutdown) is polled and dispatched again. Pass the result to
-// [eachhook.WithStore]; close inner yourself. Failures to update the
-// expectations are logged and do not fail the Claim or the Release: a
-// poll too many is harmless, since the dedupe store refuses the duplicate.
+// outcome is finished: a Complete of an id (its callback succeeded, or it
+// became a dead letter) marks its expectation done, which stops its
+// polling, and a Release makes it pending again, so that an outcome the
+// Handler released (it was not run before shutdown, or its dead letter is
+// replayed) is polled and dispatched again. A Claim alone marks nothing:
+// if the process dies while the callback runs, the expectation stays
+// pending and the reconciler delivers the outcome again once the claim's
+// lease ran out. Pass the result to [eachhook.WithStore]; close inner
+// yourself. Failures to update the expectations are logged and do not
+// fail the Store's call: a poll too many is harmless, since the dedupe
+// store refuses the duplicate.
 func (l *Loop) Store(inner eachhook.Store) eachhook.Store {
 	return &trackingStore{Store: inner, l: l}
 }
@@ -318,16 +321,16 @@ type trackingStore struct {
 	l *Loop
 }
 
-func (s *trackingStore) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
-	ok, err := s.Store.Claim(ctx, id, ttl)
-	if ok && err == nil {
+func (s *trackingStore) Complete(ctx context.Context, id, token string, ttl time.Duration) error {
+	err := s.Store.Complete(ctx, id, token, ttl)
+	if err == nil {
 		s.l.settle(context.WithoutCancel(ctx), id)
 	}
-	return ok, err
+	return err
 }
 
-func (s *trackingStore) Release(ctx context.Context, id string) error {
-	err := s.Store.Release(ctx, id)
+func (s *trackingStore) Release(ctx context.Context, id, token string) error {
+	err := s.Store.Release(ctx, id, token)
 	if rerr := s.l.exp.Reopen(context.WithoutCancel(ctx), id); rerr != nil {
 		s.l.log.Warn("eachloop: reopening a released expectation failed", "id", id, "err", rerr)
 	}

@@ -21,7 +21,7 @@ var ErrGaveUp = errors.New("eachloop: no outcome within the horizon")
 
 // CodeCancelled is the error code of the [eachhook.Failure] dispatched for
 // a prediction the reconciler found cancelled (see [Loop.Run]).
-const CodeCancelled = "CANCELLED"
+const CodeCancelled = inbox.CodeCancelled
 
 // GiveUpError reports a prediction the reconciler stopped polling at the
 // horizon without an outcome. It is passed to the Handler's error hook
@@ -208,11 +208,14 @@ func (l *Loop) poll(ctx context.Context, h inbox.Inbox, e *entry) {
 	if err == nil {
 		status = p.Status
 		if p.Terminal() {
-			err = l.dispatch(ctx, h, e.ID, p)
-			if err == nil {
+			var done bool
+			done, err = l.dispatch(ctx, h, e.ID, p)
+			if done {
 				return
 			}
-			status = ""
+			if err != nil {
+				status = ""
+			}
 		}
 	}
 	if err != nil {
@@ -243,29 +246,36 @@ func (l *Loop) poll(ctx context.Context, h inbox.Inbox, e *entry) {
 	l.mu.Unlock()
 }
 
-// dispatch hands the terminal prediction p, polled as id, to h and marks it done, unless
-// h could not take it.
-func (l *Loop) dispatch(ctx context.Context, h inbox.Inbox, id string, p *eachlabs.Prediction) error {
+// dispatch hands the terminal prediction p, polled as id, to h. It marks
+// id done itself only for a cancelled prediction it drops: otherwise the
+// tracking store does once the callback finished (see Loop.Store), and
+// until then id stays scheduled, so that an outcome whose callback never
+// finished (its process died) is delivered again once its claim's lease
+// ran out. done reports that id needs no more polling.
+func (l *Loop) dispatch(ctx context.Context, h inbox.Inbox, id string, p *eachlabs.Prediction) (done bool, err error) {
 	if p.Status == eachlabs.StatusCancelled && l.cfg.dropCancelled {
 		l.log.Info("eachloop: dropped a cancelled prediction", "id", id)
 		l.settle(ctx, id)
-		return nil
+		return true, nil
 	}
 	body, err := webhookBody(id, p)
 	if err != nil {
-		return err
+		return false, err
 	}
 	accepted, err := h.Deliver(ctx, body)
 	if err != nil {
-		return fmt.Errorf("eachloop: dispatching the polled outcome: %w", err)
+		return false, fmt.Errorf("eachloop: dispatching the polled outcome: %w", err)
 	}
 	if accepted {
 		l.log.Info("eachloop: dispatched a polled outcome", "id", id, "status", p.Status)
 	}
-	// Accepted (the tracking store has settled it already), a duplicate,
-	// or no callback: done either way.
-	l.settle(ctx, id)
-	return nil
+	// Accepted, or a duplicate of a delivery in progress or done: the
+	// tracking store settles id when its callback finishes, if it has not
+	// already. Until then it is polled again after the usual wait.
+	l.mu.Lock()
+	_, pending := l.sched[id]
+	l.mu.Unlock()
+	return !pending, nil
 }
 
 // webhookBody turns a terminal poll answer for prediction id into a

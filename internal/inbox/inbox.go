@@ -36,6 +36,11 @@ type Inbox interface {
 // or the queue refused it). Nothing was accepted; try again later.
 var ErrNotQueued = errors.New("eachhook: delivery not queued")
 
+// CodeCancelled is the [eachhook.Failure] code of a cancelled
+// prediction, whether the Handler received it with status "cancelled" or
+// the reconciler polled it; package eachloop exports it.
+const CodeCancelled = "CANCELLED"
+
 var of func(h any) Inbox
 
 // Register sets the accessor [Of] uses. Package eachhook calls it once,
