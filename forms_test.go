@@ -400,7 +400,7 @@ func TestRedelivery(t *testing.T) {
 			})
 			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
 			require.Equal(t, 200, serve(h, first).Code)
-			require.Equal(t, form.key, <-gaveUp) // both attempts failed, claim released
+			require.Equal(t, form.key, <-gaveUp) // both attempts failed: a dead letter
 			fail.Lock()
 			failing = false
 			fail.Unlock()
@@ -408,8 +408,8 @@ func TestRedelivery(t *testing.T) {
 			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
 			require.Equal(t, 200, serve(h, again).Code)
 			drain(t, h)
-			require.Equal(t, 3, runs.n()) // 2 failed attempts + the redelivery
-			require.Equal(t, 1, runs.ok())
+			require.Equal(t, 2, runs.n(), "a dead letter keeps its id claimed: the redelivery is a duplicate")
+			require.Equal(t, 0, runs.ok())
 		})
 	}
 }
@@ -456,16 +456,16 @@ func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
 	c := newCalls() // OnSuccess and OnFailed only
 	c.register(h)
 	body := eachhooktest.WorkflowFailedBody("x1", "wf")
-	require.Equal(t, 200, serve(h, signed(body)).Code, "acknowledged and dropped")
+	require.Equal(t, 200, serve(h, signed(body)).Code, "acknowledged and kept as a dead letter")
 	drain(t, h)
-	// The dropped delivery was not claimed: a Handler with the callback,
-	// on the same store, processes the sender's retry.
+	// The dead letter keeps its id claimed: a Handler with the callback,
+	// on the same store, takes the sender's retry for a duplicate.
 	var runs atomic.Int32
 	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
 	h2.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error { runs.Add(1); return nil })
 	require.Equal(t, 200, serve(h2, signed(body)).Code)
 	drain(t, h2)
-	require.Equal(t, int32(1), runs.Load())
+	require.Equal(t, int32(0), runs.Load())
 	s, f := c.counts()
 	require.Zero(t, s+f, "a failed workflow is not a failed prediction")
 }

@@ -98,6 +98,9 @@ func TestQueueLifecycle(t *testing.T) {
 	require.Equal(t, 200, serve(h, signed(body)).Code) // duplicate: not enqueued again
 	starts, _, queued = q.snapshot()
 	require.Equal(t, 1, starts, "started once by Start")
+	require.Len(t, queued, 1)
+	require.NotEmpty(t, queued[0].Claim, "a delivery carries its claim's token")
+	queued[0].Claim = ""
 	require.Equal(t, []eachhook.Delivery{{ID: "p1", Status: eachhook.StatusSuccess, Body: body}}, queued)
 
 	require.NoError(t, h.Shutdown(context.Background()))

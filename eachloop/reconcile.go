@@ -154,10 +154,19 @@ func (l *Loop) scan(ctx context.Context, now time.Time) {
 		return
 	}
 	seen := make(map[string]bool, len(pending))
+	var finished []string
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, e := range pending {
 		seen[e.ID] = true
+		if _, running := l.claimed[e.ID]; running {
+			continue // its callback runs in this process
+		}
+		if _, ok := l.finished[e.ID]; ok {
+			// Its callback finished here, before the expectation was
+			// recorded or while this scan listed it.
+			finished = append(finished, e.ID)
+			continue
+		}
 		if _, ok := l.sched[e.ID]; !ok {
 			l.sched[e.ID] = &entry{Expectation: e, due: now}
 		}
@@ -166,6 +175,10 @@ func (l *Loop) scan(ctx context.Context, now time.Time) {
 		if !seen[id] {
 			delete(l.sched, id)
 		}
+	}
+	l.mu.Unlock()
+	for _, id := range finished {
+		l.settle(ctx, id)
 	}
 }
 
@@ -269,12 +282,20 @@ func (l *Loop) dispatch(ctx context.Context, h inbox.Inbox, id string, p *eachla
 	if accepted {
 		l.log.Info("eachloop: dispatched a polled outcome", "id", id, "status", p.Status)
 	}
-	// Accepted, or a duplicate of a delivery in progress or done: the
-	// tracking store settles id when its callback finishes, if it has not
-	// already. Until then it is polled again after the usual wait.
+	// Accepted, or a duplicate of a delivery claimed in this process: the
+	// tracking store took id off the schedule when it was claimed and
+	// settles it when its callback finishes. A duplicate of a claim made
+	// elsewhere (another replica, or a process that died before its
+	// lease ran out) stays scheduled and is polled again after the usual
+	// wait.
 	l.mu.Lock()
 	_, pending := l.sched[id]
+	_, finished := l.finished[id]
 	l.mu.Unlock()
+	if pending && finished {
+		l.settle(ctx, id) // its callback finished here before it was expected
+		return true, nil
+	}
 	return !pending, nil
 }
 
