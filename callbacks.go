@@ -267,6 +267,7 @@ func (h *Handler) call(ctx context.Context, d Delivery) error {
 	}()
 	return <-result
 }
+
 // callErrorHandler passes err to the WithErrorHandler function, if any. A
 // panic in it is logged, not passed on: it runs on a worker, and crashing
 // the process would lose every delivery the in-memory queue holds.

@@ -27,4 +27,4 @@ func (nopStore) Claim(context.Context, string, time.Duration) (string, bool, err
 	return "t", true, nil
 }
 func (nopStore) Complete(context.Context, string, string, time.Duration) error { return nil }
-func (nopStore) Release(context.Context, string, string) error                  { return nil }
+func (nopStore) Release(context.Context, string, string) error                 { return nil }
