@@ -174,7 +174,10 @@ type wirePayload struct {
 	Output  json.RawMessage
 	Input   json.RawMessage
 	Metrics json.RawMessage
-	Logs    json.RawMessage
+	// metricsBefore holds the earlier values of a repeated "metrics"
+	// member: encoding/json decodes each into the same struct in turn.
+	metricsBefore []json.RawMessage
+	Logs          json.RawMessage
 	Error   json.RawMessage
 
 	// Workflow executions.
@@ -276,6 +279,9 @@ func (p *wirePayload) scan(body []byte) error {
 		case fieldInput:
 			p.Input = value
 		case fieldMetrics:
+			if p.Metrics != nil {
+				p.metricsBefore = append(p.metricsBefore, p.Metrics)
+			}
 			p.Metrics = value
 		case fieldLogs:
 			p.Logs = value
@@ -340,10 +346,20 @@ var metricNames = []string{1: "predict_time", 2: "cost"}
 // metrics decodes "metrics" as encoding/json decodes it into [Metrics]: a
 // member that is not a number, or whose number is out of float64's range,
 // leaves the field as it was (encoding/json reports an error and goes on);
-// the rest still decode.
+// the rest still decode; a repeated "metrics" decodes into the same value
+// in turn, and one that is not an object changes nothing.
 func (p *wirePayload) metrics() Metrics {
 	var m Metrics
-	jsonscan.Members(p.Metrics, func(key, value []byte) bool {
+	for _, raw := range p.metricsBefore {
+		m.decode(raw)
+	}
+	m.decode(p.Metrics)
+	return m
+}
+
+// decode applies the members of the JSON object raw to m (see metrics).
+func (m *Metrics) decode(raw []byte) {
+	jsonscan.Members(raw, func(key, value []byte) bool {
 		var dst *float64
 		switch fieldOf(key, metricNames) {
 		case 1:
@@ -358,7 +374,6 @@ func (p *wirePayload) metrics() Metrics {
 		}
 		return true
 	})
-	return m
 }
 
 // text returns a JSON string's value, other JSON as its text, and "" for
