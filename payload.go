@@ -178,7 +178,7 @@ type wirePayload struct {
 	// member: encoding/json decodes each into the same struct in turn.
 	metricsBefore []json.RawMessage
 	Logs          json.RawMessage
-	Error   json.RawMessage
+	Error         json.RawMessage
 
 	// Workflow executions.
 	StartedAt   json.RawMessage
