@@ -408,3 +408,35 @@ func requireSettled(t *testing.T, r *rig) {
 	require.Eventually(t, func() bool { return len(r.pending()) == 0 }, eachlooptest.Guard, time.Millisecond,
 		"an expectation is still pending: %v", r.pending())
 }
+
+// The webhook was accepted by a process that died before its callback
+// finished: its claim stands, never completed. The reconciler's poll finds
+// a duplicate while the claim's lease lasts, and dispatches the outcome
+// once the lease ran out; the callback then runs once.
+func TestCrashAfterAcceptIsDispatchedAfterTheLease(t *testing.T) {
+	r := newRig(t, rigConfig{})
+	r.start()
+	id := r.create()
+	r.api.Script(id, eachlooptest.Success(id))
+	const lease = 300 * time.Millisecond
+	_, ok, err := r.store.Claim(t.Context(), id, lease) // the process that died
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	r.clock.StepUntil(t, t0.Add(grace+time.Second))
+	polls := len(r.gets(id))
+	require.GreaterOrEqual(t, polls, 1)
+	require.Len(t, r.pending(), 1, "a duplicate of an unfinished claim stays pending")
+	s, f := r.calls.counts()
+	require.Zero(t, s+f, "the polls within the lease were duplicates")
+	time.Sleep(2 * lease) // the dead process's lease runs out
+	require.Equal(t, id, eachlooptest.StepUntilReceive(t, r.clock, r.calls.done))
+	requireSettled(t, r)
+	done := len(r.gets(id))
+	require.Greater(t, done, polls)
+	r.clock.StepUntil(t, r.clock.Now().Add(time.Hour))
+	require.Len(t, r.gets(id), done, "no poll once the callback finished")
+	r.stop()
+	s, f = r.calls.counts()
+	require.Equal(t, [2]int{1, 0}, [2]int{s, f})
+}

@@ -20,7 +20,8 @@ import (
 var ErrGaveUp = errors.New("eachloop: no outcome within the horizon")
 
 // CodeCancelled is the error code of the [eachhook.Failure] dispatched for
-// a prediction the reconciler found cancelled (see [Loop.Run]).
+// a prediction the reconciler found cancelled (see [Loop.Run]), the same
+// the Handler gives a webhook with status "cancelled".
 const CodeCancelled = inbox.CodeCancelled
 
 // GiveUpError reports a prediction the reconciler stopped polling at the
