@@ -124,8 +124,9 @@ type Observer struct {
 	// delivery whose id was already accepted (answered 200, no callback).
 	Duplicate func(ctx context.Context, d DeliveryInfo)
 	// Ignored is called with the request's context for a verified
-	// delivery with no callback to run: a status that has none (such as
-	// "processing"), or no callback registered for it (answered 200).
+	// delivery with no callback to run (answered 200): a non-terminal
+	// status (such as "processing"), or a status that became a dead
+	// letter at once (unknown, or no callback registered for it).
 	Ignored func(ctx context.Context, d DeliveryInfo)
 	// Accepted is called with the request's context for a delivery
 	// claimed and queued for its callback (answered 200).
