@@ -65,9 +65,10 @@ type callbacks struct {
 // (status "success" or "succeeded"). fn must tolerate a context cancelled
 // at shutdown. A terminal delivery that arrives while no callback is
 // registered for its status is acknowledged and kept as a dead letter
-// (reason "no_callback"), never dropped. Register every callback before [Handler.Start] or
-// the first request: a registration after that panics, since the Handler
-// and its queue already decide with the callbacks they have.
+// (reason "no_callback"), never dropped. Register every callback before
+// [Handler.Start] or the first request: a registration after that panics,
+// since the Handler and its queue already decide with the callbacks they
+// have.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
 	h.register("OnSuccess", func(c *callbacks) { c.success = fn })
 }
