@@ -330,6 +330,15 @@ type trackingStore struct {
 	l *Loop
 }
 
+// Ping implements [eachhook.Pinger]: inner's Ping, or nil when inner has
+// none.
+func (s *trackingStore) Ping(ctx context.Context) error {
+	if p, ok := s.Store.(eachhook.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
 func (s *trackingStore) Claim(ctx context.Context, id string, lease time.Duration) (string, bool, error) {
 	token, ok, err := s.Store.Claim(ctx, id, lease)
 	if ok && err == nil {

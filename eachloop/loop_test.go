@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -439,4 +440,38 @@ func TestCrashAfterAcceptIsDispatchedAfterTheLease(t *testing.T) {
 	r.stop()
 	s, f = r.calls.counts()
 	require.Equal(t, [2]int{1, 0}, [2]int{s, f})
+}
+
+// pingStore is a Store whose Ping fails while down is set.
+type pingStore struct {
+	eachhook.Store
+	down atomic.Bool
+}
+
+func (s *pingStore) Ping(context.Context) error {
+	if s.down.Load() {
+		return errors.New("store down")
+	}
+	return nil
+}
+
+// The tracking store passes the inner store's Ping on, so that the
+// Handler's health endpoint tells an unreachable store.
+func TestTrackingStorePings(t *testing.T) {
+	r := newRig(t, rigConfig{})
+	inner := &pingStore{Store: r.store}
+	h, err := eachhook.New(eachhook.WithSecret("x"), eachhook.WithStore(r.loop.Store(inner)), eachhook.WithLogger(quiet))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	require.NoError(t, h.Start(t.Context()))
+	health := func() int {
+		w := httptest.NewRecorder()
+		h.Health().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return w.Code
+	}
+	require.Equal(t, http.StatusOK, health())
+	inner.down.Store(true)
+	require.Equal(t, http.StatusServiceUnavailable, health())
+	_, ok := r.loop.Store(r.store).(eachhook.Pinger)
+	require.True(t, ok)
 }
