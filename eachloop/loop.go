@@ -78,11 +78,11 @@ type Loop struct {
 	running atomic.Bool
 	mu      sync.Mutex
 	sched   map[string]*entry   // expectations the running reconciler polls
-	claimed map[string]struct{} // ids claimed in this process whose callback has not finished
+	claimed map[string]time.Time // ids claimed in this process whose callback has not finished, with when
 	// finished holds ids whose callback finished in this process (at most
 	// maxFinished), so that a poll that finds one a duplicate settles it:
 	// its webhook may have finished before its expectation was recorded.
-	finished map[string]struct{}
+	finished map[string]time.Time
 }
 
 // maxFinished bounds Loop.finished.
@@ -221,7 +221,7 @@ func New(client *eachlabs.Client, exp Expectations, webhookURL string, opts ...O
 	}
 	l := &Loop{
 		client: client, exp: exp, webhookURL: webhookURL, cfg: cfg, log: cfg.logger,
-		inflight: make(map[*string]struct{}), sched: make(map[string]*entry), claimed: make(map[string]struct{}), finished: make(map[string]struct{}),
+		inflight: make(map[*string]struct{}), sched: make(map[string]*entry), claimed: make(map[string]time.Time), finished: make(map[string]time.Time),
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -344,7 +344,7 @@ func (s *trackingStore) Claim(ctx context.Context, id string, lease time.Duratio
 	if ok && err == nil {
 		s.l.mu.Lock()
 		delete(s.l.sched, id)
-		s.l.claimed[id] = struct{}{}
+		s.l.claimed[id] = s.l.cfg.now()
 		s.l.mu.Unlock()
 	}
 	return token, ok, err
@@ -360,7 +360,7 @@ func (s *trackingStore) Complete(ctx context.Context, id, token string, ttl time
 				break
 			}
 		}
-		s.l.finished[id] = struct{}{}
+		s.l.finished[id] = s.l.cfg.now()
 		s.l.mu.Unlock()
 		s.l.settle(context.WithoutCancel(ctx), id)
 	} else {

@@ -177,6 +177,20 @@ func (l *Loop) scan(ctx context.Context, now time.Time) {
 			delete(l.sched, id)
 		}
 	}
+	// An id not pending, and claimed or finished longer ago than the
+	// horizon, needs no memory here: this bounds both sets (a claim taken
+	// here but run to its end by another replica's queue is completed
+	// there, never here).
+	for id, at := range l.claimed {
+		if !seen[id] && now.Sub(at) > l.cfg.horizon {
+			delete(l.claimed, id)
+		}
+	}
+	for id, at := range l.finished {
+		if !seen[id] && now.Sub(at) > l.cfg.horizon {
+			delete(l.finished, id)
+		}
+	}
 	l.mu.Unlock()
 	for _, id := range finished {
 		l.settle(ctx, id)
