@@ -77,7 +77,7 @@ type Loop struct {
 
 	running atomic.Bool
 	mu      sync.Mutex
-	sched   map[string]*entry   // expectations the running reconciler polls
+	sched   map[string]*entry    // expectations the running reconciler polls
 	claimed map[string]time.Time // ids claimed in this process whose callback has not finished, with when
 	// finished holds ids whose callback finished in this process (at most
 	// maxFinished), so that a poll that finds one a duplicate settles it:
