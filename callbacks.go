@@ -177,19 +177,21 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	start := h.cfg.now()
 	run.Err = h.call(ctx, d)
 	run.Duration = h.cfg.now().Sub(start)
+	if run.Err == nil {
+		// The callback ran: a failure to record that leaves the claim to
+		// its lease, after which a redelivery runs it again (at least
+		// once).
+		if err := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); err != nil {
+			h.log.Error("eachhook: marking a delivery done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", err)
+		}
+	}
 	if obs.CallbackFinished != nil {
 		obs.CallbackFinished(ctx, run)
 	}
 	if run.Err != nil {
 		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", attempt, "err", run.Err)
-		return run.Err
 	}
-	// The callback ran: a failure to record that leaves the claim to its
-	// lease, after which a redelivery runs it again (at least once).
-	if err := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); err != nil {
-		h.log.Error("eachhook: marking a delivery done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", err)
-	}
-	return nil
+	return run.Err
 }
 
 // Dead-letter reasons.

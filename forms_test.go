@@ -16,6 +16,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/observe"
 	"github.com/stretchr/testify/require"
 )
 
@@ -363,12 +364,14 @@ func TestRedelivery(t *testing.T) {
 		t.Run(form.name+"/after callbacks finished", func(t *testing.T) {
 			var clock clockAt
 			clock.set(time.Now())
-			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock.now))
+			finished := make(chan struct{}, 1)
+			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock.now),
+				eachhook.WithObserver(observe.Observer{CallbackFinished: func(context.Context, observe.CallbackRun) { finished <- struct{}{} }}))
 			var runs counter
 			runs.register(h, nil)
 			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
 			require.Equal(t, 200, serve(h, first).Code)
-			<-runs.done
+			<-finished // the callback ran and its id is marked done
 			// An hour later the user asks for a redelivery: signed again.
 			clock.set(clock.now().Add(time.Hour))
 			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))

@@ -244,8 +244,10 @@ func TestClaimLeaseThenDone(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	var finished atomic.Int32 // attempts whose id is marked done, if they succeeded
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock), eachhook.WithTolerance(time.Minute),
-		eachhook.WithClaimLease(time.Minute), eachhook.WithDedupeTTL(time.Hour), eachhook.WithWorkers(1))
+		eachhook.WithClaimLease(time.Minute), eachhook.WithDedupeTTL(time.Hour), eachhook.WithWorkers(2),
+		eachhook.WithObserver(observe.Observer{CallbackFinished: func(context.Context, observe.CallbackRun) { finished.Add(1) }}))
 	release := make(chan struct{})
 	var runs atomic.Int32
 	h.OnSuccess(func(_ context.Context, s *eachhook.Success) error {
@@ -262,8 +264,10 @@ func TestClaimLeaseThenDone(t *testing.T) {
 	require.Equal(t, 200, send()) // within the lease: a duplicate
 	now.Add(int64(2 * time.Minute))
 	require.Equal(t, 200, send()) // the lease ran out: processed again
-	close(release)
-	require.Eventually(t, func() bool { return runs.Load() == 2 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return finished.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, int32(2), runs.Load())
+	close(release) // the first run ends: its Complete leaves the second claim alone
+	require.Eventually(t, func() bool { return finished.Load() == 2 }, 5*time.Second, time.Millisecond)
 	now.Add(int64(30 * time.Minute))
 	require.Equal(t, 200, send()) // done, within the dedupe TTL: a duplicate
 	drain(t, h)

@@ -137,7 +137,8 @@ type Observer struct {
 	// passed to the callback and to CallbackFinished.
 	CallbackStarted func(ctx context.Context, run CallbackRun) context.Context
 	// CallbackFinished is called on the worker after each attempt, with
-	// its duration and error.
+	// its duration and error; after a successful attempt, once its id is
+	// marked done in the Store.
 	CallbackFinished func(ctx context.Context, run CallbackRun)
 	// GaveUp is called for an accepted delivery whose callback will not
 	// run again: every attempt failed (attempts is how many ran and err
