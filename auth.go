@@ -25,7 +25,23 @@ import (
 var (
 	errSecretHeaderRefused  = fmt.Errorf("%w: only X-Webhook-Secret, which needs WithLegacySecretHeader", signature.ErrMissing)
 	errSecretHeaderMismatch = fmt.Errorf("%w: X-Webhook-Secret matches no secret", signature.ErrInvalid)
+	// errRepeatedHeader refuses a request with more than one
+	// X-Webhook-Signature, X-Webhook-Timestamp or X-Webhook-Secret header:
+	// the sender sends one of each, and reading only the first would make
+	// the answer depend on the headers' order.
+	errRepeatedHeader = fmt.Errorf("%w: repeated authentication header", signature.ErrMalformed)
 )
+
+// repeatedAuthHeader reports whether r carries one of the authentication
+// headers more than once.
+func repeatedAuthHeader(r *http.Request) bool {
+	for _, name := range [...]string{signature.Header, signature.HeaderTimestamp, signature.HeaderSecret} {
+		if len(r.Header.Values(name)) > 1 {
+			return true
+		}
+	}
+	return false
+}
 
 // authenticate verifies the request and decodes its envelope (logging
 // the verified body under WithPayloadLogging). On error it
@@ -38,6 +54,8 @@ func (h *Handler) authenticate(r *http.Request, body []byte) (envelope, observe.
 	)
 	switch {
 	case h.cfg.insecure:
+	case repeatedAuthHeader(r):
+		err = errRepeatedHeader
 	case strings.TrimSpace(r.Header.Get(signature.Header)) == "" && r.Header.Get(signature.HeaderSecret) != "":
 		env, err = h.checkSecretHeader(r, body)
 	default:

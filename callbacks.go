@@ -15,7 +15,10 @@ import (
 	"github.com/eachhook/eachhook/observe"
 )
 
-// ErrCallbackPanic is matched by the error of a callback that panicked.
+// ErrCallbackPanic is matched by the error of a callback attempt that
+// panicked or called [runtime.Goexit] (as testing.T.FailNow does inside a
+// callback). Either ends that attempt only: it counts as a failed attempt,
+// the goroutine that ran it goes on, and nothing queued behind it is lost.
 var ErrCallbackPanic = errors.New("eachhook: callback panicked")
 
 // CallbackError reports a delivery whose callback failed on every attempt.
@@ -29,7 +32,7 @@ type CallbackError struct {
 	// Attempts is how many times the callback ran.
 	Attempts int
 	// Err is the last attempt's error; it matches [ErrCallbackPanic] if
-	// that attempt panicked.
+	// that attempt panicked or called [runtime.Goexit].
 	Err error
 }
 
@@ -59,24 +62,27 @@ type callbacks struct {
 	workflowFailed    func(context.Context, *WorkflowRun) error
 }
 
-// OnSuccess registers fn to run for each prediction that succeeded. fn
-// must tolerate a context cancelled at shutdown. A successful delivery
-// that arrives while no callback is registered for it is acknowledged,
-// logged and dropped. Register every callback before [Handler.Start] or
-// the first request: a registration after that panics, since the Handler
-// and its queue already decide with the callbacks they have.
+// OnSuccess registers fn to run for each prediction that succeeded
+// (status "success" or "succeeded"). fn must tolerate a context cancelled
+// at shutdown. A terminal delivery that arrives while no callback is
+// registered for its status is acknowledged and kept as a dead letter
+// (reason "no_callback"), never dropped. Register every callback before
+// [Handler.Start] or the first request: a registration after that panics,
+// since the Handler and its queue already decide with the callbacks they
+// have.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
 	h.register("OnSuccess", func(c *callbacks) { c.success = fn })
 }
 
-// OnFailed registers fn to run for each prediction that failed, under the
-// same rules as [Handler.OnSuccess].
+// OnFailed registers fn to run for each prediction that failed (status
+// "failed" or "error") or was cancelled ("cancelled" or "canceled", with
+// [Failure.Code] "CANCELLED"), under the same rules as [Handler.OnSuccess].
 func (h *Handler) OnFailed(fn func(ctx context.Context, f *Failure) error) {
 	h.register("OnFailed", func(c *callbacks) { c.failed = fn })
 }
 
 // OnWorkflowCompleted registers fn to run for each workflow execution that
-// completed, under the same rules as [Handler.OnSuccess]. One Handler can
+// completed (status "completed"), under the same rules as [Handler.OnSuccess]. One Handler can
 // serve predictions and workflow executions on one endpoint: each delivery
 // is routed by its fields (see the package documentation).
 func (h *Handler) OnWorkflowCompleted(fn func(ctx context.Context, run *WorkflowRun) error) {
@@ -84,7 +90,8 @@ func (h *Handler) OnWorkflowCompleted(fn func(ctx context.Context, run *Workflow
 }
 
 // OnWorkflowFailed registers fn to run for each workflow execution that
-// failed, under the same rules as [Handler.OnSuccess].
+// failed ("failed" or "error") or was cancelled ("cancelled" or
+// "canceled"), under the same rules as [Handler.OnSuccess].
 func (h *Handler) OnWorkflowFailed(fn func(ctx context.Context, run *WorkflowRun) error) {
 	h.register("OnWorkflowFailed", func(c *callbacks) { c.workflowFailed = fn })
 }
@@ -102,9 +109,9 @@ func (h *Handler) register(name string, set func(*callbacks)) {
 	set(&h.callbacks)
 }
 
-// has reports whether a callback is registered for env.
-func (c *callbacks) has(env envelope) bool {
-	switch eventOf(env.Kind, env.Status) {
+// has reports whether a callback is registered for ev.
+func (c *callbacks) has(ev event) bool {
+	switch ev {
 	case eventSuccess:
 		return c.success != nil
 	case eventFailed:
@@ -120,7 +127,8 @@ func (c *callbacks) has(env envelope) bool {
 // errNoCallback is the error of an attempt whose status has no callback
 // registered, such as a job stored by an earlier process configured
 // otherwise: the queue keeps the delivery (a durable queue retries it
-// later) instead of dropping it.
+// later) instead of dropping it, and it becomes a dead letter with reason
+// "no_callback" when the queue gives up.
 var errNoCallback = errors.New("eachhook: no callback registered for the delivery's status")
 
 // invoke decodes an accepted body and runs the callback it is routed to.
@@ -128,18 +136,18 @@ var errNoCallback = errors.New("eachhook: no callback registered for the deliver
 // the same way here.
 func (c *callbacks) invoke(ctx context.Context, body []byte) error {
 	p := decodePayload(body)
-	k, key, err := p.classify()
+	k, id, err := p.classify()
 	if err != nil {
 		return err
 	}
 	switch eventOf(k, p.Status) {
 	case eventSuccess:
 		if c.success != nil {
-			return c.success(ctx, p.success(key, body))
+			return c.success(ctx, p.success(id, body))
 		}
 	case eventFailed:
 		if c.failed != nil {
-			return c.failed(ctx, p.failure(key, body))
+			return c.failed(ctx, p.failure(id, body))
 		}
 	case eventWorkflowCompleted:
 		if c.workflowCompleted != nil {
@@ -173,6 +181,14 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	}
 	run.Err = h.callWithin(ctx, d)
 	run.Duration = h.cfg.now().Sub(start)
+	if run.Err == nil {
+		// The callback ran: a failure to record that leaves the claim to
+		// its lease, after which a redelivery runs it again (at least
+		// once).
+		if err := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); err != nil {
+			h.log.Error("eachhook: marking a delivery done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", err)
+		}
+	}
 	if obs.CallbackFinished != nil {
 		obs.CallbackFinished(ctx, run)
 	}
@@ -182,40 +198,91 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	return run.Err
 }
 
-// GiveUp implements [Runner]: it logs the failure, releases the id's claim
-// in the Store, and tells the observer and the error handler.
+// Dead-letter reasons.
+const (
+	reasonCallbackFailed = "callback_failed"
+	reasonNoCallback     = "no_callback"
+	reasonUnknownStatus  = "unknown_status"
+)
+
+// GiveUp implements [Runner]: it logs the failure, keeps the delivery as a
+// dead letter, and tells the observer and the error handler.
 func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
 	h := r.h
 	h.log.Error("eachhook: giving up on delivery", "id", d.ID, "status", d.Status, "attempts", attempts, "err", err)
-	if rerr := h.store.Release(context.WithoutCancel(ctx), d.ID); rerr != nil {
-		h.log.Error("eachhook: release failed", "id", d.ID, "err", rerr)
+	reason := reasonCallbackFailed
+	if errors.Is(err, errNoCallback) {
+		reason = reasonNoCallback
 	}
+	h.keepDeadLetter(ctx, d, reason, attempts, err)
 	if f := h.cfg.observer.GaveUp; f != nil {
 		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
 	}
 	h.callErrorHandler(ctx, &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err})
 }
 
+// keepDeadLetter hands d to the dead-letter path and keeps its id claimed,
+// marked done for the dedupe TTL by d.Claim, so that a redelivery of a
+// dead letter is a duplicate and runs nothing a second time (replaying a
+// dead letter releases that record first).
+func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
+	ctx = context.WithoutCancel(ctx)
+	h.deadLetter(ctx, d, reason, attempts, err)
+	if cerr := h.store.Complete(ctx, d.ID, d.Claim, h.cfg.dedupeTTL); cerr != nil {
+		h.log.Error("eachhook: marking a dead letter done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", cerr)
+	}
+}
+
+// deadLetter records d as a dead letter: an acknowledged delivery whose
+// callback failed on every attempt ("callback_failed"), whose terminal
+// status has no callback registered ("no_callback"), or whose status this
+// package does not know ("unknown_status"). attempts is the number of
+// callback attempts made and err the last one's error (nil when none
+// ran). It logs the dead letter at error level.
+func (h *Handler) deadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
+	attrs := []any{"id", d.ID, "status", d.Status, "reason", reason, "attempts", attempts}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	h.log.ErrorContext(ctx, "eachhook: dead letter", attrs...)
+}
+
 // CallbackTimeout implements [Runner].
 func (r runner) CallbackTimeout() time.Duration { return r.h.cfg.callbackTimeout }
 
-// callWithin runs the callback for d once on a goroutine of its own and
-// waits for it at most the callback timeout. A callback still running then
-// is left to end on its own: its context is cancelled and the attempt
-// fails with an error matching context.DeadlineExceeded, so the worker
-// goes on with the next delivery.
+// callWithin runs the callback for d once on a goroutine of its own, so
+// that a panic or a runtime.Goexit in it ends the attempt, not the caller's
+// goroutine (a queue's worker): both become an error matching
+// ErrCallbackPanic. It waits at most the callback timeout: a callback
+// still running then is left to end on its own, its context cancelled,
+// and the attempt fails with an error matching context.DeadlineExceeded,
+// so that the worker goes on with the next delivery.
 func (h *Handler) callWithin(ctx context.Context, d Delivery) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.callbackTimeout)
 	defer cancel()
-	done := make(chan error, 1)
+	result := make(chan error, 1)
 	go func() {
-		err := errGoexit // unless call returns: runtime.Goexit ends the goroutine through the defer
-		defer func() { done <- err }()
-		err = h.call(ctx, d)
+		returned := false
+		defer func() {
+			if returned {
+				return
+			}
+			if v := recover(); v != nil {
+				h.log.Error("eachhook: callback panicked", "id", d.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				result <- fmt.Errorf("%w: %v", ErrCallbackPanic, v)
+				return
+			}
+			// Neither returned nor panicked: the callback called runtime.Goexit.
+			h.log.Error("eachhook: callback called runtime.Goexit", "id", d.ID)
+			result <- fmt.Errorf("%w: runtime.Goexit called (as t.FailNow does)", ErrCallbackPanic)
+		}()
+		err := h.callbacks.invoke(ctx, d.Body)
+		returned = true
+		result <- err
 	}()
 	select {
-	case err := <-done:
-		if err == nil && ctx.Err() != nil {
+	case err := <-result:
+		if err == nil && ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 			// It returned nil, but only after its deadline: it overran.
 			err = fmt.Errorf("eachhook: callback overran its timeout of %v: %w", h.cfg.callbackTimeout, context.DeadlineExceeded)
 		}
@@ -225,25 +292,9 @@ func (h *Handler) callWithin(ctx context.Context, d Delivery) error {
 			h.log.Error("eachhook: callback still running at its timeout; left to end on its own", "id", d.ID, "timeout", h.cfg.callbackTimeout)
 			return fmt.Errorf("eachhook: callback cut at its timeout of %v: %w", h.cfg.callbackTimeout, context.DeadlineExceeded)
 		}
-		// The queue's own context ended (shutdown gave up): wait no more
-		// either way.
+		// The queue's own context ended (shutdown gave up): wait no more.
 		return ctx.Err()
 	}
-}
-
-// errGoexit is the error of an attempt whose callback called
-// runtime.Goexit (as t.FailNow does): a failed attempt, like a panic.
-var errGoexit = fmt.Errorf("%w: runtime.Goexit", ErrCallbackPanic)
-
-// call runs the callback for d once, turning a panic into an error.
-func (h *Handler) call(ctx context.Context, d Delivery) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			h.log.Error("eachhook: callback panicked", "id", d.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = fmt.Errorf("%w: %v", ErrCallbackPanic, v)
-		}
-	}()
-	return h.callbacks.invoke(ctx, d.Body)
 }
 
 // callErrorHandler passes err to the WithErrorHandler function, if any. A

@@ -67,8 +67,8 @@ type failingStore struct{ eachhook.Store }
 
 var errClaimFails = errors.New("claim fails")
 
-func (failingStore) Claim(context.Context, string, time.Duration) (bool, error) {
-	return false, errClaimFails
+func (failingStore) Claim(context.Context, string, time.Duration) (string, bool, error) {
+	return "", false, errClaimFails
 }
 
 func TestDeliverStoreFailure(t *testing.T) {

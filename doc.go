@@ -2,8 +2,11 @@
 // webhooks: it verifies each request's signature, answers the sender at
 // once, and runs the callback registered for the outcome once per
 // prediction id (or workflow execution id), on a worker goroutine: at most
-// once across a crash with the default in-memory queue, at least once with
-// a durable queue (see Delivery guarantees).
+// once across a crash with the default in-memory queue and store, at least
+// once with a durable queue, or with a shared store and the reconciler of
+// package eachloop (see Delivery guarantees). An acknowledged delivery
+// whose callback fails on every attempt, or whose status has no callback,
+// becomes a dead letter: never dropped silently.
 //
 //	h, err := eachhook.New(eachhook.WithSecret(os.Getenv("EACHHOOK_SECRET")))
 //	if err != nil { ... }
@@ -68,15 +71,19 @@
 //	Content-Type present and not JSON          415
 //	body larger than WithMaxBodyBytes          413
 //	signature missing, malformed or wrong,
-//	  or timestamp out of tolerance            401
+//	  timestamp out of tolerance, or an
+//	  authentication header repeated           401
 //	secret lookup failed                       503, Retry-After
 //	not a JSON object, or its kind and id
 //	  cannot be told (see below)               400
-//	status with no callback (see below), or
-//	  no callback registered for it            200, logged, no callback
+//	non-terminal status (created, starting,
+//	  processing, queued, running)             200, no callback
+//	dedupe store failed                        503, Retry-After
 //	id already accepted (duplicate)            200, no callback
-//	dedupe store failed, or queue full
-//	  or its insert failed (see [Queue])       503, Retry-After, claim released
+//	status unknown, or terminal with no
+//	  callback registered                      200, dead letter, no callback
+//	queue full or its insert failed
+//	  (see [Queue])                            503, Retry-After, claim released
 //	first delivery of an id                    200, then one callback
 //
 // # What the sender sends
@@ -94,6 +101,24 @@
 //	             started_at, inputs, step_outputs, output, error, error_cause}
 //	             OnWorkflowCompleted / OnWorkflowFailed with a [WorkflowRun]
 //
+// Statuses are routed so: "success" and "succeeded" to OnSuccess; "failed"
+// and "error" (the API's poll vocabulary) to OnFailed; "cancelled" and
+// "canceled" to OnFailed with [Failure.Code] "CANCELLED"; for a workflow
+// execution "completed" to OnWorkflowCompleted and "failed", "error",
+// "cancelled", "canceled" to OnWorkflowFailed. "created", "starting",
+// "processing", "queued" and "running" are not terminal: acknowledged,
+// nothing runs (the observer's Ignored). Any other status is acknowledged
+// and kept as a dead letter (reason "unknown_status"), as is a terminal
+// status with no callback registered ("no_callback"): never dropped
+// silently.
+//
+// Member names match as encoding/json matches them to a struct's fields:
+// escapes decoded, then case-insensitively ("ID", "i\u0064", "Status" are
+// "id" and "status"), the last of repeated members winning, so the id and
+// status that route and deduplicate a delivery are the ones a callback
+// reads from the same Raw bytes with encoding/json. Metrics decode as
+// encoding/json decodes them: a value out of float64's range stays zero.
+//
 // A body's kind and id are decided by the first rule that holds: a
 // non-empty "workflow_id" makes it a workflow execution identified by
 // "execution_id" (400 if that is missing); else a non-empty "id" makes it a
@@ -104,47 +129,80 @@
 // the Handler does not know are ignored, never a reason to refuse.
 //
 // Predictions are deduplicated by their id and workflow executions by
-// [WorkflowKeyPrefix] + execution id ("workflow:abc"), so the two cannot
-// collide in a shared [Store]; that key is also what a [SecretLookup]
-// receives and what logs and [CallbackError] report.
+// [WorkflowKeyPrefix] + execution id ("workflow:abc"); a prediction id that
+// itself begins with "workflow:" or "prediction:" is escaped as
+// "prediction:" + id, so the two kinds cannot collide in a shared [Store]
+// whatever the ids. That key is also what a [SecretLookup] receives and
+// what logs and [CallbackError] report.
 //
 // Signatures: see Verifying. The plain X-Webhook-Secret header, which
 // carries the secret itself and signs nothing, is refused (401) unless
 // [WithLegacySecretHeader] is set; a request with a signature is decided by
-// the signature alone. A manual redelivery (X-Webhook-Redelivery: true, signed
+// the signature alone. A request that repeats X-Webhook-Signature,
+// X-Webhook-Timestamp or X-Webhook-Secret is refused (401, matching
+// signature.ErrMalformed), whatever the order of the copies: the sender
+// sends one of each. A redelivery (X-Webhook-Redelivery: true, signed
 // again with a fresh timestamp) is handled like any delivery: it runs no
-// callback if the id's callback already finished within the dedupe TTL,
-// and runs it again if every attempt had failed (the claim was released).
+// callback if the id's callback already finished within the dedupe TTL or
+// the id is a dead letter, and runs it if the claim's lease ran out
+// without the callback finishing (its process died).
 //
 // # Delivery guarantees
 //
-// Duplicates: the first verified delivery of a prediction id claims the id
-// in the [Store] for the dedupe TTL ([WithDedupeTTL], default 24h); any
-// redelivery or concurrent copy of it within that time is acknowledged
-// without running a callback. The default [MemoryStore] deduplicates within
-// one process; replicas behind a load balancer need a shared store.
+// Duplicates: the first verified delivery of an id claims it in the
+// [Store] as in progress for the claim lease ([WithClaimLease], default 10
+// minutes, longer than a callback's longest run with its retries); when
+// the callback succeeds the id is marked done for the dedupe TTL
+// ([WithDedupeTTL], default 24h). Any redelivery or concurrent copy within
+// the lease, or within the TTL once done, is acknowledged without running
+// a callback. The default [MemoryStore] deduplicates within one process;
+// replicas behind a load balancer need a shared store.
 //
 // Acknowledgement: a 200 is written before the callback runs, as the
 // sender asks. A 503 means nothing was accepted and the sender's retry
 // will be processed.
 //
 // Callbacks: each accepted delivery runs its callback on a worker. A
-// callback that returns an error or panics is run again, up to the
-// attempts of [WithRetry] (default 3, backoff 1s doubling); a panic is
-// recovered and logged and the worker lives on. When every attempt failed
-// the failure goes to [WithErrorHandler] and the id's claim is released,
-// so that a manual redelivery is processed again. Callbacks may therefore
-// run more than once for one id: make them idempotent. Their context is
-// not the request's; it is cancelled when [Handler.Shutdown] gives up
-// waiting. [AttemptFromContext] tells the attempt number.
+// callback that returns an error, panics or calls [runtime.Goexit] (as
+// t.FailNow does) is run again, up to the attempts of [WithRetry] (default
+// 3, backoff 1s doubling); a panic or a Goexit is logged, ends that attempt
+// only ([ErrCallbackPanic]) and the worker lives on. When every attempt
+// failed the failure goes to [WithErrorHandler] and the delivery becomes
+// a dead letter (reason "callback_failed"): its id stays claimed as done,
+// so that a redelivery does not run it a second time, and replaying the
+// dead letter runs it again. Callbacks may run more than once for one id
+// (retries, a lease that ran out, a replay): make them idempotent. Their
+// context is not the request's; it is cancelled when [Handler.Shutdown]
+// gives up waiting. [AttemptFromContext] tells the attempt number.
+//
+// What each outcome leads to, by mode:
+//
+//	                    memory queue             durable queue
+//	callback fails      dead letter after the    dead letter (River's
+//	  on every attempt  last attempt             discarded job)
+//	status unknown, or  dead letter at once,     dead letter at once,
+//	  no callback       before the 200           before the 200
+//	process dies after  lost with the default    run again after the
+//	  the 200, callback store (at most once);    restart, by any replica
+//	  not finished      with a shared store the  (at least once)
+//	                    claim's lease runs out
+//	                    and a redelivery or the
+//	                    reconciler's delivery
+//	                    runs it (at least once
+//	                    with package eachloop)
 //
 // Crashes: with the in-memory queue, a delivery acknowledged with 200 lives
 // only in the process's memory until its callback finishes. If the process
-// dies in between, the event is lost: the sender will not retry a delivery
-// it saw acknowledged. In-memory mode is therefore at most once across a
-// crash; while the process lives, each accepted id runs its callback until
-// an attempt succeeds or the attempts are used up. [Handler.Shutdown] drains the queue; deliveries it
-// could not start before its deadline are logged by id and lost.
+// dies in between, the sender will not retry a delivery it saw
+// acknowledged: with the default store the event is lost (at most once
+// across a crash). With a shared store (Redis, Postgres) the dead
+// process's claim expires after its lease, so the reconciler of package
+// eachloop, which marks a prediction done only when its callback finished,
+// delivers the polled outcome again and it runs: at least once. While the
+// process lives, each accepted id runs its callback until an attempt
+// succeeds or it becomes a dead letter. [Handler.Shutdown] drains the
+// queue; deliveries it could not start before its deadline are logged by
+// id, their claims released, and lost.
 //
 // Durable queues: [WithQueue] replaces the in-memory queue with another
 // [Queue]. Module github.com/eachhook/eachhook/durable provides one on
@@ -156,10 +214,12 @@
 // # Writing a queue
 //
 // A [Queue] gets a [Runner] from [Handler.Start]: Runner.Run runs one
-// attempt of a delivery's callback, Runner.GiveUp ends a delivery whose
-// attempts are used up. The Handler claims the id in its [Store] before
-// Enqueue and releases it when Enqueue fails; a [DedupingQueue] also
-// decides duplicates itself. Package queuetest is the conformance suite
+// attempt of a delivery's callback and marks the id done when it
+// succeeded, Runner.GiveUp makes a delivery whose attempts are used up a
+// dead letter. The Handler claims the id in its [Store] before Enqueue,
+// passes the claim's token in [Delivery.Claim] (a queue that persists
+// deliveries stores it) and releases the claim when Enqueue fails; a
+// [DedupingQueue] also decides duplicates itself. Package queuetest is the conformance suite
 // every queue of this project runs, as package storetest is for a
 // [Store].
 //

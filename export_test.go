@@ -23,5 +23,8 @@ var NewMemQueueForTest = func(workers, size, attempts int) Queue {
 // nopStore is a Store that claims every id.
 type nopStore struct{}
 
-func (nopStore) Claim(context.Context, string, time.Duration) (bool, error) { return true, nil }
-func (nopStore) Release(context.Context, string) error                      { return nil }
+func (nopStore) Claim(context.Context, string, time.Duration) (string, bool, error) {
+	return "t", true, nil
+}
+func (nopStore) Complete(context.Context, string, string, time.Duration) error { return nil }
+func (nopStore) Release(context.Context, string, string) error                 { return nil }

@@ -93,7 +93,7 @@ const (
 	refused   result = iota // answered with the status of its reason
 	accepted                // claimed and queued: its callback will run (200)
 	duplicate               // its id was accepted before: nothing to run (200)
-	ignored                 // no callback for its status: nothing to run (200)
+	ignored                 // a non-terminal status, or a dead letter at once: nothing to run (200)
 )
 
 // outcome is the result of a request with what answer needs to tell it.

@@ -383,22 +383,28 @@ func TestBackpressure(t *testing.T) {
 // flakyStore fails Claim while broken is set.
 type flakyStore struct {
 	eachhook.Store
-	broken   atomic.Bool
-	released atomic.Int32
+	broken    atomic.Bool
+	released  atomic.Int32
+	completed atomic.Int32
 }
 
 var errStoreDown = errors.New("store down")
 
-func (s *flakyStore) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+func (s *flakyStore) Claim(ctx context.Context, id string, lease time.Duration) (string, bool, error) {
 	if s.broken.Load() {
-		return false, errStoreDown
+		return "", false, errStoreDown
 	}
-	return s.Store.Claim(ctx, id, ttl)
+	return s.Store.Claim(ctx, id, lease)
 }
 
-func (s *flakyStore) Release(ctx context.Context, id string) error {
+func (s *flakyStore) Complete(ctx context.Context, id, token string, ttl time.Duration) error {
+	s.completed.Add(1)
+	return s.Store.Complete(ctx, id, token, ttl)
+}
+
+func (s *flakyStore) Release(ctx context.Context, id, token string) error {
 	s.released.Add(1)
-	return s.Store.Release(ctx, id)
+	return s.Store.Release(ctx, id, token)
 }
 
 func TestStoreFailureIs503ThenRetrySucceeds(t *testing.T) {
@@ -459,16 +465,20 @@ func TestShutdownDeadlineCancelsCallbacks(t *testing.T) {
 	defer cancel()
 	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
 	<-cancelled
-	// Wait for the worker to release "running" after its callback gave up.
-	require.Eventually(t, func() bool { return st.released.Load() == 2 }, 5*time.Second, time.Millisecond)
+	// Wait for the worker to keep "running" as a dead letter after its
+	// callback gave up; "never-started" was released.
+	require.Eventually(t, func() bool { return st.completed.Load() == 1 && st.released.Load() == 1 }, 5*time.Second, time.Millisecond)
 	logMu.Lock()
 	defer logMu.Unlock()
 	require.Contains(t, logs.String(), "not run before shutdown")
 	require.Contains(t, logs.String(), "id=never-started")
 	// The claim of the never-started delivery was released.
-	ok, err := mem.Claim(context.Background(), "never-started", time.Hour)
+	_, ok, err := mem.Claim(context.Background(), "never-started", time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
+	_, ok, err = mem.Claim(context.Background(), "running", time.Hour)
+	require.NoError(t, err)
+	require.False(t, ok, "the dead letter keeps its id claimed")
 }
 
 type lockedWriter struct {
@@ -501,7 +511,7 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	require.Equal(t, []int{1, 2, 1}, attempts)
 }
 
-func TestGivingUpReportsAndReleases(t *testing.T) {
+func TestGivingUpReportsAndKeepsTheClaim(t *testing.T) {
 	var reported []error
 	var mu sync.Mutex
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithRetry(2, time.Millisecond),
@@ -529,13 +539,12 @@ func TestGivingUpReportsAndReleases(t *testing.T) {
 	<-done
 	<-done
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(reported) == 1 }, 5*time.Second, time.Millisecond)
-	// The claim was released: a manual redelivery is processed.
+	// A dead letter keeps its id claimed: a redelivery runs nothing again.
 	fail.Store(false)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "flaky")).Code)
-	<-done
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "panics")).Code)
 	drain(t, h)
-	require.Equal(t, int32(5), runs.Load()) // 2 failed + 1 ok + 2 panics
+	require.Equal(t, int32(4), runs.Load()) // 2 failed + 2 panics
 
 	require.Len(t, reported, 2)
 	var ce *eachhook.CallbackError
@@ -548,22 +557,29 @@ func TestGivingUpReportsAndReleases(t *testing.T) {
 	require.ErrorIs(t, reported[1], eachhook.ErrCallbackPanic)
 }
 
-func TestNoCallbackRegisteredIsAcknowledgedAndDropped(t *testing.T) {
+func TestNoCallbackRegisteredBecomesDeadLetter(t *testing.T) {
 	store := eachhook.NewMemoryStore()
 	defer store.Close()
-	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store), eachhook.WithLogger(logger))
 	var n atomic.Int32
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error { n.Add(1); return nil })
 	require.Equal(t, 200, serve(h, eachhooktest.NewFailedRequest("/", secret, "x")).Code)
 	drain(t, h)
 	require.Equal(t, int32(0), n.Load())
-	// The dropped failure was not claimed: a Handler with OnFailed on the
-	// same store processes the sender's retry.
+	logMu.Lock()
+	require.Contains(t, logs.String(), `level=ERROR msg="eachhook: dead letter" id=x status=failed reason=no_callback attempts=0`)
+	logMu.Unlock()
+	// The dead letter keeps its id claimed: a Handler with OnFailed on the
+	// same store takes the sender's retry for a duplicate (replaying the
+	// dead letter is the way to run it).
 	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
 	h2.OnFailed(func(ctx context.Context, f *eachhook.Failure) error { n.Add(10); return nil })
 	require.Equal(t, 200, serve(h2, eachhooktest.NewFailedRequest("/", secret, "x")).Code)
 	drain(t, h2)
-	require.Equal(t, int32(10), n.Load())
+	require.Equal(t, int32(0), n.Load())
 }
 
 func TestSecretRotation(t *testing.T) {

@@ -77,8 +77,8 @@ func (h *Handler) startLazily() (observe.Reason, error) {
 // durable queue instead keeps the deliveries it did not start, for the
 // next process: see its documentation. Shutdown also stops the default
 // [MemoryStore], and may be called more than once. After a Shutdown that
-// returned ctx.Err(), callbacks still running may still release claims in
-// the [Store] and call the [WithErrorHandler] function when they end:
+// returned ctx.Err(), callbacks still running may still complete claims in
+// the [Store], record dead letters and call the [WithErrorHandler] function when they end:
 // close a store you own only after that.
 //
 // Give it a context of its own, not one already cancelled: with the

@@ -168,7 +168,7 @@ func (q *memQueue) lost(d Delivery) {
 	if f := h.cfg.observer.GaveUp; f != nil {
 		f(context.Background(), observe.DeliveryInfo{ID: d.ID, Status: d.Status}, 0, observe.ErrNotRun)
 	}
-	if err := h.store.Release(context.Background(), d.ID); err != nil {
+	if err := h.store.Release(context.Background(), d.ID, d.Claim); err != nil {
 		h.log.Error("eachhook: release failed", "id", d.ID, "err", err)
 	}
 }

@@ -47,6 +47,7 @@ const (
 	defaultMaxAttempts  = 3
 	defaultBackoff      = time.Second
 	defaultCallbackTime = time.Minute
+	defaultClaimLease   = 10 * time.Minute
 )
 
 type config struct {
@@ -59,6 +60,7 @@ type config struct {
 	maxBody         int64
 	store           Store
 	dedupeTTL       time.Duration
+	claimLease      time.Duration
 	tolerance       time.Duration
 	logger          *slog.Logger
 	now             func() time.Time
@@ -77,6 +79,7 @@ func defaultConfig() config {
 		queueSize:       defaultQueueSize,
 		maxBody:         defaultMaxBodyBytes,
 		dedupeTTL:       DefaultDedupeTTL,
+		claimLease:      defaultClaimLease,
 		tolerance:       signature.DefaultTolerance,
 		now:             time.Now,
 		maxAttempts:     defaultMaxAttempts,
@@ -103,6 +106,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: tolerance %v <= 0", ErrInvalidOption, c.tolerance)
 	case c.dedupeTTL < c.tolerance:
 		return fmt.Errorf("%w: dedupe TTL %v shorter than tolerance %v", ErrInvalidOption, c.dedupeTTL, c.tolerance)
+	case c.claimLease <= 0:
+		return fmt.Errorf("%w: claim lease %v <= 0", ErrInvalidOption, c.claimLease)
 	case c.maxAttempts < 1:
 		return fmt.Errorf("%w: attempts %d < 1", ErrInvalidOption, c.maxAttempts)
 	case c.callbackTimeout <= 0:
@@ -189,11 +194,26 @@ func WithStore(s Store) Option {
 	}
 }
 
-// WithDedupeTTL sets how long an accepted prediction id is remembered.
-// Default [DefaultDedupeTTL] (24h). It must be at least the tolerance, or a
+// WithDedupeTTL sets how long an id is remembered as done once its
+// callback succeeded or it became a dead letter (while the callback runs,
+// the claim lasts for [WithClaimLease] instead). Default [DefaultDedupeTTL] (24h). It must be at least the tolerance, or a
 // replayed timestamped delivery could outlive its dedupe record.
 func WithDedupeTTL(d time.Duration) Option {
 	return func(c *config) error { c.dedupeTTL = d; return nil }
+}
+
+// WithClaimLease sets how long an accepted id stays claimed as in progress
+// while its callback runs: a redelivery (or the reconciler's delivery) of
+// the id within the lease is a duplicate, and one after it is processed
+// again, so that an event whose process died after the 200 is not lost
+// to a claim that never ends. Once the callback succeeds the id is marked
+// done for the dedupe TTL ([WithDedupeTTL]) instead. The lease must be
+// longer than a callback's longest run including every retry and its
+// backoff (see [WithRetry]): a lease that runs out while the callback
+// still runs lets a redelivery run it a second time. Default 10 minutes;
+// it must be positive.
+func WithClaimLease(d time.Duration) Option {
+	return func(c *config) error { c.claimLease = d; return nil }
 }
 
 // WithTolerance sets how far the X-Webhook-Timestamp of a timestamped

@@ -5,11 +5,14 @@ package eachhook
 // decoded, once before the 200 (the envelope) and once on the worker.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/eachhook/eachhook/internal/inbox"
 	"github.com/eachhook/eachhook/internal/jsonscan"
 )
 
@@ -25,7 +28,11 @@ var (
 	ErrOutputShape = errors.New("eachhook: output has another shape")
 )
 
-// Statuses the sender reports in a terminal webhook.
+// Statuses the sender reports in a terminal webhook. The Handler also
+// routes "error" as failed and "cancelled"/"canceled" as failed with code
+// "CANCELLED" (see [Handler.OnFailed]), and acknowledges the non-terminal
+// "created", "starting", "processing", "queued" and "running" with no
+// callback.
 const (
 	// StatusSuccess is a prediction that succeeded (the spec page's form).
 	StatusSuccess = "success"
@@ -81,7 +88,9 @@ type Failure struct {
 	// (the poll envelope's and the Video API's shape), or from its "error"
 	// member; else from the top-level "error". That error is either
 	// {"error_code", "error_message"} (Code and Logs) or a plain string
-	// (Logs only). Code is empty when the sender gave none.
+	// (Logs only). Code is empty when the sender gave none, and
+	// "CANCELLED" for a cancelled prediction (status "cancelled" or
+	// "canceled"), as the reconciler of package eachloop reports one.
 	Code string
 	// Retryable is the "retryable" member of that error object: true when
 	// the sender says the same request may succeed if made again, false
@@ -158,11 +167,11 @@ func decodeEnvelope(body []byte) (envelope, error) {
 	if err := p.scan(body); err != nil {
 		return envelope{}, err
 	}
-	k, key, err := p.classify()
+	k, id, err := p.classify()
 	if err != nil {
 		return envelope{}, err
 	}
-	return envelope{ID: key, Status: p.Status, Kind: k}, nil
+	return envelope{ID: keyOf(k, id), Status: p.Status, Kind: k}, nil
 }
 
 // wirePayload is the union of the documented bodies: the spec page's
@@ -175,8 +184,11 @@ type wirePayload struct {
 	Output  json.RawMessage
 	Input   json.RawMessage
 	Metrics json.RawMessage
-	Logs    json.RawMessage
-	Error   json.RawMessage
+	// metricsBefore holds the earlier values of a repeated "metrics"
+	// member: encoding/json decodes each into the same struct in turn.
+	metricsBefore []json.RawMessage
+	Logs          json.RawMessage
+	Error         json.RawMessage
 
 	// Workflow executions.
 	BulkID      json.RawMessage
@@ -187,46 +199,121 @@ type wirePayload struct {
 	ErrorCause  json.RawMessage
 }
 
+// wireField names a top-level member the scan reads.
+type wireField uint8
+
+const (
+	fieldNone wireField = iota
+	fieldID
+	fieldExecID
+	fieldExecutionID
+	fieldWorkflowID
+	fieldStatus
+	fieldOutput
+	fieldInput
+	fieldMetrics
+	fieldLogs
+	fieldError
+	fieldStartedAt
+	fieldInputs
+	fieldStepOutputs
+	fieldErrorCause
+	fieldCompletedAt
+	fieldBulkID
+)
+
+// wireNames are the members' names, indexed by wireField.
+var wireNames = [...]string{
+	fieldID:          "id",
+	fieldExecID:      "exec_id",
+	fieldExecutionID: "execution_id",
+	fieldWorkflowID:  "workflow_id",
+	fieldStatus:      "status",
+	fieldOutput:      "output",
+	fieldInput:       "input",
+	fieldMetrics:     "metrics",
+	fieldLogs:        "logs",
+	fieldError:       "error",
+	fieldStartedAt:   "started_at",
+	fieldInputs:      "inputs",
+	fieldStepOutputs: "step_outputs",
+	fieldErrorCause:  "error_cause",
+	fieldCompletedAt: "completed_at",
+	fieldBulkID:      "bulk_id",
+}
+
+// fieldOf returns the member a raw key (between its quotes) names, as
+// encoding/json matches a key to a struct field: escapes decoded, then
+// the exact name or else any name equal under Unicode case folding
+// (bytes.EqualFold: "ID", "Status", "ſtatus" with U+017F). names maps an
+// index to its name, the first entry unused.
+func fieldOf(key []byte, names []string) int {
+	if bytes.IndexByte(key, '\\') >= 0 {
+		quoted := make([]byte, 0, len(key)+2)
+		quoted = append(append(append(quoted, '"'), key...), '"')
+		s, ok := jsonscan.StringValue(quoted)
+		if !ok {
+			return 0
+		}
+		key = []byte(s)
+	}
+	for i := 1; i < len(names); i++ {
+		if string(key) == names[i] {
+			return i
+		}
+	}
+	for i := 1; i < len(names); i++ {
+		if bytes.EqualFold(key, []byte(names[i])) {
+			return i
+		}
+	}
+	return 0
+}
+
 // scan fills p from the top level of a body that json.Valid accepted,
 // without reflection and without copying: the request path runs it on
-// every delivery. As with encoding/json, a later duplicate member wins and
-// a null identifying field is ignored; unlike it, keys match exactly.
+// every delivery. It reads what encoding/json reads into a struct with
+// these members: keys match as encoding/json matches them (see fieldOf),
+// a later duplicate member wins, and a null identifying field is ignored.
 func (p *wirePayload) scan(body []byte) error {
 	var bad []byte
 	isObject := jsonscan.Members(body, func(key, value []byte) bool {
 		var dst *string
-		switch string(key) {
-		case "id":
+		switch wireField(fieldOf(key, wireNames[:])) {
+		case fieldID:
 			dst = &p.ID
-		case "exec_id":
+		case fieldExecID:
 			dst = &p.ExecID
-		case "execution_id":
+		case fieldExecutionID:
 			dst = &p.ExecutionID
-		case "workflow_id":
+		case fieldWorkflowID:
 			dst = &p.WorkflowID
-		case "status":
+		case fieldStatus:
 			dst = &p.Status
-		case "output":
+		case fieldOutput:
 			p.Output = value
-		case "input":
+		case fieldInput:
 			p.Input = value
-		case "metrics":
+		case fieldMetrics:
+			if p.Metrics != nil {
+				p.metricsBefore = append(p.metricsBefore, p.Metrics)
+			}
 			p.Metrics = value
-		case "logs":
+		case fieldLogs:
 			p.Logs = value
-		case "error":
+		case fieldError:
 			p.Error = value
-		case "started_at":
+		case fieldStartedAt:
 			p.StartedAt = value
-		case "completed_at":
+		case fieldCompletedAt:
 			p.CompletedAt = value
-		case "bulk_id":
+		case fieldBulkID:
 			p.BulkID = value
-		case "inputs":
+		case fieldInputs:
 			p.Inputs = value
-		case "step_outputs":
+		case fieldStepOutputs:
 			p.StepOutputs = value
-		case "error_cause":
+		case fieldErrorCause:
 			p.ErrorCause = value
 		}
 		if dst != nil && string(value) != "null" {
@@ -273,19 +360,40 @@ func decodePayload(body []byte) wirePayload {
 	return p
 }
 
+// metricNames are the members of "metrics", as fieldOf takes them.
+var metricNames = []string{1: "predict_time", 2: "cost"}
+
+// metrics decodes "metrics" as encoding/json decodes it into [Metrics]: a
+// member that is not a number, or whose number is out of float64's range,
+// leaves the field as it was (encoding/json reports an error and goes on);
+// the rest still decode; a repeated "metrics" decodes into the same value
+// in turn, and one that is not an object changes nothing.
 func (p *wirePayload) metrics() Metrics {
 	var m Metrics
-	jsonscan.Members(p.Metrics, func(key, value []byte) bool {
-		// A member of another type stays zero; the rest still decode.
-		switch string(key) {
-		case "predict_time":
-			m.PredictTime, _ = jsonscan.FloatValue(value)
-		case "cost":
-			m.Cost, _ = jsonscan.FloatValue(value)
+	for _, raw := range p.metricsBefore {
+		m.decode(raw)
+	}
+	m.decode(p.Metrics)
+	return m
+}
+
+// decode applies the members of the JSON object raw to m (see metrics).
+func (m *Metrics) decode(raw []byte) {
+	jsonscan.Members(raw, func(key, value []byte) bool {
+		var dst *float64
+		switch fieldOf(key, metricNames) {
+		case 1:
+			dst = &m.PredictTime
+		case 2:
+			dst = &m.Cost
+		}
+		if dst != nil {
+			if f, ok := jsonscan.FloatValue(value); ok {
+				*dst = f
+			}
 		}
 		return true
 	})
-	return m
 }
 
 // text returns a JSON string's value, other JSON as its text, and "" for
@@ -383,7 +491,7 @@ func splitError(raw json.RawMessage) failInfo {
 	return failInfo{message: text(raw)}
 }
 
-// success and failure build a prediction's callback value; id is the key
+// success and failure build a prediction's callback value; id is the id
 // classify returned.
 func (p *wirePayload) success(id string, body []byte) *Success {
 	return &Success{ID: id, Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
@@ -393,6 +501,9 @@ func (p *wirePayload) failure(id string, body []byte) *Failure {
 	f := &Failure{ID: id, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
 	e := p.failureError()
 	f.Code, f.Retryable, f.Category = e.code, e.retryable, e.category
+	if isCancelled(p.Status) {
+		f.Code = inbox.CodeCancelled
+	}
 	if f.Logs == "" {
 		f.Logs = e.message
 	}
@@ -408,7 +519,9 @@ type WorkflowRun struct {
 	ExecutionID string
 	// WorkflowID is the workflow's id.
 	WorkflowID string
-	// Status is [StatusCompleted] or [StatusFailed].
+	// Status is as sent: [StatusCompleted] for OnWorkflowCompleted;
+	// [StatusFailed], "error", "cancelled" or "canceled" for
+	// OnWorkflowFailed.
 	Status string
 	// StartedAt is when the execution started; zero when absent or not an
 	// RFC 3339 time (Raw keeps the value as sent).
@@ -468,9 +581,25 @@ func parseTime(raw json.RawMessage) time.Time {
 // under which the delivery is deduplicated, passed to a [SecretLookup] and
 // reported in logs and [CallbackError.ID]: the execution "abc" is known as
 // "workflow:abc". Prediction ids are used bare, so that keys already held
-// by a shared [Store] keep their meaning; each::labs prediction ids are
-// UUIDs and never begin with the prefix, so the two kinds cannot collide.
+// by a shared [Store] keep their meaning, except a prediction id that
+// itself begins with "workflow:" or "prediction:", whose key is
+// "prediction:" and the id ("workflow:E" is known as
+// "prediction:workflow:E"): so a prediction's key and a workflow
+// execution's never collide, whatever the ids. (each::labs prediction ids
+// are UUIDs, which never need it.) The callbacks get the ids as sent.
 const WorkflowKeyPrefix = "workflow:"
+
+// predictionKeyPrefix escapes a prediction id that could be taken for
+// another kind's key (see WorkflowKeyPrefix).
+const predictionKeyPrefix = "prediction:"
+
+// predictionKey returns the dedupe key of prediction id.
+func predictionKey(id string) string {
+	if strings.HasPrefix(id, WorkflowKeyPrefix) || strings.HasPrefix(id, predictionKeyPrefix) {
+		return predictionKeyPrefix + id
+	}
+	return id
+}
 
 // kind is what a delivery reports on.
 type kind uint8
@@ -484,7 +613,8 @@ const (
 type event uint8
 
 const (
-	eventNone event = iota // a status with no callback, such as "processing"
+	eventNone    event = iota // a non-terminal status, such as "processing": nothing to run
+	eventUnknown              // a status this package does not know: a dead letter
 	eventSuccess
 	eventFailed
 	eventWorkflowCompleted
@@ -512,41 +642,65 @@ type identity struct {
 //  4. "execution_id" is a non-empty string: a workflow execution.
 //
 // Otherwise the kind cannot be told and the error matches
-// [ErrMalformedPayload]. key is the dedupe key (see [WorkflowKeyPrefix]).
-func (p *identity) classify() (k kind, key string, err error) {
+// [ErrMalformedPayload]. id is the prediction's or the execution's id as
+// sent; key is the dedupe key (see [WorkflowKeyPrefix]).
+func (p *identity) classify() (k kind, id string, err error) {
 	switch {
 	case p.WorkflowID != "":
 		if p.ExecutionID == "" {
 			return 0, "", fmt.Errorf("%w: workflow_id without execution_id", ErrMalformedPayload)
 		}
-		return kindWorkflow, WorkflowKeyPrefix + p.ExecutionID, nil
+		return kindWorkflow, p.ExecutionID, nil
 	case p.ID != "":
 		return kindPrediction, p.ID, nil
 	case p.ExecID != "":
 		return kindPrediction, p.ExecID, nil
 	case p.ExecutionID != "":
-		return kindWorkflow, WorkflowKeyPrefix + p.ExecutionID, nil
+		return kindWorkflow, p.ExecutionID, nil
 	}
 	return 0, "", fmt.Errorf("%w: cannot tell the kind of delivery: none of id, exec_id, execution_id is a non-empty string", ErrMalformedPayload)
 }
 
-// eventOf maps a kind and a status as sent to the callback that handles it.
+// keyOf returns the dedupe key of a delivery of kind k about id.
+func keyOf(k kind, id string) string {
+	if k == kindWorkflow {
+		return WorkflowKeyPrefix + id
+	}
+	return predictionKey(id)
+}
+
+// Statuses routed besides the exported ones.
+const (
+	statusError     = "error"
+	statusCancelled = "cancelled"
+	statusCanceled  = "canceled"
+)
+
+func isCancelled(status string) bool { return status == statusCancelled || status == statusCanceled }
+
+// eventOf maps a kind and a status as sent to the callback that handles it:
+// eventNone for a non-terminal status, eventUnknown for one this package
+// does not know.
 func eventOf(k kind, status string) event {
+	switch status {
+	case "created", "starting", "processing", "queued", "running":
+		return eventNone
+	}
 	switch k {
 	case kindPrediction:
 		switch status {
 		case StatusSuccess, StatusSucceeded:
 			return eventSuccess
-		case StatusFailed:
+		case StatusFailed, statusError, statusCancelled, statusCanceled:
 			return eventFailed
 		}
 	case kindWorkflow:
 		switch status {
 		case StatusCompleted:
 			return eventWorkflowCompleted
-		case StatusFailed:
+		case StatusFailed, statusError, statusCancelled, statusCanceled:
 			return eventWorkflowFailed
 		}
 	}
-	return eventNone
+	return eventUnknown
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/eachhook/eachhook/internal/jsonscan"
 )
 
 // testdataBodies returns the documented example bodies in testdata/.
@@ -62,10 +60,11 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("accepted with an empty key")
 		}
 		p := decodePayload(body)
-		k, key, err := p.classify()
-		if err != nil || k != env.Kind || key != env.ID || p.Status != env.Status {
-			t.Fatalf("worker decodes (%v, %q, %q, %v), envelope (%v, %q, %q)", k, key, p.Status, err, env.Kind, env.ID, env.Status)
+		k, id, err := p.classify()
+		if err != nil || k != env.Kind || keyOf(k, id) != env.ID || p.Status != env.Status {
+			t.Fatalf("worker decodes (%v, %q, %q, %v), envelope (%v, %q, %q)", k, id, p.Status, err, env.Kind, env.ID, env.Status)
 		}
+		key := id
 		switch k {
 		case kindPrediction:
 			p.success(key, body)
@@ -98,66 +97,73 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 }
 
 // FuzzScanMatchesEncodingJSON checks the hand-written top-level scan
-// against encoding/json: for every valid JSON object without escaped or
-// duplicate keys, the identifying fields and raw members it reads are the
-// ones encoding/json reads, and it refuses exactly the bodies whose
-// identifying fields are neither strings nor null.
+// against encoding/json on every valid JSON object, escaped, repeated and
+// case-folded keys included: the identifying fields and the status it
+// reads are the ones encoding/json reads into a struct with those fields,
+// and so are "output" and the metrics; it refuses exactly the bodies where
+// encoding/json finds an identifying field or the status neither a string
+// nor null.
 func FuzzScanMatchesEncodingJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"a","status":"success","output":"https://x/y.png","input":{"p":"q"},"metrics":{"predict_time":12.5,"cost":0.05}}`,
 		` { "id" : "c\"d" , "status":"\u0073uccess", "x":[1,{"y":"]}"}] } `,
 		`{"id":5}`, `{"id":"x","status":7}`, `[]`, `"id"`, `{}`, `{"id":"\xe5"}`,
 		`{"nested":{"id":"inner"},"exec_id":"outer","output":[{"error":null}]}`,
+		`{"id":"a","ID":"b","Status":"success","status":null}`,
+		`{"i\u0064":"c","\u0053tatus":"failed","ſtatus":"error"}`,
+		`{"id":"m","metrics":{"cost":1,"Cost":2e400},"metrics":{"predict_time":3},"metrics":5,"METRICS":{"cost":"x"}}`,
+		`{"id":"o","output":1,"Output":null}`,
+		`{"id":5,"ID":"x"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(body, &m) != nil {
-			if _, err := decodeEnvelope(body); err == nil && !isJSONObject(body) {
+		if !isJSONObject(body) {
+			if _, err := decodeEnvelope(body); err == nil {
 				t.Fatalf("accepted %q, which is not a JSON object", body)
 			}
 			return
 		}
-		var keys [][]byte
-		jsonscan.Members(body, func(k, _ []byte) bool { keys = append(keys, k); return true })
-		seen := map[string]bool{}
-		for _, k := range keys {
-			if bytes.IndexByte(k, '\\') >= 0 || seen[string(k)] {
-				return // escaped keys are matched raw by design; duplicates differ in null handling
-			}
-			seen[string(k)] = true
+		var want struct {
+			ID          string          `json:"id"`
+			ExecID      string          `json:"exec_id"`
+			ExecutionID string          `json:"execution_id"`
+			WorkflowID  string          `json:"workflow_id"`
+			Status      string          `json:"status"`
+			Output      json.RawMessage `json:"output"`
 		}
-		if len(keys) != len(m) {
-			t.Fatalf("scan found %d members, encoding/json %d in %q", len(keys), len(m), body)
+		jerr := json.Unmarshal(body, &want)
+		var typeErr *json.UnmarshalTypeError
+		if jerr != nil && !errors.As(jerr, &typeErr) {
+			t.Fatalf("encoding/json: %v on an object it decodes into a map", jerr)
 		}
 		var p wirePayload
 		scanErr := p.scan(body)
-		wantErr := false
-		for name, got := range map[string]string{"id": p.ID, "exec_id": p.ExecID, "execution_id": p.ExecutionID, "workflow_id": p.WorkflowID, "status": p.Status} {
-			raw, ok := m[name]
-			if !ok || string(raw) == "null" {
-				continue
-			}
-			var want string
-			if json.Unmarshal(raw, &want) != nil {
-				wantErr = true
-				continue
-			}
-			if scanErr == nil && got != want {
-				t.Fatalf("%s: scan %q, encoding/json %q in %q", name, got, want, body)
-			}
+		if (scanErr != nil) != (jerr != nil) {
+			t.Fatalf("scan error %v, encoding/json error %v, in %q", scanErr, jerr, body)
 		}
-		if wantErr != (scanErr != nil) {
-			t.Fatalf("scan error %v, encoding/json sees a non-string identifying field: %v, in %q", scanErr, wantErr, body)
+		if scanErr != nil {
+			return
 		}
-		if raw, ok := m["output"]; ok && !bytes.Equal(raw, p.Output) {
-			t.Fatalf("output %q, want %q", p.Output, raw)
+		got := [...]string{p.ID, p.ExecID, p.ExecutionID, p.WorkflowID, p.Status}
+		exp := [...]string{want.ID, want.ExecID, want.ExecutionID, want.WorkflowID, want.Status}
+		if got != exp {
+			t.Fatalf("scan reads %q, encoding/json %q, in %q", got, exp, body)
+		}
+		if !bytes.Equal(p.Output, want.Output) {
+			t.Fatalf("output %q, encoding/json %q, in %q", p.Output, want.Output, body)
+		}
+		var wantMetrics struct {
+			Metrics Metrics `json:"metrics"`
+		}
+		_ = json.Unmarshal(body, &wantMetrics) // type errors leave fields as they were, as the scan does
+		if m := p.metrics(); m != wantMetrics.Metrics {
+			t.Fatalf("metrics %+v, encoding/json %+v, in %q", m, wantMetrics.Metrics, body)
 		}
 	})
 }
 
 func isJSONObject(body []byte) bool {
-	var m map[string]any
+	var m map[string]json.RawMessage
 	return json.Unmarshal(body, &m) == nil && m != nil
 }

@@ -27,6 +27,12 @@ type Delivery struct {
 	// durable queue: when its job was inserted); the observer reports the
 	// wait from it. Zero when unknown.
 	AcceptedAt time.Time
+	// Claim is the token of the Handler's claim of ID in its [Store], or
+	// "" when the Handler did not win the claim (a [DedupingQueue] decided
+	// the delivery was new). The [Runner] completes or releases that
+	// claim by this token, so a queue that persists a delivery must store
+	// it with the delivery and give it back unchanged.
+	Claim string
 
 	req context.Context // the request's context, kept for an observer; may be nil
 }
@@ -43,16 +49,20 @@ func (d *Delivery) request() context.Context {
 type Runner interface {
 	// Run runs the callback registered for d.Status once, as attempt
 	// number attempt (1 for the first), which the callback reads with
-	// [AttemptFromContext]. It returns the callback's error; a panic is
-	// recovered, logged with its stack and returned as an error matching
-	// [ErrCallbackPanic]; a status with no callback registered is an
-	// error too, so that the queue keeps the delivery. Errors are logged.
-	// Retrying is the queue's business.
+	// [AttemptFromContext]. It returns the callback's error; a panic, or a
+	// call of [runtime.Goexit] (what testing.T.FailNow does), ends the
+	// attempt only: it is logged and returned as an error matching
+	// [ErrCallbackPanic], and the calling goroutine goes on. A status with
+	// no callback registered is an error too, so that the queue keeps the
+	// delivery. When the callback succeeded, Run marks d.ID done in the
+	// [Store] (by d.Claim, for the dedupe TTL), so that a redelivery is a
+	// duplicate. Errors are logged. Retrying is the queue's business.
 	Run(ctx context.Context, d Delivery, attempt int) error
 	// GiveUp records that the callback of d failed and will not be run
 	// again after attempts attempts, the last of which returned err: it
-	// logs the failure, releases the id's claim in the [Store], and passes
-	// a [*CallbackError] to the function set with [WithErrorHandler].
+	// logs the failure, keeps d as a dead letter (its id stays claimed, so
+	// that a redelivery does not run it a second time), and passes a
+	// [*CallbackError] to the function set with [WithErrorHandler].
 	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 	// CallbackTimeout is how long Run lets one attempt run
 	// ([WithCallbackTimeout]). A queue with a timeout or a lease of its
@@ -90,9 +100,9 @@ type Queue interface {
 	// succeeds.
 	Start(ctx context.Context, r Runner) error
 	// Enqueue queues d. It returns nil only once d is safely queued (for a
-	// durable queue: once the insert is committed) or was queued earlier
-	// under the same id; the Handler answers 200 only then. On any error
-	// the Handler releases the id's claim and answers 503 with
+	// durable queue: once the insert is committed, with d.Claim) or was
+	// queued earlier under the same id; the Handler answers 200 only then.
+	// On any error the Handler releases the id's claim and answers 503 with
 	// Retry-After, so that the sender retries. ctx is the request's.
 	Enqueue(ctx context.Context, d Delivery) error
 	// Shutdown stops intake and running, waiting for callbacks in
@@ -121,22 +131,41 @@ type DedupingQueue interface {
 
 // admit claims a decoded delivery's id and queues it: the steps a verified
 // webhook and the reconciler's deliveries share. A refusal means nothing
-// was accepted (a claim already taken is released).
+// was accepted (a claim already taken is released). A non-terminal status
+// is acknowledged with nothing to run; a status this package does not know,
+// or a terminal one with no callback registered, is acknowledged and kept
+// as a dead letter, under a claim marked done so that a redelivery is a
+// duplicate.
 func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome {
-	if !h.callbacks.has(env) {
-		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
+	ev := eventOf(env.Kind, env.Status)
+	reason := ""
+	switch {
+	case ev == eventNone:
+		h.log.Debug("eachhook: acknowledged delivery with a non-terminal status", "id", env.ID, "status", env.Status)
 		return outcome{result: ignored, env: env}
+	case ev == eventUnknown:
+		reason = reasonUnknownStatus
+	case !h.callbacks.has(ev):
+		reason = reasonNoCallback
 	}
-	claimed, err := h.store.Claim(ctx, env.ID, h.cfg.dedupeTTL)
+	token, claimed, err := h.store.Claim(ctx, env.ID, h.cfg.claimLease)
 	if err != nil {
 		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
+	}
+	d := Delivery{ID: env.ID, Status: env.Status, Body: body, Claim: token, AcceptedAt: h.cfg.now()}
+	if reason != "" {
+		if !claimed {
+			h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+			return outcome{result: duplicate, env: env}
+		}
+		h.keepDeadLetter(ctx, d, reason, 0, nil)
+		return outcome{result: ignored, env: env}
 	}
 	dq, deduping := h.queue.(DedupingQueue)
 	if !claimed && !deduping {
 		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
 		return outcome{result: duplicate, env: env}
 	}
-	d := Delivery{ID: env.ID, Status: env.Status, Body: body, AcceptedAt: h.cfg.now()}
 	if obs := &h.cfg.observer; obs.CallbackStarted != nil || obs.CallbackFinished != nil {
 		d.req = ctx
 	}
@@ -151,7 +180,7 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome 
 	if err != nil {
 		if claimed {
 			// Release so that the sender's retry of this delivery is processed.
-			if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID); rerr != nil {
+			if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID, token); rerr != nil {
 				h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
 			}
 		}

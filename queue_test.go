@@ -101,6 +101,8 @@ func TestQueueLifecycle(t *testing.T) {
 	require.Len(t, queued, 1)
 	require.False(t, queued[0].AcceptedAt.IsZero(), "the Handler says when it accepted the delivery")
 	queued[0].AcceptedAt = time.Time{}
+	require.NotEmpty(t, queued[0].Claim, "a delivery carries its claim's token")
+	queued[0].Claim = ""
 	require.Equal(t, []eachhook.Delivery{{ID: "p1", Status: eachhook.StatusSuccess, Body: body}}, queued)
 
 	require.NoError(t, h.Shutdown(context.Background()))
@@ -202,7 +204,7 @@ func TestRunnerRun(t *testing.T) {
 	require.Error(t, r.Run(ctx, eachhook.Delivery{ID: "x", Status: "starting", Body: []byte(`{"id":"x","status":"starting"}`)}, 1))
 }
 
-func TestRunnerGiveUpReleasesAndReports(t *testing.T) {
+func TestRunnerGiveUpKeepsTheClaimAndReports(t *testing.T) {
 	mem := eachhook.NewMemoryStore()
 	defer mem.Close()
 	var reported []error
@@ -211,18 +213,19 @@ func TestRunnerGiveUpReleasesAndReports(t *testing.T) {
 		eachhook.WithErrorHandler(func(_ context.Context, err error) { reported = append(reported, err) }))
 	ctx := context.Background()
 	require.NoError(t, h.Start(ctx))
-	claimed, err := mem.Claim(ctx, "p1", time.Hour)
+	token, claimed, err := mem.Claim(ctx, "p1", time.Millisecond)
 	require.NoError(t, err)
 	require.True(t, claimed)
 
 	errLast := errors.New("last")
-	q.runner().GiveUp(ctx, eachhook.Delivery{ID: "p1", Status: eachhook.StatusSuccess}, 10, errLast)
+	q.runner().GiveUp(ctx, eachhook.Delivery{ID: "p1", Status: eachhook.StatusSuccess, Claim: token}, 10, errLast)
 	require.Len(t, reported, 1)
 	var ce *eachhook.CallbackError
 	require.ErrorAs(t, reported[0], &ce)
 	require.Equal(t, eachhook.CallbackError{ID: "p1", Status: eachhook.StatusSuccess, Attempts: 10, Err: errLast}, *ce)
 	require.ErrorIs(t, reported[0], errLast)
-	claimed, err = mem.Claim(ctx, "p1", time.Hour)
+	time.Sleep(2 * time.Millisecond) // the claim's lease runs out
+	_, claimed, err = mem.Claim(ctx, "p1", time.Hour)
 	require.NoError(t, err)
-	require.True(t, claimed, "GiveUp must release the claim")
+	require.False(t, claimed, "GiveUp must keep the dead letter's id claimed as done")
 }

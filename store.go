@@ -7,27 +7,42 @@ import (
 	"context"
 	"hash/maphash"
 	"math"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Store records which prediction ids have been accepted, so that a
 // redelivery or a concurrent copy of a delivery runs no callback twice.
+// An id is first claimed as in progress for a lease, long enough for its
+// callback to finish; once the callback succeeded it is marked done for
+// the dedupe TTL; if the process dies meanwhile, the lease runs out and a
+// redelivery (or the reconciler's delivery) of the id is processed again.
 // Implementations must be safe for concurrent use, including by several
 // processes when the store is shared.
 type Store interface {
-	// Claim records id for ttl and reports whether this call claimed it.
-	// It returns (true, nil) if id was not claimed or its claim expired,
-	// (false, nil) if id is already claimed, and a non-nil error only for a
-	// system failure; the Handler then answers 503 so that the sender
-	// retries. A Claim that fails must leave id unclaimed, or undo its
-	// claim before a later Claim of id can answer (false, nil): otherwise
-	// the retry would be taken for a duplicate and never run. Among
-	// simultaneous claims of one id, exactly one returns true.
-	Claim(ctx context.Context, id string, ttl time.Duration) (bool, error)
-	// Release forgets id so that a redelivery is processed again.
-	// Releasing an id that is not claimed is not an error.
-	Release(ctx context.Context, id string) error
+	// Claim claims id as in progress for lease and returns a token naming
+	// this claim. It returns (token, true, nil) when it claimed id (id was
+	// unclaimed, or its lease or done record expired), and ("", false,
+	// nil) when id is in progress under a live lease, or done. A non-nil
+	// error means a system failure only; the Handler then answers 503 so
+	// that the sender retries. A Claim that fails must leave id
+	// unclaimed, or undo its claim before a later Claim of id can answer
+	// false: otherwise the retry would be taken for a duplicate and never
+	// run. Among simultaneous claims of one id exactly one returns true.
+	Claim(ctx context.Context, id string, lease time.Duration) (token string, claimed bool, err error)
+	// Complete marks id done for ttl when the claim named by token still
+	// holds it (or id is unclaimed): a later Claim within ttl returns
+	// false. A claim that another token took over is left alone. The done
+	// record keeps token, so that Release with the same token forgets it
+	// (a replayed dead letter is processed again). The error is nil
+	// unless a system failure.
+	Complete(ctx context.Context, id, token string, ttl time.Duration) error
+	// Release forgets the claim (in progress or done) named by token, so
+	// that a redelivery is processed. Releasing a claim that is not held
+	// (another token, or nothing) is not an error and changes nothing.
+	Release(ctx context.Context, id, token string) error
 }
 
 // Pinger is an optional interface of a [Store] (or of a [Queue]) that can
@@ -43,9 +58,11 @@ type Pinger interface {
 const memoryShards = 64
 
 // MemoryStore is the default in-process [Store]. It keeps a 128-bit digest
-// of each id (not the id itself) with its expiry, in maps that hold no
-// pointers, so a million ids cost a few tens of megabytes and no garbage
-// collector work. A background sweep drops expired ids and shrinks the maps.
+// of each id (not the id itself) with its expiry and its claim's token, in
+// maps that hold no pointers, so a million ids cost a few tens of
+// megabytes and no garbage collector work. A background sweep drops
+// expired ids and shrinks the maps. Its tokens are sequence numbers,
+// distinct within one MemoryStore.
 //
 // It deduplicates within one process only and forgets everything when the
 // process ends; use a shared store when several replicas receive webhooks.
@@ -53,16 +70,23 @@ type MemoryStore struct {
 	seed1, seed2 maphash.Seed
 	now          func() time.Time
 	shards       [memoryShards]memoryShard
+	tokens       atomic.Uint64 // the last token issued
 
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
 }
 
+// memoryClaim is a claim in progress or a done record.
+type memoryClaim struct {
+	exp   int64  // expiry in Unix nanoseconds
+	token uint64 // never 0
+}
+
 type memoryShard struct {
 	mu   sync.Mutex
-	ids  map[[2]uint64]int64 // digest -> expiry in Unix nanoseconds
-	peak int                 // largest len(ids) since the map was last rebuilt
+	ids  map[[2]uint64]memoryClaim // digest -> claim
+	peak int                       // largest len(ids) since the map was last rebuilt
 }
 
 // NewMemoryStore returns an empty MemoryStore that reads the time from
@@ -89,7 +113,7 @@ func newMemoryStore(interval time.Duration, now func() time.Time) *MemoryStore {
 		done:  make(chan struct{}),
 	}
 	for i := range s.shards {
-		s.shards[i].ids = make(map[[2]uint64]int64)
+		s.shards[i].ids = make(map[[2]uint64]memoryClaim)
 	}
 	go s.sweepEvery(interval)
 	return s
@@ -103,39 +127,88 @@ func (s *MemoryStore) shard(d [2]uint64) *memoryShard {
 	return &s.shards[d[0]%memoryShards]
 }
 
+// expiry returns now + d, saturating: a duration too large to add never
+// expires.
+func expiry(now int64, d time.Duration) int64 {
+	exp := now + int64(d)
+	if exp < now {
+		return math.MaxInt64
+	}
+	return exp
+}
+
+// parseMemoryToken returns the sequence number of a token this store
+// issued, or 0 (which names no claim).
+func parseMemoryToken(token string) uint64 {
+	n, err := strconv.ParseUint(token, 36, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // Claim implements [Store]. It fails only when ctx is already done.
-func (s *MemoryStore) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+func (s *MemoryStore) Claim(ctx context.Context, id string, lease time.Duration) (string, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return "", false, err
 	}
 	d := s.digest(id)
 	now := s.now().UnixNano()
 	sh := s.shard(d)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if exp, ok := sh.ids[d]; ok && exp > now {
-		return false, nil
+	if c, ok := sh.ids[d]; ok && c.exp > now {
+		sh.mu.Unlock()
+		return "", false, nil
 	}
-	exp := now + int64(ttl)
-	if exp < now { // a TTL too large to add: never expires
-		exp = math.MaxInt64
-	}
-	sh.ids[d] = exp
+	token := s.tokens.Add(1)
+	sh.ids[d] = memoryClaim{exp: expiry(now, lease), token: token}
 	if n := len(sh.ids); n > sh.peak {
 		sh.peak = n
 	}
-	return true, nil
+	sh.mu.Unlock()
+	return strconv.FormatUint(token, 36), true, nil
+}
+
+// Complete implements [Store]. It fails only when ctx is already done.
+func (s *MemoryStore) Complete(ctx context.Context, id, token string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	tok := parseMemoryToken(token)
+	d := s.digest(id)
+	now := s.now().UnixNano()
+	sh := s.shard(d)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c, ok := sh.ids[d]
+	switch {
+	case ok && c.exp > now && c.token != tok:
+		return nil // another claim holds id
+	case tok == 0:
+		tok = s.tokens.Add(1) // id is unclaimed: the record needs a token of its own
+	}
+	sh.ids[d] = memoryClaim{exp: expiry(now, ttl), token: tok}
+	if n := len(sh.ids); n > sh.peak {
+		sh.peak = n
+	}
+	return nil
 }
 
 // Release implements [Store]. It fails only when ctx is already done.
-func (s *MemoryStore) Release(ctx context.Context, id string) error {
+func (s *MemoryStore) Release(ctx context.Context, id, token string) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	tok := parseMemoryToken(token)
+	if tok == 0 {
+		return nil
 	}
 	d := s.digest(id)
 	sh := s.shard(d)
 	sh.mu.Lock()
-	delete(sh.ids, d)
+	if c, ok := sh.ids[d]; ok && c.token == tok {
+		delete(sh.ids, d)
+	}
 	sh.mu.Unlock()
 	return nil
 }
@@ -160,16 +233,16 @@ func (s *MemoryStore) Sweep() {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for d, exp := range sh.ids {
-			if exp <= now {
+		for d, c := range sh.ids {
+			if c.exp <= now {
 				delete(sh.ids, d)
 			}
 		}
 		// Go maps never shrink: rebuild one that lost most of its entries.
 		if len(sh.ids) < sh.peak/4 {
-			m := make(map[[2]uint64]int64, len(sh.ids))
-			for d, exp := range sh.ids {
-				m[d] = exp
+			m := make(map[[2]uint64]memoryClaim, len(sh.ids))
+			for d, c := range sh.ids {
+				m[d] = c
 			}
 			sh.ids = m
 			sh.peak = len(m)
@@ -193,7 +266,7 @@ func (s *MemoryStore) sweepEvery(interval time.Duration) {
 }
 
 // Close stops the background sweep and waits for it to end. The store still
-// answers Claim and Release afterwards. Close is idempotent.
+// answers Claim, Complete and Release afterwards. Close is idempotent.
 func (s *MemoryStore) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done

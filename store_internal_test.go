@@ -18,11 +18,11 @@ func TestMemoryStoreSweepFreesExpired(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	for i := range 10_000 {
-		ok, err := s.Claim(ctx, fmt.Sprintf("id-%d", i), time.Minute)
+		_, ok, err := s.Claim(ctx, fmt.Sprintf("id-%d", i), time.Minute)
 		require.NoError(t, err)
 		require.True(t, ok)
 	}
-	ok, err := s.Claim(ctx, "late", 10*time.Minute)
+	_, ok, err := s.Claim(ctx, "late", 10*time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, 10_001, s.Len())
@@ -31,12 +31,12 @@ func TestMemoryStoreSweepFreesExpired(t *testing.T) {
 	require.Equal(t, 10_001, s.Len(), "nothing has expired yet")
 
 	now.Add(int64(2 * time.Minute))
-	ok, err = s.Claim(ctx, "id-1", time.Minute)
+	_, ok, err = s.Claim(ctx, "id-1", time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok, "an expired claim counts as absent before any sweep")
 	s.Sweep()
 	require.Equal(t, 2, s.Len(), "only the unexpired ids remain")
-	ok, err = s.Claim(ctx, "late", time.Minute)
+	_, ok, err = s.Claim(ctx, "late", time.Minute)
 	require.NoError(t, err)
 	require.False(t, ok)
 }
@@ -45,7 +45,7 @@ func TestMemoryStoreCloseIsIdempotent(t *testing.T) {
 	s := newMemoryStore(time.Millisecond, nil)
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close())
-	ok, err := s.Claim(context.Background(), "after-close", time.Minute)
+	_, ok, err := s.Claim(context.Background(), "after-close", time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
 }

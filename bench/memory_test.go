@@ -43,7 +43,7 @@ var dedupeSets = []dedupeSet{
 		ctx := context.Background()
 		fill := func(n int) {
 			for i := range n {
-				ok, err := s.Claim(ctx, ID(uint64(i)), ttl)
+				_, ok, err := s.Claim(ctx, ID(uint64(i)), ttl)
 				if err != nil || !ok {
 					tb.Fatalf("claim %d: %v %v", i, ok, err)
 				}

@@ -35,9 +35,12 @@
 // comes first: both go through the Handler's dedupe store, so they never
 // both run a callback), the prediction is found cancelled (see
 // [Loop.Run]), or the horizon passes and a [*GiveUpError] reaches the
-// Handler's error hook. An accepted outcome whose callback fails on every
-// attempt is released by the Handler; the Loop then polls and dispatches
-// it again, until the horizon, so callbacks must be idempotent. A
+// Handler's error hook. An outcome is marked done only when its callback
+// finished (through [Loop.Store]: the Handler's Complete), so an outcome
+// accepted by a process that died before its callback finished stays
+// pending and is dispatched again once the claim's lease ran out; one
+// whose callback failed on every attempt became a dead letter and is done.
+// Callbacks must therefore be idempotent. A
 // delivery signed with another prediction's secret is refused with 401.
 // What survives a crash is what the chosen [Expectations] and the
 // Handler's queue keep: with [MemoryExpectations] a restart loses every

@@ -43,14 +43,14 @@ type Expectations interface {
 	// Secrets returns the secret of id, pending or done, as a list of
 	// one; (nil, nil) when id is unknown or was forgotten.
 	Secrets(ctx context.Context, id string) ([]string, error)
-	// Done marks id done: its outcome was accepted, or the reconciler gave
-	// up on it. Pending no longer returns it; Secrets still does, so that
+	// Done marks id done: its outcome's callback finished (or it became a
+	// dead letter), or the reconciler gave up on it. Pending no longer returns it; Secrets still does, so that
 	// redeliveries verify, until the implementation's retention after
 	// Done has passed. Done of an unknown id does nothing.
 	Done(ctx context.Context, id string) error
 	// Reopen makes a done id pending again, because its accepted outcome
-	// was released (its callback failed on every attempt, or the Handler
-	// shut down before running it). Reopen of an unknown or pending id
+	// was released (the Handler shut down before running it, or a dead
+	// letter is replayed). Reopen of an unknown or pending id
 	// does nothing.
 	Reopen(ctx context.Context, id string) error
 	// Pending returns every pending expectation created at or before

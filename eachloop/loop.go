@@ -78,8 +78,16 @@ type Loop struct {
 	running atomic.Bool
 	sw      sweepState // used by the active Run only
 	mu      sync.Mutex
-	sched   map[string]*entry // expectations the running reconciler polls
+	sched   map[string]*entry    // expectations the running reconciler polls
+	claimed map[string]time.Time // ids claimed in this process whose callback has not finished, with when
+	// finished holds ids whose callback finished in this process (at most
+	// maxFinished), so that a poll that finds one a duplicate settles it:
+	// its webhook may have finished before its expectation was recorded.
+	finished map[string]time.Time
 }
+
+// maxFinished bounds Loop.finished.
+const maxFinished = 4096
 
 type config struct {
 	grace, horizon   time.Duration
@@ -214,7 +222,7 @@ func New(client *eachlabs.Client, exp Expectations, webhookURL string, opts ...O
 	}
 	l := &Loop{
 		client: client, exp: exp, webhookURL: webhookURL, cfg: cfg, log: cfg.logger,
-		inflight: make(map[*string]struct{}), sched: make(map[string]*entry),
+		inflight: make(map[*string]struct{}), sched: make(map[string]*entry), claimed: make(map[string]time.Time), finished: make(map[string]time.Time),
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -307,14 +315,18 @@ func (l *Loop) SecretLookup(ctx context.Context, id string) ([]string, error) {
 }
 
 // Store wraps the Handler's dedupe store so that the Loop learns when an
-// outcome is accepted: a successful Claim of an id (by a webhook or by the
-// reconciler) marks its expectation done, which stops its polling, and a
-// Release makes it pending again, so that an outcome the Handler released
-// (its callback failed on every attempt, or it was not run before
-// shutdown) is polled and dispatched again. Pass the result to
-// [eachhook.WithStore]; close inner yourself. Failures to update the
-// expectations are logged and do not fail the Claim or the Release: a
-// poll too many is harmless, since the dedupe store refuses the duplicate.
+// outcome is finished: a Complete of an id (its callback succeeded, or it
+// became a dead letter) marks its expectation done, which stops its
+// polling, and a Release makes it pending again, so that an outcome the
+// Handler released (it was not run before shutdown, or its dead letter is
+// replayed) is polled and dispatched again. A won Claim only pauses the
+// polling of the id in this process while its callback runs: the
+// expectation stays pending, so that if the process dies meanwhile, the
+// reconciler of the next process (or of another replica) delivers the
+// outcome again once the claim's lease ran out. Pass the result to [eachhook.WithStore]; close inner
+// yourself. Failures to update the expectations are logged and do not
+// fail the Store's call: a poll too many is harmless, since the dedupe
+// store refuses the duplicate.
 func (l *Loop) Store(inner eachhook.Store) eachhook.Store {
 	return &trackingStore{Store: inner, l: l}
 }
@@ -324,26 +336,71 @@ type trackingStore struct {
 	l *Loop
 }
 
-func (s *trackingStore) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
-	ok, err := s.Store.Claim(ctx, id, ttl)
-	if ok && err == nil {
-		s.l.settle(context.WithoutCancel(ctx), id)
+// Ping implements [eachhook.Pinger]: inner's Ping, or nil when inner has
+// none.
+func (s *trackingStore) Ping(ctx context.Context) error {
+	if p, ok := s.Store.(eachhook.Pinger); ok {
+		return p.Ping(ctx)
 	}
-	return ok, err
+	return nil
 }
 
-func (s *trackingStore) Release(ctx context.Context, id string) error {
-	err := s.Store.Release(ctx, id)
+func (s *trackingStore) Claim(ctx context.Context, id string, lease time.Duration) (string, bool, error) {
+	token, ok, err := s.Store.Claim(ctx, id, lease)
+	if ok && err == nil {
+		s.l.mu.Lock()
+		delete(s.l.sched, id)
+		s.l.claimed[id] = s.l.cfg.now()
+		s.l.mu.Unlock()
+	}
+	return token, ok, err
+}
+
+func (s *trackingStore) Complete(ctx context.Context, id, token string, ttl time.Duration) error {
+	err := s.Store.Complete(ctx, id, token, ttl)
+	if err == nil {
+		s.l.mu.Lock()
+		if len(s.l.finished) >= maxFinished {
+			for old := range s.l.finished { // forget one, the map's choice
+				delete(s.l.finished, old)
+				break
+			}
+		}
+		s.l.finished[id] = s.l.cfg.now()
+		s.l.mu.Unlock()
+		s.l.settle(context.WithoutCancel(ctx), id)
+	} else {
+		// Not recorded: the claim's lease will run out, so poll id again.
+		s.l.unclaim(id)
+	}
+	return err
+}
+
+func (s *trackingStore) Release(ctx context.Context, id, token string) error {
+	err := s.Store.Release(ctx, id, token)
+	s.l.mu.Lock()
+	delete(s.l.finished, id)
+	s.l.mu.Unlock()
+	s.l.unclaim(id)
 	if rerr := s.l.exp.Reopen(context.WithoutCancel(ctx), id); rerr != nil {
 		s.l.log.Warn("eachloop: reopening a released expectation failed", "id", id, "err", rerr)
 	}
 	return err
 }
 
+// unclaim forgets that id's callback runs in this process, so that the
+// next scan polls it again if it is pending.
+func (l *Loop) unclaim(id string) {
+	l.mu.Lock()
+	delete(l.claimed, id)
+	l.mu.Unlock()
+}
+
 // settle stops polling id and marks it done.
 func (l *Loop) settle(ctx context.Context, id string) {
 	l.mu.Lock()
 	delete(l.sched, id)
+	delete(l.claimed, id)
 	l.mu.Unlock()
 	if err := l.exp.Done(ctx, id); err != nil {
 		l.log.Warn("eachloop: marking an expectation done failed", "id", id, "err", err)

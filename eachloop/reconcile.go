@@ -20,8 +20,9 @@ import (
 var ErrGaveUp = errors.New("eachloop: no outcome within the horizon")
 
 // CodeCancelled is the error code of the [eachhook.Failure] dispatched for
-// a prediction the reconciler found cancelled (see [Loop.Run]).
-const CodeCancelled = "CANCELLED"
+// a prediction the reconciler found cancelled (see [Loop.Run]), the same
+// the Handler gives a webhook with status "cancelled".
+const CodeCancelled = inbox.CodeCancelled
 
 // GiveUpError reports a prediction the reconciler stopped polling at the
 // horizon without an outcome. It is passed to the Handler's error hook
@@ -170,10 +171,19 @@ func (l *Loop) scan(ctx context.Context, now time.Time) {
 		return
 	}
 	seen := make(map[string]bool, len(pending))
+	var finished []string
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, e := range pending {
 		seen[e.ID] = true
+		if _, running := l.claimed[e.ID]; running {
+			continue // its callback runs in this process
+		}
+		if _, ok := l.finished[e.ID]; ok {
+			// Its callback finished here, before the expectation was
+			// recorded or while this scan listed it.
+			finished = append(finished, e.ID)
+			continue
+		}
 		if _, ok := l.sched[e.ID]; !ok {
 			l.sched[e.ID] = &entry{Expectation: e, due: now}
 		}
@@ -182,6 +192,24 @@ func (l *Loop) scan(ctx context.Context, now time.Time) {
 		if !seen[id] {
 			delete(l.sched, id)
 		}
+	}
+	// An id not pending, and claimed or finished longer ago than the
+	// horizon, needs no memory here: this bounds both sets (a claim taken
+	// here but run to its end by another replica's queue is completed
+	// there, never here).
+	for id, at := range l.claimed {
+		if !seen[id] && now.Sub(at) > l.cfg.horizon {
+			delete(l.claimed, id)
+		}
+	}
+	for id, at := range l.finished {
+		if !seen[id] && now.Sub(at) > l.cfg.horizon {
+			delete(l.finished, id)
+		}
+	}
+	l.mu.Unlock()
+	for _, id := range finished {
+		l.settle(ctx, id)
 	}
 }
 
@@ -227,11 +255,14 @@ func (l *Loop) poll(ctx context.Context, h inbox.Inbox, e *entry) {
 	if err == nil {
 		status = p.Status
 		if p.Terminal() {
-			err = l.dispatch(ctx, h, e.ID, p)
-			if err == nil {
+			var done bool
+			done, err = l.dispatch(ctx, h, e.ID, p)
+			if done {
 				return
 			}
-			status = ""
+			if err != nil {
+				status = ""
+			}
 		}
 	}
 	if err != nil {
@@ -268,29 +299,44 @@ func (l *Loop) reschedule(ctx context.Context, h inbox.Inbox, e *entry, status s
 	l.mu.Unlock()
 }
 
-// dispatch hands the terminal prediction p, polled as id, to h and marks it done, unless
-// h could not take it.
-func (l *Loop) dispatch(ctx context.Context, h inbox.Inbox, id string, p *eachlabs.Prediction) error {
+// dispatch hands the terminal prediction p, polled as id, to h. It marks
+// id done itself only for a cancelled prediction it drops: otherwise the
+// tracking store does once the callback finished (see Loop.Store), and
+// until then id stays scheduled, so that an outcome whose callback never
+// finished (its process died) is delivered again once its claim's lease
+// ran out. done reports that id needs no more polling.
+func (l *Loop) dispatch(ctx context.Context, h inbox.Inbox, id string, p *eachlabs.Prediction) (done bool, err error) {
 	if p.Status == eachlabs.StatusCancelled && l.cfg.dropCancelled {
 		l.log.Info("eachloop: dropped a cancelled prediction", "id", id)
 		l.settle(ctx, id)
-		return nil
+		return true, nil
 	}
 	body, err := webhookBody(id, p)
 	if err != nil {
-		return err
+		return false, err
 	}
 	accepted, err := h.Deliver(ctx, body)
 	if err != nil {
-		return fmt.Errorf("eachloop: dispatching the polled outcome: %w", err)
+		return false, fmt.Errorf("eachloop: dispatching the polled outcome: %w", err)
 	}
 	if accepted {
 		l.log.Info("eachloop: dispatched a polled outcome", "id", id, "status", p.Status)
 	}
-	// Accepted (the tracking store has settled it already), a duplicate,
-	// or no callback: done either way.
-	l.settle(ctx, id)
-	return nil
+	// Accepted, or a duplicate of a delivery claimed in this process: the
+	// tracking store took id off the schedule when it was claimed and
+	// settles it when its callback finishes. A duplicate of a claim made
+	// elsewhere (another replica, or a process that died before its
+	// lease ran out) stays scheduled and is polled again after the usual
+	// wait.
+	l.mu.Lock()
+	_, pending := l.sched[id]
+	_, finished := l.finished[id]
+	l.mu.Unlock()
+	if pending && finished {
+		l.settle(ctx, id) // its callback finished here before it was expected
+		return true, nil
+	}
+	return !pending, nil
 }
 
 // webhookBody turns a terminal poll answer for prediction id into a

@@ -70,6 +70,7 @@ type rig struct {
 	calls    *calls
 	errs     chan error // the Handler's error hook
 	receiver *httptest.Server
+	store    *eachhook.MemoryStore // the store inside the Loop's tracking store
 
 	cancel context.CancelFunc
 	ran    chan error
@@ -112,6 +113,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 
 	store := eachhook.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
+	r.store = store
 	hookOpts := append([]eachhook.Option{
 		eachhook.WithSecretLookup(r.loop.SecretLookup),
 		eachhook.WithStore(r.loop.Store(store)),

@@ -122,10 +122,16 @@ func (l *Loop) sweep(ctx context.Context, h inbox.Inbox, due []*entry, now time.
 		switch {
 		case ok && settleable(&x):
 			p := listedPrediction(&x)
-			if err := l.dispatch(ctx, h, e.ID, p); err != nil {
+			done, err := l.dispatch(ctx, h, e.ID, p)
+			if err != nil {
 				l.log.Warn("eachloop: dispatching a listed outcome failed", "id", e.ID, "err", err)
 				l.reschedule(ctx, h, e, "", err)
 				continue
+			}
+			if !done {
+				// Claimed elsewhere and not finished yet: polled again
+				// after the usual wait, as a poll's outcome would be.
+				l.reschedule(ctx, h, e, p.Status, nil)
 			}
 			settled++
 		case ok, !complete, !now.Before(e.CreatedAt.Add(l.cfg.horizon)):

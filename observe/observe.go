@@ -128,8 +128,9 @@ type Observer struct {
 	// delivery whose id was already accepted (answered 200, no callback).
 	Duplicate func(ctx context.Context, d DeliveryInfo)
 	// Ignored is called with the request's context for a verified
-	// delivery with no callback to run: a status that has none (such as
-	// "processing"), or no callback registered for it (answered 200).
+	// delivery with no callback to run (answered 200): a non-terminal
+	// status (such as "processing"), or a status that became a dead
+	// letter at once (unknown, or no callback registered for it).
 	Ignored func(ctx context.Context, d DeliveryInfo)
 	// Accepted is called with the request's context for a delivery
 	// claimed and queued for its callback (answered 200).
@@ -140,7 +141,8 @@ type Observer struct {
 	// passed to the callback and to CallbackFinished.
 	CallbackStarted func(ctx context.Context, run CallbackRun) context.Context
 	// CallbackFinished is called on the worker after each attempt, with
-	// its duration and error.
+	// its duration and error; after a successful attempt, once its id is
+	// marked done in the Store.
 	CallbackFinished func(ctx context.Context, run CallbackRun)
 	// GaveUp is called for an accepted delivery whose callback will not
 	// run again: every attempt failed (attempts is how many ran and err

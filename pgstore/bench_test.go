@@ -17,7 +17,7 @@ func BenchmarkClaim(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		ok, err := s.Claim(ctx, strconv.Itoa(i), time.Hour)
+		_, ok, err := s.Claim(ctx, strconv.Itoa(i), time.Hour)
 		if err != nil || !ok {
 			b.Fatalf("Claim = %v, %v", ok, err)
 		}

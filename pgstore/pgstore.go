@@ -24,8 +24,9 @@
 //
 // # Claims
 //
-// A claim is one statement that inserts the id's row, or takes over the
-// row of an expired claim, and does nothing if an unexpired claim exists:
+// A claim is one statement that inserts the id's row for the lease, or
+// takes over the row of an expired claim or done record, and does nothing
+// if an unexpired one exists:
 //
 //	INSERT INTO eachhook_claims AS c (id, token, expires_at)
 //	VALUES ($1, $2, now() + $3 * interval '1 microsecond')
@@ -37,32 +38,33 @@
 // uniqueness check and row lock make it atomic, so among simultaneous
 // claims of one id exactly one wins. Expiry is decided by the database
 // server's clock (now()), never by the replicas', so replicas whose clocks
-// disagree still agree on which claims have expired.
+// disagree still agree on which claims have expired. A claim whose
+// process died thus frees its id when its lease runs out.
 //
-// # Releases
+// # Completions and releases
 //
-// Each claim writes a random token of its own. Release deletes the id's
-// row only if it still holds the token of this Store's claim, so that it
-// never removes a claim that expired and was taken by another replica. The
-// tokens of the claims a Store won are kept in memory, at most
-// [WithMaxTokens] of them: when the limit is reached, the oldest are
-// forgotten, and expired ones are forgotten as they are met. Release of an
-// id whose token was forgotten (or that another process claimed) deletes
-// nothing and returns nil; that claim then lasts until its TTL. The
-// Handler releases a claim within seconds or minutes of taking it (queue
-// full, callback failed on every attempt, shutdown), long before the
-// default limit is reached at ordinary rates.
+// Each claim writes a random token of its own, which travels with the
+// delivery ([eachhook.Delivery.Claim]). Complete sets the row's expiry to
+// the dedupe TTL only if the row still holds that token, or is absent or
+// expired (the same upsert, with "WHERE c.token = excluded.token OR
+// c.expires_at <= now()"); Release deletes the row only if it holds the
+// token it is given. So neither ever touches a claim that another replica
+// took after the lease ran out, and the store keeps no record of the
+// claims it won. The schema is that of earlier versions: no migration is
+// needed.
 //
 // # Outages
 //
 // A Claim that fails leaves no claim behind. When the connection breaks
 // after the INSERT was sent, PostgreSQL may have committed it although
 // Claim returned an error (and the Handler answered 503); the sender's
-// retry would then be taken for a duplicate and the delivery lost. So the
-// store deletes such a row by its token as soon as the database answers
-// again: from a goroutine that tries every second while there are such
-// claims and ends when there are none (or at [Store.Close]), and before it
-// claims the same id again.
+// retry would then be taken for a duplicate until the lease runs out. So
+// the store deletes such a row by its token as soon as the database
+// answers again (likewise for a Release that failed): from a goroutine
+// that tries every second while there are such claims and ends when
+// there are none (or at [Store.Close]), and before it claims the same id
+// again. [Store.Ping] tells [eachhook.Handler.Health] whether the
+// database answers.
 //
 // # Cleanup
 //
@@ -103,8 +105,8 @@ const cleanupBatch = 1000
 // configuration that cannot work.
 var ErrInvalidOption = errors.New("pgstore: invalid option")
 
-// ErrInvalidTTL is matched by the error of a Claim with a TTL of zero or
-// less.
+// ErrInvalidTTL is matched by the error of a Claim with a lease, or a
+// Complete with a TTL, of zero or less.
 var ErrInvalidTTL = errors.New("pgstore: TTL must be positive")
 
 // Store is an [eachhook.Store] on PostgreSQL. Create it with [New], create
@@ -117,14 +119,17 @@ type Store struct {
 	table  string // the table's name as given, unquoted
 	index  string // the expiry index's name, unquoted
 
-	claimSQL, releaseSQL, cleanupSQL, migrateSQL string
+	claimSQL, completeSQL, releaseSQL, cleanupSQL, migrateSQL string
 
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
-var _ eachhook.Store = (*Store)(nil)
+var (
+	_ eachhook.Store  = (*Store)(nil)
+	_ eachhook.Pinger = (*Store)(nil)
+)
 
 type config struct {
 	table     string
@@ -170,9 +175,10 @@ func WithCleanupInterval(d time.Duration) Option {
 	}
 }
 
-// WithMaxTokens sets how many of its own claims' tokens the store keeps in
-// memory for Release (about 150 bytes each). Default [DefaultMaxTokens]
-// (65536); it must be at least 1.
+// WithMaxTokens sets how many tokens of claims of unknown outcome (see
+// Outages in the package documentation) the store keeps in memory to undo
+// (about 150 bytes each). Default [DefaultMaxTokens] (65536); it must be
+// at least 1.
 func WithMaxTokens(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -231,6 +237,10 @@ CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (expires_at)`, t, pgx.Identifier{s.ind
 VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
 ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
 WHERE c.expires_at <= now()`, t)
+	s.completeSQL = fmt.Sprintf(`INSERT INTO %s AS c (id, token, expires_at)
+VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
+ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+WHERE c.token = excluded.token OR c.expires_at <= now()`, t)
 	s.releaseSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND token = $2`, t)
 	// The outer expiry check is evaluated again on a row that a
 	// concurrent claim took over, so such a row is kept.
@@ -264,37 +274,77 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Claim implements [eachhook.Store]. TTLs are kept to the microsecond.
-func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+// releaseHorizon bounds how long a Release that failed is retried in the
+// background: past it the claim has expired in any case.
+const releaseHorizon = eachhook.DefaultDedupeTTL
+
+// Claim implements [eachhook.Store]. Leases are kept to the microsecond.
+func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (string, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return "", false, err
 	}
-	if ttl <= 0 {
-		return false, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	if lease <= 0 {
+		return "", false, fmt.Errorf("%w: %v", ErrInvalidTTL, lease)
 	}
 	if err := s.ledger.Settle(ctx, id); err != nil {
-		return false, fmt.Errorf("pgstore: claim: %w", err)
+		return "", false, fmt.Errorf("pgstore: claim: %w", err)
 	}
 	token := claimledger.NewToken()
-	tag, err := s.pool.Exec(ctx, s.claimSQL, id, [16]byte(token), max(ttl.Microseconds(), 1))
+	tag, err := s.pool.Exec(ctx, s.claimSQL, id, [16]byte(token), max(lease.Microseconds(), 1))
 	if err != nil {
 		if !pgconn.SafeToRetry(err) { // the INSERT may have been sent
-			s.ledger.Doubt(id, token, ttl)
+			s.ledger.Doubt(id, token, lease)
 		}
-		return false, fmt.Errorf("pgstore: claim: %w", err)
+		return "", false, fmt.Errorf("pgstore: claim: %w", err)
 	}
 	if tag.RowsAffected() != 1 {
-		return false, nil
+		return "", false, nil
 	}
-	s.ledger.Won(id, token, ttl)
-	return true, nil
+	return token.String(), true, nil
 }
 
-// Release implements [eachhook.Store]. It deletes id's claim only if this
-// Store holds it.
-func (s *Store) Release(ctx context.Context, id string) error {
-	if err := s.ledger.Release(ctx, id); err != nil {
+// Complete implements [eachhook.Store]. TTLs are kept to the microsecond.
+// A token this store did not issue (such as "") completes only an absent
+// or expired row, under a new token.
+func (s *Store) Complete(ctx context.Context, id, token string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	t, ok := claimledger.ParseToken(token)
+	if !ok {
+		t = claimledger.NewToken() // names no claim: matches none
+	}
+	if _, err := s.pool.Exec(ctx, s.completeSQL, id, [16]byte(t), max(ttl.Microseconds(), 1)); err != nil {
+		return fmt.Errorf("pgstore: complete: %w", err)
+	}
+	return nil
+}
+
+// Release implements [eachhook.Store]. It deletes id's row only if it
+// holds token.
+func (s *Store) Release(ctx context.Context, id, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t, ok := claimledger.ParseToken(token)
+	if !ok {
+		return nil // names no claim of this store
+	}
+	if err := s.ledger.Release(ctx, id, t, releaseHorizon); err != nil {
 		return fmt.Errorf("pgstore: release: %w", err)
+	}
+	return nil
+}
+
+// Ping implements [eachhook.Pinger] with a round trip to the database
+// (through the pool), so that [eachhook.Handler.Health] answers 503 while
+// PostgreSQL is unreachable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("pgstore: ping: %w", err)
 	}
 	return nil
 }
@@ -340,9 +390,9 @@ func (s *Store) cleanupEvery(ctx context.Context, interval time.Duration) {
 
 // Close stops the background cleanup, interrupting a cleanup in progress,
 // and the deletion of the claims of failed Claims (see Outages in the
-// package documentation; the ones left stand until their TTL), and waits
-// for both goroutines to end. The store still answers Claim and Release
-// afterwards; the pool stays open. Call it at exit, after the Handlers'
+// package documentation; the ones left stand until their lease or TTL),
+// and waits for both goroutines to end. The store still answers Claim,
+// Complete and Release afterwards; the pool stays open. Call it at exit, after the Handlers'
 // Shutdown. Close is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(s.cancel)

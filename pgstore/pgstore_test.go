@@ -121,8 +121,9 @@ func TestNewRejectsUnworkableConfig(t *testing.T) {
 	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
 	s, err := pgstore.New(pool, pgstore.WithCleanupInterval(0))
 	require.NoError(t, err)
-	_, err = s.Claim(context.Background(), "pred", 0)
+	_, _, err = s.Claim(context.Background(), "pred", 0)
 	require.ErrorIs(t, err, pgstore.ErrInvalidTTL)
+	require.ErrorIs(t, s.Complete(context.Background(), "pred", "", 0), pgstore.ErrInvalidTTL)
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close())
 }
@@ -152,7 +153,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	ok, err := s.Claim(ctx, "pred-1", time.Hour)
+	_, ok, err := s.Claim(ctx, "pred-1", time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
 }
@@ -168,7 +169,7 @@ func TestCleanup(t *testing.T) {
 	_, err := pool.Exec(ctx, "INSERT INTO "+table+" (id, token, expires_at) "+
 		"SELECT 'old-' || g, gen_random_uuid(), now() - interval '1 minute' FROM generate_series(1, 2500) g")
 	require.NoError(t, err)
-	ok, err := s.Claim(ctx, "live", time.Hour)
+	_, ok, err := s.Claim(ctx, "live", time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
 
@@ -189,7 +190,7 @@ func TestCleanup(t *testing.T) {
 		return n == 1
 	}, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, bg.Close())
-	ok, err = s.Claim(ctx, "live", time.Hour)
+	_, ok, err = s.Claim(ctx, "live", time.Hour)
 	require.NoError(t, err)
 	require.False(t, ok, "cleanup deleted a live claim")
 }
@@ -205,6 +206,29 @@ func TestTwoHandlersSharePostgres(t *testing.T) {
 	t.Run("StorePerReplica", func(t *testing.T) {
 		replicatest.RunSharedStore(t, newStore(t, pool, table), newStore(t, newPool(t, d, ""), table))
 	})
+}
+
+func TestLeaseExpiryAfterCrash(t *testing.T) {
+	d := dsn(t)
+	pool := newPool(t, d, "")
+	table := newTable(t, pool)
+	replicatest.RunLeaseExpiry(t, newStore(t, pool, table), newStore(t, newPool(t, d, ""), table))
+}
+
+// Ping is a real round trip: it fails while the server is unreachable.
+func TestPing(t *testing.T) {
+	d := dsn(t)
+	cfg, err := pgx.ParseConfig(d)
+	require.NoError(t, err)
+	proxy := replicatest.NewProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	direct := newPool(t, d, "")
+	s := newStore(t, newPool(t, d, proxy.Addr()), newTable(t, direct))
+	ctx := context.Background()
+	require.NoError(t, s.Ping(ctx))
+	proxy.Cut()
+	require.Error(t, s.Ping(ctx))
+	proxy.Restore(t)
+	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
 }
 
 func TestPostgresOutage(t *testing.T) {
@@ -250,7 +274,7 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 		proxy := replicatest.NewReplyDropper(t, target, id)
 		s := newStore(t, newPool(t, d, proxy.Addr()), table)
 
-		ok, err := s.Claim(ctx, id, time.Hour)
+		_, ok, err := s.Claim(ctx, id, time.Hour)
 		require.Error(t, err)
 		require.False(t, ok)
 		require.True(t, proxy.Dropped())
@@ -258,14 +282,14 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 		if sameStore {
 			// The same store claims the id again before it was undone in
 			// the background, or after: either way it wins.
-			ok, err = s.Claim(ctx, id, time.Hour)
+			_, ok, err = s.Claim(ctx, id, time.Hour)
 			require.NoError(t, err)
 			require.True(t, ok)
 			continue
 		}
 		require.Eventually(t, func() bool { return !claimed(id) }, 10*time.Second, 10*time.Millisecond,
 			"the failed claim was not undone")
-		ok, err = newStore(t, direct, table).Claim(ctx, id, time.Hour)
+		_, ok, err = newStore(t, direct, table).Claim(ctx, id, time.Hour)
 		require.NoError(t, err)
 		require.True(t, ok)
 	}
@@ -290,7 +314,7 @@ func TestConcurrentClaimsOfExpiredRow(t *testing.T) {
 		for i := range 50 {
 			wg.Go(func() {
 				<-start
-				ok, err := stores[i%2].Claim(ctx, id, time.Hour)
+				_, ok, err := stores[i%2].Claim(ctx, id, time.Hour)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {

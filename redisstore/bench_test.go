@@ -51,7 +51,7 @@ func BenchmarkClaim(b *testing.B) {
 	s := newStore(b, c, benchPrefix())
 	ctx := context.Background()
 	loop(b, func(i int) error {
-		ok, err := s.Claim(ctx, strconv.Itoa(i), benchTTL)
+		_, ok, err := s.Claim(ctx, strconv.Itoa(i), benchTTL)
 		if err == nil && !ok {
 			b.Fatal("Claim of a fresh id lost")
 		}
@@ -80,12 +80,12 @@ func BenchmarkClaimDuplicate(b *testing.B) {
 	c := newClient(b, redisAddr(b))
 	s := newStore(b, c, benchPrefix())
 	ctx := context.Background()
-	ok, err := s.Claim(ctx, "dup", benchTTL)
+	_, ok, err := s.Claim(ctx, "dup", benchTTL)
 	if err != nil || !ok {
 		b.Fatalf("Claim = %v, %v", ok, err)
 	}
 	loop(b, func(int) error {
-		ok, err := s.Claim(ctx, "dup", benchTTL)
+		_, ok, err := s.Claim(ctx, "dup", benchTTL)
 		if err == nil && ok {
 			b.Fatal("Claim of a duplicate won")
 		}

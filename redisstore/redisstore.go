@@ -9,42 +9,40 @@
 //
 // # Claims
 //
-// A claim is one command, SET key token PX ttl NX (EX when the TTL is
-// whole seconds), where key is the key
-// prefix ([WithKeyPrefix]) followed by the prediction id and token is a
-// random value drawn for that claim; Redis expires the key after the TTL,
-// so nothing else is kept on the server. When the SET finds the key taken,
-// a GET tells whether the value there is this claim's own token: go-redis
-// resends a command whose connection broke after it was written, and the
-// resent SET NX then finds the first attempt's token. Such a claim is won,
-// not a duplicate of itself (which would drop the delivery). A winning
-// claim thus costs one round trip, as a raw SET NX does, and a duplicate
-// two. Any Redis from 2.6.12 on will do.
+// A claim is one command, SET key token PX lease NX (EX when the lease is
+// whole seconds), where key is the key prefix ([WithKeyPrefix]) followed
+// by the delivery's key and token is a random value drawn for that claim;
+// Redis expires the key after the lease, so a claim whose process died
+// frees its id by itself, and nothing else is kept on the server. When
+// the SET finds the key taken, a GET tells whether the value there is
+// this claim's own token: go-redis resends a command whose connection
+// broke after it was written, and the resent SET NX then finds the first
+// attempt's token. Such a claim is won, not a duplicate of itself (which
+// would drop the delivery). A winning claim thus costs one round trip, as
+// a raw SET NX does, and a duplicate two. Any Redis from 2.6.12 on will
+// do.
 //
-// # Releases
+// # Completions and releases
 //
-// Release deletes the key only if it still holds the token of this store's
-// own claim (a compare-and-delete Lua script), so that it never removes a
-// claim that expired and was then taken by another replica. The tokens of
-// the claims a store won are kept in memory, at most [WithMaxTokens] of
-// them: when the limit is reached, the oldest are forgotten, and expired
-// ones are forgotten as they are met. Release of an id whose token was
-// forgotten (or that another process claimed) deletes nothing and returns
-// nil; that claim then lasts until its TTL. The Handler releases a claim
-// within seconds or minutes of taking it (queue full, callback failed on
-// every attempt, shutdown), long before the default limit is reached at
-// ordinary rates.
+// Complete sets the key to the claim's token again with the dedupe TTL,
+// only if it still holds that token or is absent (a Lua script), so that
+// it never overwrites a claim another replica took after the lease ran
+// out. Release deletes the key only if it holds the token it is given (a
+// compare-and-delete script), so that it never removes another claim. The
+// token travels with the delivery ([eachhook.Delivery.Claim]), so the
+// store keeps no record of the claims it won.
 //
 // # Outages
 //
 // A Claim that fails leaves no claim behind. When the connection breaks
 // after the SET was sent, Redis may have applied it although Claim
 // returned an error (and the Handler answered 503); the sender's retry
-// would then be taken for a duplicate and the delivery lost. So the store
-// deletes such a claim by its token as soon as Redis answers again: from
-// a goroutine that tries every second while there are such claims and
-// ends when there are none (or at [Store.Close]), and before it claims
-// the same id again.
+// would then be taken for a duplicate until the lease runs out. So the
+// store deletes such a claim by its token as soon as Redis answers again
+// (likewise a Release that failed): from a goroutine that tries every
+// second while there are such claims and ends when there are none (or at
+// [Store.Close]), and before it claims the same id again. [Store.Ping]
+// tells [eachhook.Handler.Health] whether Redis answers.
 package redisstore
 
 import (
@@ -78,6 +76,15 @@ var release = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
+// complete sets KEYS[1] to ARGV[1], the completing claim's token, for
+// ARGV[2] milliseconds if it holds that token or is absent.
+var complete = redis.NewScript(`local v = redis.call("GET", KEYS[1])
+if v == false or v == ARGV[1] then
+	redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+	return 1
+end
+return 0`)
+
 // Store is an [eachhook.Store] on Redis. Create it with [New]. It is safe
 // for concurrent use. It does not close the client.
 type Store struct {
@@ -86,7 +93,10 @@ type Store struct {
 	ledger *claimledger.Ledger
 }
 
-var _ eachhook.Store = (*Store)(nil)
+var (
+	_ eachhook.Store  = (*Store)(nil)
+	_ eachhook.Pinger = (*Store)(nil)
+)
 
 type config struct {
 	prefix    string
@@ -104,9 +114,10 @@ func WithKeyPrefix(prefix string) Option {
 	return func(c *config) error { c.prefix = prefix; return nil }
 }
 
-// WithMaxTokens sets how many of its own claims' tokens the store keeps in
-// memory for Release (about 150 bytes each). Default [DefaultMaxTokens]
-// (65536); it must be at least 1.
+// WithMaxTokens sets how many tokens of claims of unknown outcome (see
+// Outages in the package documentation) the store keeps in memory to undo
+// (about 150 bytes each). Default [DefaultMaxTokens] (65536); it must be
+// at least 1.
 func WithMaxTokens(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -135,28 +146,32 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Claim implements [eachhook.Store]. TTLs are kept to the millisecond; a
-// TTL below one millisecond counts as one.
-func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+// releaseHorizon bounds how long a Release that failed is retried in the
+// background: past it the claim has expired in any case.
+const releaseHorizon = eachhook.DefaultDedupeTTL
+
+// Claim implements [eachhook.Store]. Leases are kept to the millisecond; a
+// lease below one millisecond counts as one.
+func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (string, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return "", false, err
 	}
-	if ttl <= 0 {
-		return false, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	if lease <= 0 {
+		return "", false, fmt.Errorf("%w: %v", ErrInvalidTTL, lease)
 	}
-	ttl = max(ttl, time.Millisecond)
+	lease = max(lease, time.Millisecond)
 	if err := s.ledger.Settle(ctx, id); err != nil {
-		return false, fmt.Errorf("redisstore: claim: %w", err)
+		return "", false, fmt.Errorf("redisstore: claim: %w", err)
 	}
 	key, token := s.prefix+id, claimledger.NewToken()
 	value := token.String()
 	// Twice at most: once more if the claim that stood is gone by the time
 	// it is read, so that a released or expired claim counts as absent.
 	for try := 0; ; try++ {
-		won, err := s.client.SetNX(ctx, key, value, ttl).Result()
+		won, err := s.client.SetNX(ctx, key, value, lease).Result()
 		if err != nil {
-			s.ledger.Doubt(id, token, ttl)
-			return false, fmt.Errorf("redisstore: claim: %w", err)
+			s.ledger.Doubt(id, token, lease)
+			return "", false, fmt.Errorf("redisstore: claim: %w", err)
 		}
 		if won {
 			break
@@ -167,24 +182,59 @@ func (s *Store) Claim(ctx context.Context, id string, ttl time.Duration) (bool, 
 		case errors.Is(err, redis.Nil) && try == 0:
 			continue // the claim that stood has just expired or been released
 		case errors.Is(err, redis.Nil):
-			return false, nil
+			return "", false, nil
 		case err != nil:
-			s.ledger.Doubt(id, token, ttl)
-			return false, fmt.Errorf("redisstore: claim: %w", err)
+			s.ledger.Doubt(id, token, lease)
+			return "", false, fmt.Errorf("redisstore: claim: %w", err)
 		case v != value:
-			return false, nil
+			return "", false, nil
 		}
 		break // our own token: the first attempt's SET won
 	}
-	s.ledger.Won(id, token, ttl)
-	return true, nil
+	return value, true, nil
 }
 
-// Release implements [eachhook.Store]. It deletes id's claim only if this
-// store holds it.
-func (s *Store) Release(ctx context.Context, id string) error {
-	if err := s.ledger.Release(ctx, id); err != nil {
+// Complete implements [eachhook.Store]. TTLs are kept to the millisecond;
+// a TTL below one millisecond counts as one. A token this store did not
+// issue (such as "") completes only an absent key, under a new token.
+func (s *Store) Complete(ctx context.Context, id, token string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	if _, ok := claimledger.ParseToken(token); !ok {
+		token = claimledger.NewToken().String() // names no claim: matches none
+	}
+	ms := max(ttl.Milliseconds(), 1)
+	if err := complete.Run(ctx, s.client, []string{s.prefix + id}, token, ms).Err(); err != nil {
+		return fmt.Errorf("redisstore: complete: %w", err)
+	}
+	return nil
+}
+
+// Release implements [eachhook.Store]. It deletes id's key only if it
+// holds token.
+func (s *Store) Release(ctx context.Context, id, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t, ok := claimledger.ParseToken(token)
+	if !ok {
+		return nil // names no claim of this store
+	}
+	if err := s.ledger.Release(ctx, id, t, releaseHorizon); err != nil {
 		return fmt.Errorf("redisstore: release: %w", err)
+	}
+	return nil
+}
+
+// Ping implements [eachhook.Pinger] with a PING round trip, so that
+// [eachhook.Handler.Health] answers 503 while Redis is unreachable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redisstore: ping: %w", err)
 	}
 	return nil
 }
@@ -197,7 +247,8 @@ func (s *Store) deleteIfHeld(ctx context.Context, id string, token claimledger.T
 // Close stops deleting the claims of failed Claims in the background (see
 // Outages in the package documentation) and waits for that goroutine,
 // which otherwise ends on its own once none is left; the ones left stand
-// until their TTL. The store still answers Claim and Release afterwards.
+// until their lease or TTL. The store still answers Claim, Complete and
+// Release afterwards.
 // Call it at exit, after the Handlers' Shutdown. Close is idempotent.
 func (s *Store) Close() error {
 	s.ledger.Close()

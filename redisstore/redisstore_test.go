@@ -86,8 +86,9 @@ func TestNewRejectsUnworkableConfig(t *testing.T) {
 	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
 	s, err := redisstore.New(c)
 	require.NoError(t, err)
-	_, err = s.Claim(context.Background(), "pred", 0)
+	_, _, err = s.Claim(context.Background(), "pred", 0)
 	require.ErrorIs(t, err, redisstore.ErrInvalidTTL)
+	require.ErrorIs(t, s.Complete(context.Background(), "pred", "", 0), redisstore.ErrInvalidTTL)
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close())
 }
@@ -97,36 +98,25 @@ func TestKeyLayout(t *testing.T) {
 	prefix := newPrefix(t, c)
 	s := newStore(t, c, prefix)
 	ctx := context.Background()
-	ok, err := s.Claim(ctx, "pred-1", time.Minute)
+	token, ok, err := s.Claim(ctx, "pred-1", time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
 	ttl, err := c.PTTL(ctx, prefix+"pred-1").Result()
 	require.NoError(t, err)
 	require.Greater(t, ttl, 50*time.Second)
 	require.LessOrEqual(t, ttl, time.Minute)
-}
+	v, err := c.Get(ctx, prefix+"pred-1").Result()
+	require.NoError(t, err)
+	require.Equal(t, token, v, "the key holds the claim's token")
 
-// The store keeps at most WithMaxTokens tokens: the release of a forgotten
-// claim deletes nothing, the release of a remembered one deletes it.
-func TestTokensAreBounded(t *testing.T) {
-	c := newClient(t, redisAddr(t))
-	prefix := newPrefix(t, c)
-	s := newStore(t, c, prefix, redisstore.WithMaxTokens(2))
-	ctx := context.Background()
-	for _, id := range []string{"p1", "p2", "p3"} {
-		ok, err := s.Claim(ctx, id, time.Hour)
-		require.NoError(t, err)
-		require.True(t, ok)
-	}
-	for _, id := range []string{"p1", "p2", "p3"} {
-		require.NoError(t, s.Release(ctx, id))
-	}
-	n, err := c.Exists(ctx, prefix+"p1", prefix+"p2", prefix+"p3").Result()
+	// Complete keeps the token and sets the dedupe TTL.
+	require.NoError(t, s.Complete(ctx, "pred-1", token, time.Hour))
+	ttl, err = c.PTTL(ctx, prefix+"pred-1").Result()
 	require.NoError(t, err)
-	require.Equal(t, int64(1), n)
-	n, err = c.Exists(ctx, prefix+"p1").Result()
+	require.Greater(t, ttl, 59*time.Minute)
+	v, err = c.Get(ctx, prefix+"pred-1").Result()
 	require.NoError(t, err)
-	require.Equal(t, int64(1), n, "the oldest claim's token should have been forgotten")
+	require.Equal(t, token, v)
 }
 
 // When the connection breaks after the server ran the claim, go-redis
@@ -141,15 +131,15 @@ func TestClaimWonThroughClientRetry(t *testing.T) {
 	s := newStore(t, newClient(t, proxy.Addr()), prefix)
 	ctx := context.Background()
 
-	ok, err := s.Claim(ctx, id, time.Hour)
+	token, ok, err := s.Claim(ctx, id, time.Hour)
 	require.NoError(t, err)
 	require.True(t, proxy.Dropped(), "the proxy did not drop the claim's reply")
 	require.True(t, ok, "a claim retried by the client was taken for a duplicate")
 
-	ok, err = s.Claim(ctx, id, time.Hour)
+	_, ok, err = s.Claim(ctx, id, time.Hour)
 	require.NoError(t, err)
 	require.False(t, ok)
-	require.NoError(t, s.Release(ctx, id))
+	require.NoError(t, s.Release(ctx, id, token))
 	n, err := direct.Exists(ctx, prefix+id).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "release after a retried claim kept the claim")
@@ -166,6 +156,28 @@ func TestTwoHandlersShareRedis(t *testing.T) {
 	t.Run("StorePerReplica", func(t *testing.T) {
 		replicatest.RunSharedStore(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
 	})
+}
+
+func TestLeaseExpiryAfterCrash(t *testing.T) {
+	addr := redisAddr(t)
+	c := newClient(t, addr)
+	prefix := newPrefix(t, c)
+	replicatest.RunLeaseExpiry(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
+}
+
+// Ping is a real round trip: it fails while the server is unreachable.
+func TestPing(t *testing.T) {
+	addr := redisAddr(t)
+	proxy := replicatest.NewProxy(t, addr)
+	noRetry := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { noRetry.Close() })
+	s := newStore(t, noRetry, "eachhooktest:ping:")
+	ctx := context.Background()
+	require.NoError(t, s.Ping(ctx))
+	proxy.Cut()
+	require.Error(t, s.Ping(ctx))
+	proxy.Restore(t)
+	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
 }
 
 func TestRedisOutage(t *testing.T) {
@@ -201,7 +213,7 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 		t.Cleanup(func() { noRetry.Close() })
 		s := newStore(t, noRetry, prefix)
 
-		ok, err := s.Claim(ctx, id, time.Hour)
+		_, ok, err := s.Claim(ctx, id, time.Hour)
 		require.Error(t, err)
 		require.False(t, ok)
 		require.True(t, proxy.Dropped())
@@ -209,7 +221,7 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 		if sameStore {
 			// The same store claims the id again before it was undone in
 			// the background, or after: either way it wins.
-			ok, err = s.Claim(ctx, id, time.Hour)
+			_, ok, err = s.Claim(ctx, id, time.Hour)
 			require.NoError(t, err)
 			require.True(t, ok)
 			continue
@@ -219,7 +231,7 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 			require.NoError(t, err)
 			return n == 0
 		}, 10*time.Second, 10*time.Millisecond, "the failed claim was not undone")
-		ok, err = newStore(t, direct, prefix).Claim(ctx, id, time.Hour)
+		_, ok, err = newStore(t, direct, prefix).Claim(ctx, id, time.Hour)
 		require.NoError(t, err)
 		require.True(t, ok)
 	}

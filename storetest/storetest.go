@@ -54,17 +54,39 @@ func WithReplicas(newReplicas func(t *testing.T) (a, b eachhook.Store)) Option {
 // Run exercises the Store contract on stores made by newStore, which is
 // called once per subtest and must return an empty store (or one whose
 // ids cannot collide with other subtests'). Expiry is tested with real
-// time: TTLs of a few hundred milliseconds, so stores may count time in
-// milliseconds.
+// time: leases and TTLs of a few hundred milliseconds, so stores may count
+// time in milliseconds.
+//
+// The subtests:
+//
+//   - ClaimThenDuplicate: a claimed id is a duplicate; tokens are
+//     non-empty and distinct.
+//   - CompleteThenDuplicate: an id marked done stays a duplicate after its
+//     claim's lease, until the done record's TTL.
+//   - LeaseExpiresAfterCrash: a claim never completed nor released (its
+//     process died) is a duplicate within its lease and claimable after.
+//   - DoneExpires: a done record is forgotten after its TTL.
+//   - Release, ReleaseAfterComplete: Release by the claim's token forgets
+//     the claim, in progress or done.
+//   - ReleaseOtherToken, ReleaseUnclaimed: a Release that names no held
+//     claim is no error and changes nothing.
+//   - CompleteOtherToken: a Complete by a claim whose lease ran out and
+//     was taken over leaves the new claim alone.
+//   - CompleteUnclaimed: Complete of an unclaimed id marks it done.
+//   - ConcurrentClaims: of 100 simultaneous claims exactly one wins.
+//   - CancelledContext: every method fails with the context's error and
+//     claims nothing.
 //
 // The subtests under Replicas need [WithReplicas]:
 //
-//   - ClaimIsShared: an id claimed through one replica's store is a
-//     duplicate through the other's.
+//   - ClaimIsShared, CompleteIsShared: a claim, and a done record, made
+//     through one replica's store are seen through the other's.
+//   - LeaseExpiryIsShared: a claim of a replica that died is claimable
+//     through the other once its lease ran out.
 //   - ReleaseKeepsAnotherReplicasClaim: a claim that expired and was then
-//     taken through the other replica's store survives a Release through
-//     the first (the first's Release removes only its own claim); a
-//     Release by the holder does remove it.
+//     taken through the other replica's store survives a Release and a
+//     Complete by the first claim's token; a Release by the holder's
+//     token does remove it.
 func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Option) {
 	t.Helper()
 	var cfg config
@@ -75,34 +97,87 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 	}
 	ctx := context.Background()
 	id := func(t *testing.T) string { return fmt.Sprintf("pred-%s-%d", t.Name(), time.Now().UnixNano()) }
+	const short, long = 300 * time.Millisecond, time.Hour
+	pastShort := func() { time.Sleep(2 * short) }
 
 	t.Run("ClaimThenDuplicate", func(t *testing.T) {
 		s, k := newStore(t), id(t)
-		mustClaim(t, s, k, time.Hour, true)
-		mustClaim(t, s, k, time.Hour, false)
-		mustClaim(t, s, k+"-other", time.Hour, true)
+		t1 := mustClaim(t, s, k, long, true)
+		mustClaim(t, s, k, long, false)
+		t2 := mustClaim(t, s, k+"-other", long, true)
+		if t1 == "" || t2 == "" || t1 == t2 {
+			t.Fatalf("tokens %q and %q: want two distinct non-empty tokens", t1, t2)
+		}
+	})
+	t.Run("CompleteThenDuplicate", func(t *testing.T) {
+		s, k := newStore(t), id(t)
+		tok := mustClaim(t, s, k, short, true)
+		mustComplete(t, s, k, tok, long)
+		mustClaimBecause(t, s, k, long, false, "a done id is a duplicate")
+		pastShort()
+		mustClaimBecause(t, s, k, long, false, "a done id stays a duplicate after its claim's lease")
+	})
+	t.Run("LeaseExpiresAfterCrash", func(t *testing.T) {
+		s, k := newStore(t), id(t)
+		mustClaim(t, s, k, short, true) // then the process dies: no Complete, no Release
+		mustClaimBecause(t, s, k, long, false, "a claim is a duplicate within its lease")
+		pastShort()
+		mustClaimBecause(t, s, k, long, true, "a claim whose lease ran out must count as absent, so that a redelivery is processed")
+		mustClaim(t, s, k, long, false)
+	})
+	t.Run("DoneExpires", func(t *testing.T) {
+		s, k := newStore(t), id(t)
+		tok := mustClaim(t, s, k, long, true)
+		mustComplete(t, s, k, tok, short)
+		mustClaim(t, s, k, long, false)
+		pastShort()
+		mustClaimBecause(t, s, k, long, true, "a done record whose TTL ran out must count as absent")
 	})
 	t.Run("Release", func(t *testing.T) {
 		s, k := newStore(t), id(t)
-		mustClaim(t, s, k, time.Hour, true)
-		if err := s.Release(ctx, k); err != nil {
-			t.Fatalf("Release: %v", err)
-		}
-		mustClaim(t, s, k, time.Hour, true)
-		mustClaim(t, s, k, time.Hour, false)
+		tok := mustClaim(t, s, k, long, true)
+		mustRelease(t, s, k, tok)
+		mustClaimBecause(t, s, k, long, true, "a released id must be claimable")
+		mustClaim(t, s, k, long, false)
+	})
+	t.Run("ReleaseAfterComplete", func(t *testing.T) {
+		s, k := newStore(t), id(t)
+		tok := mustClaim(t, s, k, long, true)
+		mustComplete(t, s, k, tok, long)
+		mustRelease(t, s, k, tok)
+		mustClaimBecause(t, s, k, long, true, "Release by the token of a done record must forget it")
+	})
+	t.Run("ReleaseOtherToken", func(t *testing.T) {
+		s, k := newStore(t), id(t)
+		tok := mustClaim(t, s, k, long, true)
+		other := mustClaim(t, s, k+"-other", long, true)
+		mustRelease(t, s, k, other)
+		mustRelease(t, s, k, "")
+		mustRelease(t, s, k, "not-a-token")
+		mustClaimBecause(t, s, k, long, false, "a Release by another token must leave the claim alone")
+		mustComplete(t, s, k, tok, long)
+		mustRelease(t, s, k, other)
+		mustClaimBecause(t, s, k, long, false, "a Release by another token must leave the done record alone")
 	})
 	t.Run("ReleaseUnclaimed", func(t *testing.T) {
-		s := newStore(t)
-		if err := s.Release(ctx, id(t)); err != nil {
-			t.Fatalf("Release of an unclaimed id: %v, want nil", err)
-		}
-	})
-	t.Run("Expiry", func(t *testing.T) {
 		s, k := newStore(t), id(t)
-		mustClaim(t, s, k, 300*time.Millisecond, true)
-		mustClaim(t, s, k, 300*time.Millisecond, false)
-		time.Sleep(600 * time.Millisecond)
-		mustClaim(t, s, k, time.Hour, true)
+		mustRelease(t, s, k, "")
+		mustRelease(t, s, k, mustClaim(t, s, k+"-other", long, true))
+		mustClaim(t, s, k, long, true)
+	})
+	t.Run("CompleteOtherToken", func(t *testing.T) {
+		s, k := newStore(t), id(t)
+		old := mustClaim(t, s, k, short, true)
+		pastShort()
+		mustClaim(t, s, k, short, true) // takes over the claim whose lease ran out
+		mustComplete(t, s, k, old, long)
+		pastShort()
+		mustClaimBecause(t, s, k, long, true, "a Complete by a claim that was taken over must leave the new claim alone")
+	})
+	t.Run("CompleteUnclaimed", func(t *testing.T) {
+		s, k := newStore(t), id(t)
+		mustComplete(t, s, k, "", long)
+		mustClaimBecause(t, s, k, long, false, "Complete of an unclaimed id must mark it done")
 	})
 	t.Run("ConcurrentClaims", func(t *testing.T) {
 		s, k := newStore(t), id(t)
@@ -115,7 +190,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 			go func() {
 				defer wg.Done()
 				<-start
-				ok, err := s.Claim(ctx, k, time.Hour)
+				_, ok, err := s.Claim(ctx, k, long)
 				if err != nil {
 					fails.Add(1)
 					return
@@ -135,15 +210,18 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 		s, k := newStore(t), id(t)
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		ok, err := s.Claim(cctx, k, time.Hour)
-		if !errors.Is(err, context.Canceled) || ok {
-			t.Fatalf("Claim with a cancelled context = %v, %v; want false, context.Canceled", ok, err)
+		tok, ok, err := s.Claim(cctx, k, long)
+		if !errors.Is(err, context.Canceled) || ok || tok != "" {
+			t.Fatalf("Claim with a cancelled context = %q, %v, %v; want \"\", false, context.Canceled", tok, ok, err)
 		}
-		if err := s.Release(cctx, k); !errors.Is(err, context.Canceled) {
+		if err := s.Complete(cctx, k, "", long); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Complete with a cancelled context = %v; want context.Canceled", err)
+		}
+		// The failed calls must not have claimed.
+		tok = mustClaim(t, s, k, long, true)
+		if err := s.Release(cctx, k, tok); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Release with a cancelled context = %v; want context.Canceled", err)
 		}
-		// The failed claim must not have claimed.
-		mustClaim(t, s, k, time.Hour, true)
 	})
 	t.Run("Replicas", func(t *testing.T) {
 		if cfg.newReplicas == nil {
@@ -152,41 +230,57 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 		t.Run("ClaimIsShared", func(t *testing.T) {
 			a, b := cfg.newReplicas(t)
 			k := id(t)
-			mustClaim(t, a, k, time.Hour, true)
-			mustClaimBecause(t, b, k, time.Hour, false, "a claim through one replica must be a duplicate through the other")
+			mustClaim(t, a, k, long, true)
+			mustClaimBecause(t, b, k, long, false, "a claim through one replica must be a duplicate through the other")
+		})
+		t.Run("CompleteIsShared", func(t *testing.T) {
+			a, b := cfg.newReplicas(t)
+			k := id(t)
+			tok := mustClaim(t, a, k, short, true)
+			mustComplete(t, a, k, tok, long)
+			pastShort()
+			mustClaimBecause(t, b, k, long, false, "an id done through one replica must be a duplicate through the other")
+			mustRelease(t, b, k, tok)
+			mustClaimBecause(t, a, k, long, true, "a Release by the token through the other replica must forget the done record")
+		})
+		t.Run("LeaseExpiryIsShared", func(t *testing.T) {
+			a, b := cfg.newReplicas(t)
+			k := id(t)
+			mustClaim(t, a, k, short, true) // then a's process dies
+			mustClaim(t, b, k, long, false)
+			pastShort()
+			mustClaimBecause(t, b, k, long, true, "the claim of a replica that died must be claimable through the other once its lease ran out")
 		})
 		t.Run("ReleaseKeepsAnotherReplicasClaim", func(t *testing.T) {
 			a, b := cfg.newReplicas(t)
 			k := id(t)
-			mustClaim(t, a, k, 300*time.Millisecond, true)
-			time.Sleep(600 * time.Millisecond) // a's claim expires
-			mustClaimBecause(t, b, k, time.Hour, true, "an expired claim must count as absent")
+			ta := mustClaim(t, a, k, short, true)
+			pastShort() // a's lease runs out
+			tb := mustClaimBecause(t, b, k, long, true, "an expired claim must count as absent")
 
-			if err := a.Release(ctx, k); err != nil {
-				t.Fatalf("Release through the replica whose claim expired: %v", err)
-			}
-			mustClaimBecause(t, b, k, time.Hour, false, "the release through a deleted the claim b took after a's expired")
-			mustClaimBecause(t, a, k, time.Hour, false, "the release through a deleted the claim b took after a's expired")
+			mustRelease(t, a, k, ta)
+			mustClaimBecause(t, b, k, long, false, "the release by a's token deleted the claim b took after a's expired")
+			mustComplete(t, a, k, ta, short)
+			pastShort()
+			mustClaimBecause(t, a, k, long, false, "the Complete by a's token must leave alone the claim b took after a's expired")
 
-			if err := b.Release(ctx, k); err != nil {
-				t.Fatalf("Release through the replica that holds the claim: %v", err)
-			}
-			mustClaimBecause(t, a, k, time.Hour, true, "the release through b kept b's claim")
+			mustRelease(t, b, k, tb)
+			mustClaimBecause(t, a, k, long, true, "the release by b's token kept b's claim")
 		})
 	})
 }
 
-// mustClaim fails t unless Claim(id, ttl) answers exactly want and no
-// error.
-func mustClaim(t *testing.T, s eachhook.Store, id string, ttl time.Duration, want bool) {
+// mustClaim fails t unless Claim(id, lease) answers exactly want and no
+// error, and returns the token.
+func mustClaim(t *testing.T, s eachhook.Store, id string, lease time.Duration, want bool) string {
 	t.Helper()
-	mustClaimBecause(t, s, id, ttl, want, "")
+	return mustClaimBecause(t, s, id, lease, want, "")
 }
 
 // mustClaimBecause is mustClaim with the reason want is expected.
-func mustClaimBecause(t *testing.T, s eachhook.Store, id string, ttl time.Duration, want bool, why string) {
+func mustClaimBecause(t *testing.T, s eachhook.Store, id string, lease time.Duration, want bool, why string) string {
 	t.Helper()
-	got, err := s.Claim(context.Background(), id, ttl)
+	token, got, err := s.Claim(context.Background(), id, lease)
 	if err != nil {
 		t.Fatalf("Claim(%q): %v", id, err)
 	}
@@ -195,5 +289,23 @@ func mustClaimBecause(t *testing.T, s eachhook.Store, id string, ttl time.Durati
 			why = ": " + why
 		}
 		t.Fatalf("Claim(%q) = %v, want %v%s", id, got, want, why)
+	}
+	if got == (token == "") {
+		t.Fatalf("Claim(%q) = %q, %v: a won claim has a token, a lost one none", id, token, got)
+	}
+	return token
+}
+
+func mustComplete(t *testing.T, s eachhook.Store, id, token string, ttl time.Duration) {
+	t.Helper()
+	if err := s.Complete(context.Background(), id, token, ttl); err != nil {
+		t.Fatalf("Complete(%q, %q): %v", id, token, err)
+	}
+}
+
+func mustRelease(t *testing.T, s eachhook.Store, id, token string) {
+	t.Helper()
+	if err := s.Release(context.Background(), id, token); err != nil {
+		t.Fatalf("Release(%q, %q): %v", id, token, err)
 	}
 }

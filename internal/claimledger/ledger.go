@@ -1,22 +1,19 @@
-// Package claimledger is the local memory of a shared store's claims, by
-// per-claim token, used by the Redis and PostgreSQL stores:
+// Package claimledger is the local memory of a shared store's claims of
+// unknown outcome, by per-claim token, used by the Redis and PostgreSQL
+// stores. Such a claim was sent, then the connection broke, so the server
+// may have applied it while the Handler answered 503 (or a Release was
+// sent and its outcome is unknown). Nobody will process such a claim, and
+// the sender's retry would be taken for a duplicate of it until its lease
+// runs out, so the ledger undoes it (deletes it by its token) as soon as
+// the server answers again, from a goroutine that runs only while there
+// are such claims (or until [Ledger.Close]), and before this store claims
+// the same id again.
 //
-//   - the tokens of the claims the store won, so that Release deletes a
-//     claim only if it is still this store's (not one that expired and
-//     was taken by another replica); at most a fixed number, the oldest
-//     and the expired forgotten first;
-//   - the tokens of claims whose outcome is unknown: the claim was sent,
-//     then the connection broke, so the server may have applied it while
-//     the Handler answered 503. Nobody will process such a claim, and the
-//     sender's retry would be taken for a duplicate of it and dropped, so
-//     the ledger undoes it (deletes it by its token) as soon as the server
-//     answers again, from a goroutine that runs only while there are such
-//     claims (or until [Ledger.Close]), and before this store claims the
-//     same id again.
+// The Handler names the claim to complete or release by its token, so the
+// ledger keeps no record of the claims a store won.
 package claimledger
 
 import (
-	"container/list"
 	"context"
 	"encoding/hex"
 	"math/rand/v2"
@@ -44,6 +41,20 @@ func NewToken() Token {
 // String returns the token in hexadecimal.
 func (t Token) String() string { return hex.EncodeToString(t[:]) }
 
+// ParseToken reads a token written by [Token.String]. It reports false for
+// anything else, such as "" or another store's token: that names no claim
+// of this store.
+func ParseToken(s string) (Token, bool) {
+	var t Token
+	if len(s) != 2*len(t) {
+		return t, false
+	}
+	if _, err := hex.Decode(t[:], []byte(s)); err != nil {
+		return Token{}, false
+	}
+	return t, true
+}
+
 // Undo deletes id's claim if it still holds token; it is not an error if
 // it does not.
 type Undo func(ctx context.Context, id string, token Token) error
@@ -70,12 +81,10 @@ type Ledger struct {
 	interval time.Duration
 
 	mu      sync.Mutex
-	won     map[string]*list.Element // id -> element of order holding *entry
-	order   list.List                // won claims, oldest first
-	doubts  map[string][]entry       // claims of unknown outcome, by id
-	ndoubts atomic.Int32             // claims in doubts, read without mu
-	undoing sync.WaitGroup           // the undo goroutine, if it runs
-	running bool                     // the undo goroutine runs
+	doubts  map[string][]entry // claims of unknown outcome, by id
+	ndoubts atomic.Int32       // claims in doubts, read without mu
+	undoing sync.WaitGroup     // the undo goroutine, if it runs
+	running bool               // the undo goroutine runs
 	closed  bool
 
 	base     context.Context // the undo goroutine's, cancelled by Close
@@ -83,9 +92,9 @@ type Ledger struct {
 	stopOnce sync.Once
 }
 
-// New returns a Ledger that remembers at most max won claims (and at most
-// max claims of unknown outcome) and undoes the latter with undo, retrying
-// every interval while it fails.
+// New returns a Ledger that remembers at most max claims of unknown
+// outcome and undoes them with undo, retrying every interval while it
+// fails.
 func New(max int, interval time.Duration, undo Undo) *Ledger {
 	base, cancel := context.WithCancel(context.Background())
 	return &Ledger{
@@ -95,14 +104,13 @@ func New(max int, interval time.Duration, undo Undo) *Ledger {
 		now:      time.Now,
 		undo:     undo,
 		interval: interval,
-		won:      make(map[string]*list.Element),
 		doubts:   make(map[string][]entry),
 	}
 }
 
 // Close stops undoing claims of unknown outcome in the background and
-// waits for the goroutine to end; the ones left stand until their TTL
-// unless this store claims their id again. The ledger still works
+// waits for the goroutine to end; the ones left stand until their lease
+// or TTL unless this store claims their id again. The ledger still works
 // otherwise. Close is idempotent.
 func (l *Ledger) Close() {
 	l.stopOnce.Do(func() {
@@ -114,67 +122,20 @@ func (l *Ledger) Close() {
 	l.undoing.Wait()
 }
 
-// Won records that this store's claim of id with token, expiring after
-// ttl, was won. It replaces a remembered claim of the same id.
-func (l *Ledger) Won(id string, token Token, ttl time.Duration) {
-	l.remember(&entry{id: id, token: token, expires: l.now().Add(ttl)})
-}
-
-// Take removes and returns the token of id's won claim, for a release.
-// It reports false if none is remembered or the claim has expired.
-func (l *Ledger) Take(id string) (Token, time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e, ok := l.won[id]
-	if !ok {
-		return Token{}, time.Time{}, false
-	}
-	l.order.Remove(e)
-	delete(l.won, id)
-	c := e.Value.(*entry)
-	if !c.expires.After(l.now()) {
-		return Token{}, time.Time{}, false
-	}
-	return c.token, c.expires, true
-}
-
-// Release deletes id's claim with the Ledger's [Undo] if this store holds
-// it, for a store's Release: a claim it does not remember (never won here,
-// forgotten, or expired) is left alone, and nil returned. When the delete
-// fails the claim may still stand: it becomes a claim of unknown outcome
-// (see [Ledger.Doubt]), undone in the background once the server answers,
-// so that the sender's retry is not taken for a duplicate.
-func (l *Ledger) Release(ctx context.Context, id string) error {
+// Release deletes id's claim named by token with the Ledger's [Undo], for
+// a store's Release. When the delete fails the claim may still stand: it
+// becomes a claim of unknown outcome (see [Ledger.Doubt]) for at most
+// horizon, undone in the background once the server answers, so that the
+// sender's retry is not taken for a duplicate.
+func (l *Ledger) Release(ctx context.Context, id string, token Token, horizon time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	token, expires, ok := l.Take(id)
-	if !ok {
-		return nil
-	}
 	if err := l.undo(ctx, id, token); err != nil {
-		l.Doubt(id, token, expires.Sub(l.now()))
+		l.Doubt(id, token, horizon)
 		return err
 	}
 	return nil
-}
-
-func (l *Ledger) remember(c *entry) {
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e, ok := l.won[c.id]; ok {
-		l.order.Remove(e)
-	}
-	l.won[c.id] = l.order.PushBack(c)
-	for e := l.order.Front(); e != nil; e = l.order.Front() {
-		old := e.Value.(*entry)
-		if l.order.Len() <= l.max && old.expires.After(now) {
-			break
-		}
-		l.order.Remove(e)
-		delete(l.won, old.id)
-	}
 }
 
 // Doubt records a claim of id with token whose outcome is unknown, to be

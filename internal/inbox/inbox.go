@@ -20,8 +20,8 @@ type Inbox interface {
 	// through the Handler's dedupe store and queue as a verified webhook
 	// is (no signature is checked). It returns (true, nil) when the
 	// outcome was accepted and its callback will run, (false, nil) when
-	// there is nothing to run (a duplicate, or no callback for the
-	// status), and an error when nothing was accepted: one matching
+	// there is nothing to run (a duplicate, a non-terminal status, or a
+	// status kept as a dead letter at once), and an error when nothing was accepted: one matching
 	// eachhook.ErrMalformedPayload for a body that cannot be routed,
 	// [ErrNotQueued] when the queue refused it or the Handler is not
 	// serving, or the Store's error.
@@ -35,6 +35,11 @@ type Inbox interface {
 // could not take the outcome now (it shuts down, its queue is not started,
 // or the queue refused it). Nothing was accepted; try again later.
 var ErrNotQueued = errors.New("eachhook: delivery not queued")
+
+// CodeCancelled is the [eachhook.Failure] code of a cancelled
+// prediction, whether the Handler received it with status "cancelled" or
+// the reconciler polled it; package eachloop exports it.
+const CodeCancelled = "CANCELLED"
 
 var of func(h any) Inbox
 

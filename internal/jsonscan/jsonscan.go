@@ -134,11 +134,16 @@ func StringValue(raw []byte) (string, bool) {
 	return s, true
 }
 
-// FloatValue decodes a raw JSON value that must be a number.
+// FloatValue decodes a raw JSON value that must be a number. It returns
+// (0, false) for anything else and for a number out of float64's range,
+// which encoding/json refuses too.
 func FloatValue(raw []byte) (float64, bool) {
 	if len(raw) == 0 || raw[0] == '"' || raw[0] == 'n' || raw[0] == 't' || raw[0] == 'f' || raw[0] == '{' || raw[0] == '[' {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
-	return f, err == nil
+	if err != nil {
+		return 0, false
+	}
+	return f, true
 }

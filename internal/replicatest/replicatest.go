@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,6 +190,41 @@ func RunSharedStore(t *testing.T, a, b eachhook.Store) {
 	}
 }
 
+// RunLeaseExpiry checks, over real HTTP, that a delivery whose claim was
+// taken through store a by a process that then died (the claim is never
+// completed nor released) is a duplicate for a Handler on store b while
+// the claim's lease lasts, and is processed exactly once by it after the
+// lease ran out.
+func RunLeaseExpiry(t *testing.T, a, b eachhook.Store) {
+	t.Helper()
+	c := newCluster(t, []eachhook.Store{b}, 1)
+	id := fmt.Sprintf("pred-crashed-%d", time.Now().UnixNano())
+	const lease = 500 * time.Millisecond
+	if _, ok, err := a.Claim(context.Background(), id, lease); err != nil || !ok {
+		t.Fatalf("Claim through the replica that dies: %v, %v", ok, err)
+	}
+	// The claiming process is gone: nothing completes or releases it.
+	if code, err := c.send(0, id); err != nil || code != http.StatusOK {
+		t.Fatalf("redelivery within the lease: %d, %v; want 200", code, err)
+	}
+	time.Sleep(2 * lease)
+	if code, err := c.send(0, id); err != nil || code != http.StatusOK {
+		t.Fatalf("redelivery after the lease: %d, %v; want 200", code, err)
+	}
+	c.shutdown()
+	if n := c.callCount(id); n != 1 {
+		t.Fatalf("a delivery whose claim's lease ran out after its process died ran %d callbacks, want 1 (the redelivery after the lease)", n)
+	}
+	// Done now: a later copy is a duplicate even after the lease.
+}
+
+// health returns the status code and body of replica i's Health handler.
+func (c *cluster) health(i int) (int, string) {
+	w := httptest.NewRecorder()
+	c.replicas[i%len(c.replicas)].h.Health().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	return w.Code, w.Body.String()
+}
+
 // Outage describes a store whose server a test can make unreachable.
 type Outage struct {
 	// Target is the server's address (host:port).
@@ -210,8 +246,10 @@ type Outage struct {
 //
 //   - while the server is unreachable, every delivery (new ones and
 //     copies of accepted ones) is answered 503 with Retry-After and no
-//     claim is committed; once it is back, the resent deliveries are
-//     answered 200 and processed exactly once;
+//     claim is committed, and Health answers 503 "store unreachable"
+//     (the store must implement [eachhook.Pinger]); once it is back,
+//     Health answers 200 and the resent deliveries are answered 200 and
+//     processed exactly once;
 //   - when the server goes away in the middle of a stream of deliveries,
 //     every delivery is answered 200 or 503, every 200 has a committed
 //     claim and its callback runs exactly once; every 503 leaves no claim
@@ -248,8 +286,18 @@ func RunOutage(t *testing.T, o Outage) {
 		}
 	}
 
+	if code, body := c.health(0); code != http.StatusOK {
+		t.Fatalf("server up: health %d %s, want 200", code, body)
+	}
+
 	// Down: every delivery is 503 and claims nothing.
 	proxy.Cut()
+	for i := range c.replicas {
+		code, body := c.health(i)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, `"reason":"store unreachable"`) {
+			t.Fatalf("server down: replica %d's health %d %s, want 503 store unreachable", i, code, body)
+		}
+	}
 	down := ids("down", 20)
 	requireAll("server down", c.sendAll(down), down, http.StatusServiceUnavailable)
 	requireAll("server down, copies of accepted deliveries", c.sendAll(before), before, http.StatusServiceUnavailable)
@@ -262,6 +310,13 @@ func RunOutage(t *testing.T, o Outage) {
 	// Back: the resent deliveries are processed, and the copies of the
 	// accepted ones are still duplicates.
 	proxy.Restore(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for code, body := c.health(0); code != http.StatusOK; code, body = c.health(0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("server back: health %d %s, want 200", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	requireAll("server back", c.resendAll(down, 30*time.Second), down, http.StatusOK)
 	requireAll("server back, copies of accepted deliveries", c.resendAll(before, 30*time.Second), before, http.StatusOK)
 
@@ -322,7 +377,7 @@ func RunOutage(t *testing.T, o Outage) {
 	proxy.Restore(t)
 	// A refused delivery must leave no claim once the server is back, or
 	// the sender's retry would be taken for a duplicate and dropped.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for _, id := range refused {
 		for o.Claimed(t, id) {
 			if time.Now().After(deadline) {
