@@ -174,22 +174,24 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	}
 	if run.Err != nil {
 		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", attempt, "err", run.Err)
+	} else {
+		h.succeeded(ctx, d)
 	}
 	return run.Err
 }
 
-// GiveUp implements [Runner]: it logs the failure, releases the id's claim
-// in the Store, and tells the observer and the error handler.
+// GiveUp implements [Runner]: it releases the id's claim in the Store,
+// tells the observer, and makes d a dead letter, which is logged and
+// reported to the error handler.
 func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
 	h := r.h
-	h.log.Error("eachhook: giving up on delivery", "id", d.ID, "status", d.Status, "attempts", attempts, "err", err)
 	if rerr := h.store.Release(context.WithoutCancel(ctx), d.ID); rerr != nil {
 		h.log.Error("eachhook: release failed", "id", d.ID, "err", rerr)
 	}
 	if f := h.cfg.observer.GaveUp; f != nil {
 		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
 	}
-	h.callErrorHandler(ctx, &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err})
+	h.deadLetter(ctx, d, reasonCallbackFailed, attempts, err)
 }
 
 // call runs the callback for d once, turning a panic into an error.

@@ -67,6 +67,7 @@ type config struct {
 	observer    observe.Observer
 	logPayloads bool
 	queue       Queue
+	deadLetters DeadLetterStore
 }
 
 func defaultConfig() config {
@@ -302,6 +303,25 @@ func WithQueue(q Queue) Option {
 			return fmt.Errorf("%w: nil queue", ErrInvalidOption)
 		}
 		c.queue = q
+		return nil
+	}
+}
+
+// WithDeadLetters keeps the Handler's dead letters (see [DeadLetter]) in
+// s, such as a store shared by every replica, so that [Handler.Replay]
+// and [Handler.Discard] work on any of them and the dead letters outlive
+// the process. Default: in memory, at most 1000 dead letters and 64 MiB
+// of bodies; beyond either bound the oldest dead letter is evicted and
+// logged at error level with its id (its event is then lost), and all
+// are lost when the process ends. With a queue that keeps its own dead
+// letters (the durable queue's discarded jobs), s holds only those the
+// queue never saw: deliveries with no callback for their status.
+func WithDeadLetters(s DeadLetterStore) Option {
+	return func(c *config) error {
+		if s == nil {
+			return fmt.Errorf("%w: nil dead-letter store", ErrInvalidOption)
+		}
+		c.deadLetters = s
 		return nil
 	}
 }

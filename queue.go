@@ -7,6 +7,7 @@ package eachhook
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/eachhook/eachhook/observe"
 )
@@ -114,6 +115,11 @@ type DedupingQueue interface {
 // was accepted (a claim already taken is released).
 func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome {
 	if !h.callbacks.has(env) {
+		if eventOf(env.Kind, env.Status) != eventNone {
+			// Terminal, but nothing handles it: acknowledged and kept.
+			h.deadLetter(ctx, Delivery{ID: env.ID, Status: env.Status, Body: body}, reasonNoCallback, 0, fmt.Errorf("%w: %q", errNoCallback, env.Status))
+			return outcome{result: ignored, env: env}
+		}
 		h.log.Info("eachhook: acknowledged delivery with no callback", "id", env.ID, "status", env.Status)
 		return outcome{result: ignored, env: env}
 	}
