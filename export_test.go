@@ -25,3 +25,11 @@ type nopStore struct{}
 
 func (nopStore) Claim(context.Context, string, time.Duration) (bool, error) { return true, nil }
 func (nopStore) Release(context.Context, string) error                      { return nil }
+
+// NewMemoryDeadLettersForTest returns the default dead-letter store with
+// the given bounds, logging to log, so that package eachhook_test can run
+// the deadlettertest suite and the eviction test against it, and share
+// one between two Handlers as replicas would share a database.
+var NewMemoryDeadLettersForTest = func(log *slog.Logger, max, maxBytes int) DeadLetterStore {
+	return newMemoryDeadLetters(log, max, maxBytes)
+}
