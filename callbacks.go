@@ -17,8 +17,10 @@ import (
 // ErrCallbackPanic is matched by the error of a callback that panicked.
 var ErrCallbackPanic = errors.New("eachhook: callback panicked")
 
-// CallbackError reports a delivery whose callback failed on every attempt.
-// It is passed to the function set with [WithErrorHandler].
+// CallbackError reports a delivery that became a dead letter: its
+// callback failed on every attempt, or no callback was registered for its
+// status (Attempts 0). It is passed to the function set with
+// [WithErrorHandler].
 type CallbackError struct {
 	// ID is the delivery's key: the prediction id, or [WorkflowKeyPrefix]
 	// and the workflow execution id.
@@ -60,8 +62,8 @@ type callbacks struct {
 
 // OnSuccess registers fn to run for each prediction that succeeded. fn
 // must tolerate a context cancelled at shutdown. A successful delivery
-// that arrives while no callback is registered for it is acknowledged,
-// logged and dropped. Register every callback before [Handler.Start] or
+// that arrives while no callback is registered for it is acknowledged and
+// kept as a dead letter (see [Handler.DeadLetters]). Register every callback before [Handler.Start] or
 // the first request: a registration after that panics, since the Handler
 // and its queue already decide with the callbacks they have.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {

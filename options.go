@@ -237,11 +237,16 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 	}
 }
 
-// WithErrorHandler sets a function called when a delivery's callback
-// failed on every attempt. err is a [*CallbackError]. It runs on the worker
-// goroutine; ctx is the callbacks' context. It also receives the errors
-// the reconciler of package eachloop reports, on its goroutine. Default:
-// none (the failure is logged either way).
+// WithErrorHandler sets a function called once per dead letter (see
+// [Handler.DeadLetters]): when a delivery's callback failed on every
+// attempt, and when a delivery was acknowledged with no callback to run
+// for its status. err is a [*CallbackError]; its Attempts is 0 when no
+// callback ran. For a failed callback it runs on the worker goroutine and
+// ctx is the callbacks' context; for a delivery with no callback it runs
+// on the request's goroutine, before the 200, with the request's context,
+// so keep it quick. It also receives the errors the reconciler of package
+// eachloop reports, on its goroutine. Default: none (the dead letter is
+// logged either way).
 func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
 	return func(c *config) error { c.onError = fn; return nil }
 }

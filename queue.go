@@ -47,8 +47,11 @@ type Runner interface {
 	Run(ctx context.Context, d Delivery, attempt int) error
 	// GiveUp records that the callback of d failed and will not be run
 	// again after attempts attempts, the last of which returned err: it
-	// logs the failure, releases the id's claim in the [Store], and passes
-	// a [*CallbackError] to the function set with [WithErrorHandler].
+	// releases the id's claim in the [Store] and makes d a dead letter
+	// (see [Handler.DeadLetters]; kept in the dead-letter store unless the
+	// queue keeps its own, see [Queue]), logged at error level and passed
+	// as a [*CallbackError] to the function set with [WithErrorHandler].
+	// Call it once per delivery given up.
 	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 }
 
@@ -73,6 +76,20 @@ type Runner interface {
 // Retrying belongs to the queue, because only the queue knows where the
 // attempt count lives: in a goroutine's loop for the in-memory queue, in
 // the stored job for a durable one, which also survives a restart.
+//
+// A Queue that keeps the deliveries it gave up on itself, as the durable
+// queue keeps its discarded jobs, may also have these three methods, which
+// the Handler then calls (their contract is that of the Handler's methods
+// of the same names, for the queue's dead letters):
+//
+//	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+//	Replay(ctx context.Context, id string) error
+//	Discard(ctx context.Context, id string) error
+//
+// [Handler.DeadLetters] then lists the queue's dead letters with those of
+// its [DeadLetterStore]; [Handler.Replay] and [Handler.Discard] go to the
+// queue for an id the store does not hold; and [Runner.GiveUp] no longer
+// stores a dead letter, since the queue keeps it.
 type Queue interface {
 	// Start begins running queued deliveries through r, including, for
 	// a durable queue, those an earlier process left unfinished. ctx
