@@ -177,10 +177,14 @@ func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 // queue set by [WithQueue], call [Handler.Start] first.
 //
 // With a queue that keeps its own dead letters (the durable queue's
-// discarded jobs) Replay retries the job in the queue instead, and the
-// dead letter leaves the list as soon as its job is queued again: see the
-// queue's documentation. Replay and Discard may be called on any Handler
-// that shares the dead letters' store (or the durable queue's database).
+// discarded jobs), Replay of an id the store does not hold retries the
+// queue's job instead, and that dead letter leaves the list as soon as its
+// job is queued again: see the queue's documentation. A dead letter of
+// the store is then queued as above and leaves the store as soon as the
+// queue holds a delivery of its id (this one, or one stored since), since
+// the queue keeps it as its own dead letter if it fails. Replay and
+// Discard may be called on any Handler that shares the dead letters'
+// store (or the durable queue's database).
 func (h *Handler) Replay(ctx context.Context, id string) error {
 	dl, ok, err := h.dead.store.Get(ctx, id)
 	if err != nil {
