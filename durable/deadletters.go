@@ -19,7 +19,7 @@ import (
 )
 
 // riverJobs is what the dead letters and Ping need of a river.Client
-// beyond riverClient; every river.Client has it, whatever its driver.
+// (part of riverClient); every river.Client has it, whatever its driver.
 type riverJobs interface {
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
@@ -41,7 +41,7 @@ var liveStates = []rivertype.JobState{
 	rivertype.JobStateScheduled,
 }
 
-func (q *Queue) jobs() riverJobs { return q.client.(riverJobs) }
+func (q *Queue) jobs() riverJobs { return q.client }
 
 // Ping implements [eachhook.Pinger]: one query of River's job table, so
 // that [eachhook.Handler.Health] answers 503 "queue unreachable" while the

@@ -330,6 +330,7 @@ func (w *deliveryWorker) reportDiscarded(r eachhook.Runner, events <-chan *river
 // riverClient is what a Queue needs of a river.Client, whatever its
 // driver's transaction type.
 type riverClient interface {
+	riverJobs // for the dead letters and Ping (deadletters.go)
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
