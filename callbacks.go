@@ -63,9 +63,10 @@ type callbacks struct {
 // OnSuccess registers fn to run for each prediction that succeeded. fn
 // must tolerate a context cancelled at shutdown. A successful delivery
 // that arrives while no callback is registered for it is acknowledged and
-// kept as a dead letter (see [Handler.DeadLetters]). Register every callback before [Handler.Start] or
-// the first request: a registration after that panics, since the Handler
-// and its queue already decide with the callbacks they have.
+// kept as a dead letter (see [Handler.DeadLetters]). Register every
+// callback before [Handler.Start] or the first request: a registration
+// after that panics, since the Handler and its queue already decide with
+// the callbacks they have.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
 	h.register("OnSuccess", func(c *callbacks) { c.success = fn })
 }

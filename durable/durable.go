@@ -166,9 +166,10 @@ var ErrInvalidConfig = errors.New("durable: invalid config")
 //   - RetryPolicy: RetryPolicy
 //   - Logger: Logger
 //
-// The package also sets JobStuckThreshold to 10s, DiscardedJobRetentionPeriod
-// to -1 (discarded jobs are the dead letters: River never deletes them, see
-// Dead letters) and registers its one worker; the rest of river.Config keeps River's defaults. The zero Config
+// The package also sets JobStuckThreshold to 10s and
+// DiscardedJobRetentionPeriod to -1 (discarded jobs are the dead letters:
+// River never deletes them, see Dead letters), and registers its one
+// worker; the rest of river.Config keeps River's defaults. The zero Config
 // is valid: every zero field takes the default its comment gives, which
 // is this package's and not always River's. [OpenSQLite] and
 // [NewPostgres] validate it.
