@@ -21,8 +21,10 @@ import (
 // the goroutine that ran it goes on, and nothing queued behind it is lost.
 var ErrCallbackPanic = errors.New("eachhook: callback panicked")
 
-// CallbackError reports a delivery whose callback failed on every attempt.
-// It is passed to the function set with [WithErrorHandler].
+// CallbackError reports a delivery that became a dead letter: its
+// callback failed on every attempt, or no callback was registered for its
+// status (Attempts 0). It is passed to the function set with
+// [WithErrorHandler].
 type CallbackError struct {
 	// ID is the delivery's key: the prediction id, or [WorkflowKeyPrefix]
 	// and the workflow execution id.
@@ -194,57 +196,39 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	}
 	if run.Err != nil {
 		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", attempt, "err", run.Err)
+	} else {
+		h.succeeded(ctx, d)
 	}
 	return run.Err
 }
 
-// Dead-letter reasons.
-const (
-	reasonCallbackFailed = "callback_failed"
-	reasonNoCallback     = "no_callback"
-	reasonUnknownStatus  = "unknown_status"
-)
-
-// GiveUp implements [Runner]: it logs the failure, keeps the delivery as a
-// dead letter, and tells the observer and the error handler.
+// GiveUp implements [Runner]: it keeps the delivery as a dead letter
+// (logged, and reported to the error handler once) and tells the observer.
 func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
 	h := r.h
-	h.log.Error("eachhook: giving up on delivery", "id", d.ID, "status", d.Status, "attempts", attempts, "err", err)
 	reason := reasonCallbackFailed
 	if errors.Is(err, errNoCallback) {
 		reason = reasonNoCallback
 	}
-	h.keepDeadLetter(ctx, d, reason, attempts, err)
 	if f := h.cfg.observer.GaveUp; f != nil {
 		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
 	}
-	h.callErrorHandler(ctx, &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err})
+	h.keepDeadLetter(ctx, d, reason, attempts, err)
 }
 
 // keepDeadLetter hands d to the dead-letter path and keeps its id claimed,
 // marked done for the dedupe TTL by d.Claim, so that a redelivery of a
-// dead letter is a duplicate and runs nothing a second time (replaying a
-// dead letter releases that record first).
+// dead letter is a duplicate and runs nothing a second time; Replay runs
+// it again without a claim.
 func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
 	ctx = context.WithoutCancel(ctx)
 	h.deadLetter(ctx, d, reason, attempts, err)
+	if d.Claim == "" {
+		return // a replay's, or a DedupingQueue's delivery: no claim of its own
+	}
 	if cerr := h.store.Complete(ctx, d.ID, d.Claim, h.cfg.dedupeTTL); cerr != nil {
 		h.log.Error("eachhook: marking a dead letter done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", cerr)
 	}
-}
-
-// deadLetter records d as a dead letter: an acknowledged delivery whose
-// callback failed on every attempt ("callback_failed"), whose terminal
-// status has no callback registered ("no_callback"), or whose status this
-// package does not know ("unknown_status"). attempts is the number of
-// callback attempts made and err the last one's error (nil when none
-// ran). It logs the dead letter at error level.
-func (h *Handler) deadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
-	attrs := []any{"id", d.ID, "status", d.Status, "reason", reason, "attempts", attempts}
-	if err != nil {
-		attrs = append(attrs, "err", err)
-	}
-	h.log.ErrorContext(ctx, "eachhook: dead letter", attrs...)
 }
 
 // CallbackTimeout implements [Runner].

@@ -78,6 +78,8 @@
 //	  cannot be told (see below)               400
 //	non-terminal status (created, starting,
 //	  processing, queued, running)             200, no callback
+//	unknown status, or terminal status with
+//	  no callback registered for it            200, kept as a dead letter
 //	dedupe store failed                        503, Retry-After
 //	id already accepted (duplicate)            200, no callback
 //	status unknown, or terminal with no
@@ -166,14 +168,15 @@
 // callback that returns an error, panics or calls [runtime.Goexit] (as
 // t.FailNow does) is run again, up to the attempts of [WithRetry] (default
 // 3, backoff 1s doubling); a panic or a Goexit is logged, ends that attempt
-// only ([ErrCallbackPanic]) and the worker lives on. When every attempt
-// failed the failure goes to [WithErrorHandler] and the delivery becomes
-// a dead letter (reason "callback_failed"): its id stays claimed as done,
-// so that a redelivery does not run it a second time, and replaying the
-// dead letter runs it again. Callbacks may run more than once for one id
-// (retries, a lease that ran out, a replay): make them idempotent. Their
-// context is not the request's; it is cancelled when [Handler.Shutdown]
-// gives up waiting. [AttemptFromContext] tells the attempt number.
+// only ([ErrCallbackPanic]) and the worker lives on; an attempt longer than
+// [WithCallbackTimeout] (default 1 minute) fails too. When every attempt
+// failed the delivery becomes a dead letter (reason "callback_failed", see
+// Dead letters), reported to [WithErrorHandler], and its id stays claimed
+// as done, so that a redelivery does not run it a second time; replaying
+// the dead letter runs it again. Callbacks may run more than once for one
+// id (retries, a lease that ran out, a replay): make them idempotent. Their context is not the request's; it is cancelled when
+// [Handler.Shutdown] gives up waiting. [AttemptFromContext] tells the
+// attempt number.
 //
 // What each outcome leads to, by mode:
 //
@@ -210,6 +213,28 @@
 // verified body is committed to the database before the 200, and a
 // process that restarts after a crash runs it again, so a delivery
 // acknowledged with 200 is processed at least once, even across a crash.
+//
+// # Dead letters
+//
+// After the 200 the sender will not send a delivery again, so the Handler
+// keeps every acknowledged delivery whose callback will not run by itself
+// as a [DeadLetter] instead of dropping it: one whose callback failed on
+// every attempt ("callback_failed"), and one whose terminal status has no
+// callback registered ("no_callback", kept before the 200). Each is logged
+// at error level and passed once to [WithErrorHandler].
+// [Handler.DeadLetters] lists them, oldest first; [Handler.Replay] runs one
+// again through the path of a delivery (dedupe claim, queue, retries; it
+// may become a dead letter again) and removes it once its callback
+// succeeded; [Handler.Discard] deletes one. They live in a
+// [DeadLetterStore] set with [WithDeadLetters]; the default keeps at most
+// 1000 in memory (and 64 MiB of bodies), evicting the oldest with an
+// error log, and loses them with the process. Shared stores, on which any
+// replica lists, replays and discards: module redisstore (DeadLetters),
+// module pgstore (DeadLetters) and, in a SQLite file, module durable
+// (SQLiteDeadLetters). Package deadlettertest is their conformance suite.
+// With the durable queue, its discarded jobs are the dead letters of
+// failed callbacks: the same three methods list, replay (River's job
+// retry) and discard them, on any replica.
 //
 // # Writing a queue
 //

@@ -28,3 +28,11 @@ func (nopStore) Claim(context.Context, string, time.Duration) (string, bool, err
 }
 func (nopStore) Complete(context.Context, string, string, time.Duration) error { return nil }
 func (nopStore) Release(context.Context, string, string) error                 { return nil }
+
+// NewMemoryDeadLettersForTest returns the default dead-letter store with
+// the given bounds, logging to log, so that package eachhook_test can run
+// the deadlettertest suite and the eviction test against it, and share
+// one between two Handlers as replicas would share a database.
+var NewMemoryDeadLettersForTest = func(log *slog.Logger, max, maxBytes int) DeadLetterStore {
+	return newMemoryDeadLetters(log, max, maxBytes)
+}

@@ -35,6 +35,7 @@ type Handler struct {
 	ownStore *MemoryStore // the default store, closed by Shutdown
 	queue    Queue
 	memQueue *memQueue // the queue when it is the in-memory one, else nil
+	dead     deadLetters
 
 	// callbacks are written only before serving starts (see register).
 	callbacks callbacks
@@ -72,6 +73,10 @@ func New(opts ...Option) (*Handler, error) {
 	if h.store == nil {
 		h.ownStore = newMemoryStore(0, cfg.now)
 		h.store = h.ownStore
+	}
+	h.dead.store = cfg.deadLetters
+	if h.dead.store == nil {
+		h.dead.store = newMemoryDeadLetters(h.log, memoryDeadLettersMax, memoryDeadLettersMaxBytes)
 	}
 	if h.queue == nil {
 		h.memQueue = newMemQueue(h, cfg.workers, cfg.queueSize)

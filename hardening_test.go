@@ -99,7 +99,14 @@ func TestNilCallbackUnregisters(t *testing.T) {
 	h.OnSuccess(nil)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "nilcb")).Code)
 	drain(t, h)
-	require.Zero(t, reported.Load(), "an unregistered callback is not a failing one")
+	// An unregistered callback runs nothing: the delivery is kept as a
+	// dead letter that no attempt ran for, reported once.
+	require.Equal(t, int32(1), reported.Load())
+	dls, err := h.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	require.Equal(t, "no_callback", dls[0].Reason)
+	require.Zero(t, dls[0].Attempts)
 }
 
 func TestErrorHandlerPanicDoesNotKillWorker(t *testing.T) {

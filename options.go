@@ -71,6 +71,7 @@ type config struct {
 	observer        observe.Observer
 	logPayloads     bool
 	queue           Queue
+	deadLetters     DeadLetterStore
 }
 
 func defaultConfig() config {
@@ -273,11 +274,16 @@ func WithCallbackTimeout(d time.Duration) Option {
 	return func(c *config) error { c.callbackTimeout = d; return nil }
 }
 
-// WithErrorHandler sets a function called when a delivery's callback
-// failed on every attempt. err is a [*CallbackError]. It runs on the worker
-// goroutine; ctx is the callbacks' context. It also receives the errors
-// the reconciler of package eachloop reports, on its goroutine. Default:
-// none (the failure is logged either way).
+// WithErrorHandler sets a function called once per dead letter (see
+// [Handler.DeadLetters]): when a delivery's callback failed on every
+// attempt, and when a delivery was acknowledged with no callback to run
+// for its status. err is a [*CallbackError]; its Attempts is 0 when no
+// callback ran. For a failed callback it runs on the worker goroutine and
+// ctx is the callbacks' context; for a delivery with no callback it runs
+// on the request's goroutine, before the 200, with the request's context,
+// so keep it quick. It also receives the errors the reconciler of package
+// eachloop reports, on its goroutine. Default: none (the dead letter is
+// logged either way).
 func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
 	return func(c *config) error { c.onError = fn; return nil }
 }
@@ -339,6 +345,25 @@ func WithQueue(q Queue) Option {
 			return fmt.Errorf("%w: nil queue", ErrInvalidOption)
 		}
 		c.queue = q
+		return nil
+	}
+}
+
+// WithDeadLetters keeps the Handler's dead letters (see [DeadLetter]) in
+// s, such as a store shared by every replica, so that [Handler.Replay]
+// and [Handler.Discard] work on any of them and the dead letters outlive
+// the process. Default: in memory, at most 1000 dead letters and 64 MiB
+// of bodies; beyond either bound the oldest dead letter is evicted and
+// logged at error level with its id (its event is then lost), and all
+// are lost when the process ends. With a queue that keeps its own dead
+// letters (the durable queue's discarded jobs), s holds only those the
+// queue never saw: deliveries with no callback for their status.
+func WithDeadLetters(s DeadLetterStore) Option {
+	return func(c *config) error {
+		if s == nil {
+			return fmt.Errorf("%w: nil dead-letter store", ErrInvalidOption)
+		}
+		c.deadLetters = s
 		return nil
 	}
 }

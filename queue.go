@@ -7,6 +7,7 @@ package eachhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/eachhook/eachhook/observe"
@@ -60,9 +61,11 @@ type Runner interface {
 	Run(ctx context.Context, d Delivery, attempt int) error
 	// GiveUp records that the callback of d failed and will not be run
 	// again after attempts attempts, the last of which returned err: it
-	// logs the failure, keeps d as a dead letter (its id stays claimed, so
-	// that a redelivery does not run it a second time), and passes a
-	// [*CallbackError] to the function set with [WithErrorHandler].
+	// releases the id's claim in the [Store] and makes d a dead letter
+	// (see [Handler.DeadLetters]; kept in the dead-letter store unless the
+	// queue keeps its own, see [Queue]), logged at error level and passed
+	// as a [*CallbackError] to the function set with [WithErrorHandler].
+	// Call it once per delivery given up.
 	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 	// CallbackTimeout is how long Run lets one attempt run
 	// ([WithCallbackTimeout]). A queue with a timeout or a lease of its
@@ -92,6 +95,20 @@ type Runner interface {
 // Retrying belongs to the queue, because only the queue knows where the
 // attempt count lives: in a goroutine's loop for the in-memory queue, in
 // the stored job for a durable one, which also survives a restart.
+//
+// A Queue that keeps the deliveries it gave up on itself, as the durable
+// queue keeps its discarded jobs, may also have these three methods, which
+// the Handler then calls (their contract is that of the Handler's methods
+// of the same names, for the queue's dead letters):
+//
+//	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+//	Replay(ctx context.Context, id string) error
+//	Discard(ctx context.Context, id string) error
+//
+// [Handler.DeadLetters] then lists the queue's dead letters with those of
+// its [DeadLetterStore]; [Handler.Replay] and [Handler.Discard] go to the
+// queue for an id the store does not hold; and [Runner.GiveUp] no longer
+// stores a dead letter, since the queue keeps it.
 type Queue interface {
 	// Start begins running queued deliveries through r, including, for
 	// a durable queue, those an earlier process left unfinished. ctx
@@ -134,8 +151,7 @@ type DedupingQueue interface {
 // was accepted (a claim already taken is released). A non-terminal status
 // is acknowledged with nothing to run; a status this package does not know,
 // or a terminal one with no callback registered, is acknowledged and kept
-// as a dead letter, under a claim marked done so that a redelivery is a
-// duplicate.
+// as a dead letter.
 func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome {
 	ev := eventOf(env.Kind, env.Status)
 	reason := ""
@@ -158,19 +174,28 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome 
 			h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
 			return outcome{result: duplicate, env: env}
 		}
-		h.keepDeadLetter(ctx, d, reason, 0, nil)
+		h.keepDeadLetter(ctx, d, reason, 0, fmt.Errorf("%w: %q", errNoCallback, env.Status))
 		return outcome{result: ignored, env: env}
 	}
-	dq, deduping := h.queue.(DedupingQueue)
+	_, deduping := h.queue.(DedupingQueue)
 	if !claimed && !deduping {
 		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
 		return outcome{result: duplicate, env: env}
 	}
+	return h.handOver(ctx, d, claimed)
+}
+
+// handOver queues d, whose claim this Handler holds when claimed: the
+// step admit and a dead letter's replay share. A refusal means nothing
+// was accepted (the claim is released).
+func (h *Handler) handOver(ctx context.Context, d Delivery, claimed bool) outcome {
+	env := envelope{ID: d.ID, Status: d.Status}
 	if obs := &h.cfg.observer; obs.CallbackStarted != nil || obs.CallbackFinished != nil {
 		d.req = ctx
 	}
+	var err error
 	fresh := true
-	if deduping {
+	if dq, ok := h.queue.(DedupingQueue); ok {
 		// A DedupingQueue decides duplicates itself, also when the claim
 		// was not won: see DedupingQueue.
 		fresh, err = dq.EnqueueOnce(ctx, d)
@@ -180,8 +205,8 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome 
 	if err != nil {
 		if claimed {
 			// Release so that the sender's retry of this delivery is processed.
-			if rerr := h.store.Release(context.WithoutCancel(ctx), env.ID, token); rerr != nil {
-				h.log.Error("eachhook: release after failed enqueue failed", "id", env.ID, "err", rerr)
+			if rerr := h.store.Release(context.WithoutCancel(ctx), d.ID, d.Claim); rerr != nil {
+				h.log.Error("eachhook: release after failed enqueue failed", "id", d.ID, "err", rerr)
 			}
 		}
 		o := outcome{result: refused, reason: observe.ReasonStore, err: err, env: env, queueErr: err}
@@ -194,7 +219,7 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome 
 		return o
 	}
 	if !fresh {
-		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		h.log.Debug("eachhook: duplicate delivery", "id", d.ID)
 		return outcome{result: duplicate, env: env}
 	}
 	return outcome{result: accepted, env: env}

@@ -66,7 +66,8 @@
 // [eachhook.DedupingQueue], so the Handler asks it, and River's unique
 // insert ignores discarded jobs. (A job whose last attempt was
 // cut short by a crash is discarded by River's rescuer without that
-// report; it is in River's table with state 'discarded'.)
+// report; it is in River's table with state 'discarded', and listed as a
+// dead letter.) A discarded job is a dead letter: see Dead letters.
 // [eachhook.AttemptFromContext] gives River's attempt number, which also
 // counts runs cut short by a crash.
 //
@@ -94,6 +95,26 @@
 // new process becomes leader once the dead one's lease expires (up to
 // about 15s). A delivery that was waiting (not yet running) when the
 // process died runs as soon as a worker is free after the restart.
+//
+// # Dead letters
+//
+// The Queue's discarded jobs are the Handler's dead letters of reason
+// "callback_failed": [eachhook.Handler.DeadLetters] lists them (one per
+// prediction id, the latest), [eachhook.Handler.Replay] makes the job
+// available again with River's JobRetry (one more attempt, on whichever
+// replica takes it; a failure discards it again and reports it to the
+// error handler again) and [eachhook.Handler.Discard] deletes it, from
+// any replica on the same database ([Queue.DeadLetters], [Queue.Replay],
+// [Queue.Discard]). River is told never to delete discarded jobs, so a
+// dead letter stays in river_job until it is replayed or discarded: watch
+// their number. The dead letters the Queue never sees (a terminal status
+// with no callback registered, a status the Handler does not know) stay
+// in the Handler's dead-letter store, in memory unless
+// [eachhook.WithDeadLetters] sets another: [SQLiteDeadLetters] in the
+// Queue's file, or the DeadLetters of module pgstore with [NewPostgres].
+//
+// The Queue is an [eachhook.Pinger]: [eachhook.Handler.Health] answers 503
+// "queue unreachable" while its database does not answer.
 package durable
 
 import (
@@ -146,7 +167,9 @@ var ErrInvalidConfig = errors.New("durable: invalid config")
 //   - Logger: Logger
 //   - Plugins: Plugins
 //
-// The package also sets JobStuckThreshold to 10s and registers its one
+// The package also sets JobStuckThreshold to 10s and
+// DiscardedJobRetentionPeriod to -1 (discarded jobs are the dead letters:
+// River never deletes them, see Dead letters), and registers its one
 // worker; the rest of river.Config keeps River's defaults. The zero Config
 // is valid: every zero field takes the default its comment gives, which
 // is this package's and not always River's. [OpenSQLite] and
@@ -232,6 +255,7 @@ func (c Config) riverConfig(w *deliveryWorker, schema string) *river.Config {
 	river.AddWorker(workers, w)
 	return &river.Config{
 		CompletedJobRetentionPeriod: c.CompletedJobRetention,
+		DiscardedJobRetentionPeriod: -1, // discarded jobs are the dead letters: kept until replayed or discarded
 		JobStuckThreshold:           rescueMargin,
 		JobTimeout:                  c.JobTimeout,
 		Logger:                      c.Logger,
@@ -314,6 +338,7 @@ func (w *deliveryWorker) reportDiscarded(r eachhook.Runner, events <-chan *river
 // riverClient is what a Queue needs of a river.Client, whatever its
 // driver's transaction type.
 type riverClient interface {
+	riverJobs // for the dead letters and Ping (deadletters.go)
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error

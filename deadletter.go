@@ -1,0 +1,384 @@
+package eachhook
+
+// This file owns the dead letters: deliveries acknowledged with 200 whose
+// callback will not run again by itself (every attempt failed, or no
+// callback handles their status). They are kept in a DeadLetterStore (by
+// default a bounded one in memory) or, for a queue that keeps its own (the
+// durable queue's discarded jobs), in the queue, and the Handler lists,
+// replays and discards them.
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/eachhook/eachhook/observe"
+)
+
+// ErrNoDeadLetter is returned by [Handler.Replay] and [Handler.Discard]
+// for an id that is not a dead letter.
+var ErrNoDeadLetter = errors.New("eachhook: no such dead letter")
+
+// Reasons of a [DeadLetter].
+const (
+	reasonCallbackFailed = "callback_failed" // every attempt failed
+	reasonNoCallback     = "no_callback"     // a terminal status with no callback registered
+	reasonUnknownStatus  = "unknown_status"  // a status the Handler does not know
+)
+
+// DeadLetter is a delivery that was acknowledged with 200 and whose
+// callback will not run again unless [Handler.Replay] says so: the sender
+// will not send it again, so this is the only copy of the event.
+type DeadLetter struct {
+	ID       string    // the delivery's dedupe key as reported elsewhere
+	Status   string    // as sent
+	Reason   string    // "callback_failed", "no_callback" or "unknown_status"
+	Body     []byte    // the raw body as received
+	Attempts int       // callback attempts made (0 when none ran)
+	Err      string    // the last attempt's error, if any
+	At       time.Time // when it became a dead letter
+}
+
+// DeadLetterStore keeps the [DeadLetter]s of a Handler, one per ID; see
+// [WithDeadLetters]. Implementations must be safe for concurrent use,
+// including by several processes when the store is shared, and must keep
+// Body byte for byte. They may keep At to the microsecond only and return
+// it in another location (compare with [time.Time.Equal]). An error is
+// for a system failure only (a missing dead letter is not one), and a
+// method called with a context that is already done returns its error.
+// Package deadlettertest is the conformance suite.
+type DeadLetterStore interface {
+	// Add stores dl, replacing the dead letter of the same ID if there is
+	// one.
+	Add(ctx context.Context, dl DeadLetter) error
+	// List returns every dead letter, ordered by At and then by ID; an
+	// empty store returns no dead letters and a nil error.
+	List(ctx context.Context) ([]DeadLetter, error)
+	// Get returns the dead letter of id and true, or a zero DeadLetter
+	// and false (with a nil error) when there is none.
+	Get(ctx context.Context, id string) (DeadLetter, bool, error)
+	// Delete removes the dead letter of id and reports whether there was
+	// one; deleting an id that has none returns false and a nil error.
+	Delete(ctx context.Context, id string) (bool, error)
+}
+
+// deadLetterQueue is an optional interface of a [Queue] that keeps the
+// dead letters of the deliveries it gave up on itself, such as the durable
+// queue, whose discarded jobs are its dead letters (see [Queue]). Its
+// methods have the contract of the Handler's methods of the same names,
+// for those dead letters.
+type deadLetterQueue interface {
+	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+	Replay(ctx context.Context, id string) error
+	Discard(ctx context.Context, id string) error
+}
+
+// deadLetterStoreTimeout bounds a write to the dead-letter store made
+// after the 200 (its caller cannot retry it).
+const deadLetterStoreTimeout = 10 * time.Second
+
+// deadLetters is the Handler's part that keeps its dead letters.
+type deadLetters struct {
+	store DeadLetterStore
+	// replaying holds the ids replayed through this Handler's queue whose
+	// callback has not succeeded since: their dead letter is deleted when
+	// it does.
+	replaying sync.Map // id -> struct{}
+}
+
+// deadLetter records that the delivery d became a dead letter for reason,
+// after attempts attempts, the last of which returned err: it stores the
+// dead letter (unless the queue keeps its own, as a durable queue's
+// discarded job), logs it at error level and passes a [*CallbackError] to
+// the error handler, once per dead letter.
+func (h *Handler) deadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
+	dl := DeadLetter{ID: d.ID, Status: d.Status, Reason: reason, Body: d.Body, Attempts: attempts, At: h.cfg.now()}
+	if err != nil {
+		dl.Err = err.Error()
+	}
+	if _, queueKeeps := h.queue.(deadLetterQueue); !queueKeeps || reason != reasonCallbackFailed {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterStoreTimeout)
+		serr := h.dead.store.Add(sctx, dl)
+		cancel()
+		if serr != nil {
+			h.log.Error("eachhook: dead letter not stored: the delivery is lost", "id", d.ID, "status", d.Status, "reason", reason, "err", serr)
+		}
+	}
+	h.log.Error("eachhook: dead letter", "id", d.ID, "status", d.Status, "reason", reason, "attempts", attempts, "err", err)
+	h.callErrorHandler(ctx, &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err})
+}
+
+// succeeded is called after a callback of d succeeded: a dead letter
+// replayed through this Handler's queue is deleted.
+func (h *Handler) succeeded(ctx context.Context, d Delivery) {
+	if _, ok := h.dead.replaying.LoadAndDelete(d.ID); !ok {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterStoreTimeout)
+	defer cancel()
+	if _, err := h.dead.store.Delete(sctx, d.ID); err != nil {
+		h.log.Error("eachhook: replayed dead letter succeeded but could not be deleted", "id", d.ID, "err", err)
+		return
+	}
+	h.log.Info("eachhook: replayed dead letter succeeded", "id", d.ID, "status", d.Status)
+}
+
+// DeadLetters returns the dead letters, oldest first (by
+// [DeadLetter.At], then by ID): the deliveries acknowledged with 200 whose
+// callback failed on every attempt ("callback_failed"), whose terminal
+// status had no callback registered ("no_callback"), or whose status the
+// Handler does not know ("unknown_status"). They come from the store set
+// with [WithDeadLetters] and, with a queue that keeps its own (the durable
+// queue: its discarded jobs), from the queue as well.
+func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	list, err := h.dead.store.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("eachhook: dead letters: %w", err)
+	}
+	if q, ok := h.queue.(deadLetterQueue); ok {
+		more, err := q.DeadLetters(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("eachhook: dead letters: %w", err)
+		}
+		list = append(list, more...)
+		slices.SortStableFunc(list, func(a, b DeadLetter) int {
+			return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.ID, b.ID))
+		})
+	}
+	return list, nil
+}
+
+// Replay runs the callback of the dead letter id again, through the path
+// of a delivery: its dedupe claim in the [Store] is released and taken
+// again, the delivery is queued and retried as set by [WithRetry] (or the
+// queue's own policy), and if every attempt fails again it becomes a dead
+// letter again (replacing this one, and reported to the error handler
+// again). Replay returns once the delivery is queued, not when its
+// callback ran; the dead letter is removed once a replayed attempt
+// succeeded (in the meantime it is still listed and can be replayed or
+// discarded again). Replay returns:
+//
+//   - nil once the delivery is queued, or when, between the release and
+//     the claim, another delivery of id claimed it (a concurrent Replay on
+//     this or another replica): that one runs the callback;
+//   - [ErrNoDeadLetter] when id is not a dead letter (never was, was
+//     discarded, or a replay of it succeeded);
+//   - an error, keeping the dead letter, when the Handler has no callback
+//     registered for its status (or does not know the status), when the
+//     queue refused it (full or shut down: [ErrShutdown] after
+//     [Handler.Shutdown]) or when the store failed.
+//
+// Replay starts the default in-memory queue if no request did yet; with a
+// queue set by [WithQueue], call [Handler.Start] first.
+//
+// With a queue that keeps its own dead letters (the durable queue's
+// discarded jobs), Replay of an id the store does not hold retries the
+// queue's job instead, and that dead letter leaves the list as soon as its
+// job is queued again: see the queue's documentation. A dead letter of
+// the store is then queued as above and leaves the store as soon as the
+// queue holds a delivery of its id (this one, or one stored since), since
+// the queue keeps it as its own dead letter if it fails. Replay and
+// Discard may be called on any Handler that shares the dead letters'
+// store (or the durable queue's database).
+func (h *Handler) Replay(ctx context.Context, id string) error {
+	dl, ok, err := h.dead.store.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("eachhook: replay %s: %w", id, err)
+	}
+	if !ok {
+		if q, own := h.queue.(deadLetterQueue); own {
+			return q.Replay(ctx, id)
+		}
+		return ErrNoDeadLetter
+	}
+	return h.replay(ctx, dl)
+}
+
+// replay queues the delivery of dl from the store again.
+func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
+	if h.closing.Load() {
+		return ErrShutdown
+	}
+	if !h.started.Load() {
+		if _, err := h.startLazily(); err != nil {
+			return err
+		}
+	}
+	env, err := decodeEnvelope(dl.Body)
+	if err != nil {
+		return fmt.Errorf("eachhook: replay %s: %w", dl.ID, err)
+	}
+	if !h.callbacks.has(eventOf(env.Kind, env.Status)) {
+		return fmt.Errorf("eachhook: replay %s: %w: %q", dl.ID, errNoCallback, env.Status)
+	}
+	// A dead letter keeps its id claimed as done, so that a redelivery
+	// runs nothing; the replay is queued without a claim of its own: the
+	// user asked for the callback to run again. Its success removes the
+	// dead letter; its failure makes it one again.
+	_, queueKeeps := h.queue.(deadLetterQueue)
+	if !queueKeeps {
+		// Marked before the queue can run it, so that its success finds
+		// the mark.
+		h.dead.replaying.Store(env.ID, struct{}{})
+	}
+	o := h.handOver(ctx, Delivery{ID: env.ID, Status: env.Status, Body: dl.Body, AcceptedAt: h.cfg.now()}, false)
+	switch {
+	case o.result == refused:
+		err := cmp.Or(o.err, o.queueErr)
+		switch {
+		case o.reason == observe.ReasonShutdown:
+			err = ErrShutdown
+		case err == nil:
+			err = errors.New(string(o.reason))
+		}
+		return fmt.Errorf("eachhook: replay %s: not queued: %w", dl.ID, err)
+	case queueKeeps:
+		// The queue now holds a delivery of id durably (this one, or one
+		// stored since), and keeps it as its own dead letter if it fails.
+		if _, err := h.dead.store.Delete(context.WithoutCancel(ctx), dl.ID); err != nil {
+			h.log.Error("eachhook: replayed dead letter queued but could not be deleted", "id", dl.ID, "err", err)
+		}
+	}
+	h.log.Info("eachhook: dead letter replayed", "id", dl.ID, "status", dl.Status, "reason", dl.Reason)
+	return nil
+}
+
+// Discard deletes the dead letter id without running its callback: the
+// event is then gone. It returns [ErrNoDeadLetter] when id is not a dead
+// letter. With a queue that keeps its own dead letters (the durable
+// queue), Discard deletes id's dead letters in the store and in the queue.
+func (h *Handler) Discard(ctx context.Context, id string) error {
+	found, err := h.dead.store.Delete(ctx, id)
+	if err != nil {
+		return fmt.Errorf("eachhook: discard %s: %w", id, err)
+	}
+	h.dead.replaying.Delete(id)
+	if q, own := h.queue.(deadLetterQueue); own {
+		err := q.Discard(ctx, id)
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, ErrNoDeadLetter):
+			return err
+		}
+	}
+	if !found {
+		return ErrNoDeadLetter
+	}
+	h.log.Info("eachhook: dead letter discarded", "id", id)
+	return nil
+}
+
+// Bounds of the default dead-letter store, stated in [WithDeadLetters].
+const (
+	memoryDeadLettersMax      = 1000
+	memoryDeadLettersMaxBytes = 64 << 20
+)
+
+// memoryDeadLetters is the default [DeadLetterStore]: in memory, holding
+// at most max dead letters and maxBytes of bodies. Adding beyond either
+// evicts the oldest, each logged at error level with its id (its event is
+// then lost); the newest is kept even when its body alone is larger.
+type memoryDeadLetters struct {
+	log           *slog.Logger
+	max, maxBytes int
+
+	mu    sync.Mutex
+	byID  map[string]DeadLetter
+	bytes int
+}
+
+func newMemoryDeadLetters(log *slog.Logger, max, maxBytes int) *memoryDeadLetters {
+	return &memoryDeadLetters{log: log, max: max, maxBytes: maxBytes, byID: make(map[string]DeadLetter)}
+}
+
+// Add implements [DeadLetterStore].
+func (m *memoryDeadLetters) Add(ctx context.Context, dl DeadLetter) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dl.Body = slices.Clone(dl.Body)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.byID[dl.ID]; ok {
+		m.bytes -= len(old.Body)
+	}
+	m.byID[dl.ID] = dl
+	m.bytes += len(dl.Body)
+	for len(m.byID) > m.max || (m.bytes > m.maxBytes && len(m.byID) > 1) {
+		oldest := m.oldestLocked(dl.ID)
+		delete(m.byID, oldest.ID)
+		m.bytes -= len(oldest.Body)
+		m.log.Error("eachhook: dead letter evicted: the in-memory dead letters are full, the delivery is lost",
+			"id", oldest.ID, "status", oldest.Status, "reason", oldest.Reason, "at", oldest.At, "max", m.max, "max_bytes", m.maxBytes)
+	}
+	return nil
+}
+
+// oldestLocked returns the oldest dead letter other than keep. Eviction
+// is rare enough (the store is full) for a scan.
+func (m *memoryDeadLetters) oldestLocked(keep string) DeadLetter {
+	var oldest DeadLetter
+	first := true
+	for _, dl := range m.byID {
+		if dl.ID == keep {
+			continue
+		}
+		if first || compareDeadLetters(dl, oldest) < 0 {
+			oldest, first = dl, false
+		}
+	}
+	return oldest
+}
+
+func compareDeadLetters(a, b DeadLetter) int {
+	return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.ID, b.ID))
+}
+
+// List implements [DeadLetterStore].
+func (m *memoryDeadLetters) List(ctx context.Context) ([]DeadLetter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	list := make([]DeadLetter, 0, len(m.byID))
+	for _, dl := range m.byID {
+		dl.Body = slices.Clone(dl.Body)
+		list = append(list, dl)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(list, compareDeadLetters)
+	return list, nil
+}
+
+// Get implements [DeadLetterStore].
+func (m *memoryDeadLetters) Get(ctx context.Context, id string) (DeadLetter, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return DeadLetter{}, false, err
+	}
+	m.mu.Lock()
+	dl, ok := m.byID[id]
+	m.mu.Unlock()
+	dl.Body = slices.Clone(dl.Body)
+	return dl, ok, nil
+}
+
+// Delete implements [DeadLetterStore].
+func (m *memoryDeadLetters) Delete(ctx context.Context, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dl, ok := m.byID[id]
+	if ok {
+		delete(m.byID, id)
+		m.bytes -= len(dl.Body)
+	}
+	return ok, nil
+}
