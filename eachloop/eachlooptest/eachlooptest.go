@@ -95,14 +95,42 @@ func (c *Clock) StepUntil(tb testing.TB, at time.Time) {
 	}
 }
 
-// StepUntilReceive steps until ch yields a value, and returns it.
+// StepUntilReceive steps until ch yields a value, and returns it. It
+// steps only while ch is empty: a value that is ready when the reconciler
+// sleeps is returned first, and the reconciler stays asleep until the
+// next Step.
+//
+// StepUntilReceive knows only the reconciler. A value sent by another
+// goroutine, such as a Handler's callback that runs on the Handler's
+// workers after the reconciler dispatched it, may come after the
+// reconciler has gone to sleep: StepUntilReceive then steps again, and
+// the time moves past the one the value was due at. To wait for what the
+// reconciler dispatches without moving the time, receive from ch
+// directly.
 func StepUntilReceive[T any](tb testing.TB, c *Clock, ch <-chan T) T {
 	tb.Helper()
 	for {
+		// Go's select picks at random among ready cases: look at ch alone
+		// first, so that a value already sent is never passed over for a
+		// step.
+		select {
+		case v := <-ch:
+			return v
+		default:
+		}
 		select {
 		case v := <-ch:
 			return v
 		case <-c.asleep:
+			select {
+			case v := <-ch:
+				// Sent as the reconciler went to sleep. It sleeps on: give the
+				// sleep back to the next Step (the only sleeper sent the one
+				// token the buffer holds, so this cannot block).
+				c.asleep <- struct{}{}
+				return v
+			default:
+			}
 			c.wakeUp()
 		case <-time.After(Guard):
 			tb.Fatal("eachlooptest: nothing received and the reconciler does not sleep")
