@@ -95,6 +95,14 @@ func (c *Clock) StepUntil(tb testing.TB, at time.Time) {
 }
 
 // StepUntilReceive steps until ch yields a value, and returns it.
+//
+// It steps whenever the reconciler sleeps, so when the value comes from
+// another goroutine (a Handler's worker running a callback) the clock
+// keeps moving, a scan interval per wake-up, until it arrives: hours of
+// fake time can pass in a few milliseconds. A test that then depends on
+// how much time has passed (a retention, a horizon) should step only
+// until the reconciler has done what produces the value (such as the
+// poll, see [API.Gets]) and then wait for the value without stepping.
 func StepUntilReceive[T any](tb testing.TB, c *Clock, ch <-chan T) T {
 	tb.Helper()
 	for {
