@@ -48,7 +48,7 @@ fi
 # Every module of go.work, by its module path.
 patterns=()
 for dir in $(go work edit -json | sed -n 's/.*"DiskPath": "\(.*\)".*/\1/p'); do
-  patterns+=("$(cd "$dir" && go list -m)/...")
+  patterns+=("$(sed -n 's/^module[[:space:]]*//p' "$dir/go.mod")/...")
 done
 
 # shellcheck disable=SC2086 # EACHHOOK_TEST_FLAGS is a list of flags

@@ -184,6 +184,10 @@ func (s *summary) finish() bool {
 			fmt.Fprintln(s.w, "  "+o)
 		}
 	}
+	if s.passed+s.failed == 0 {
+		fmt.Fprintln(s.w, "testsummary: no test ran")
+		s.failed++
+	}
 	fmt.Fprintf(s.w, "eachhook: %d passed, %d failed, %d skipped\n", s.passed, s.failed, s.skipped)
 	took := ""
 	if !s.since.IsZero() {
