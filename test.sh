@@ -51,5 +51,10 @@ for dir in $(go work edit -json | sed -n 's/.*"DiskPath": "\(.*\)".*/\1/p'); do
   patterns+=("$(sed -n 's/^module[[:space:]]*//p' "$dir/go.mod")/...")
 done
 
+# Built, not run with `go run`, which would add a line after the summary.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/testsummary" ./.ci/testsummary || exit 1
+
 # shellcheck disable=SC2086 # EACHHOOK_TEST_FLAGS is a list of flags
-go test -json ${EACHHOOK_TEST_FLAGS:-} "$@" "${patterns[@]}" 2>&1 | go run ./.ci/testsummary -since "$start"
+go test -json ${EACHHOOK_TEST_FLAGS:-} "$@" "${patterns[@]}" 2>&1 | "$tmp/testsummary" -since "$start"
