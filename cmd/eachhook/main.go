@@ -49,7 +49,7 @@ Run "eachhook COMMAND -h" for a command's flags and examples.
 
 examples:
   go run github.com/eachhook/eachhook/cmd/eachhook@latest demo
-  eachhook listen -addr :8080 -secret whsec_123
+  eachhook listen -secret whsec_123
   eachhook send -url http://localhost:8080/webhooks/prediction -secret whsec_123
 `
 
@@ -105,7 +105,7 @@ func (a *app) run(args []string) int {
 		fmt.Fprint(a.stdout, mainUsage)
 		return 0
 	}
-	fmt.Fprintf(a.stderr, "eachhook: unknown command %q\n\n%s", cmd, mainUsage)
+	fmt.Fprintf(a.stderr, "eachhook: unknown command %q; run 'eachhook -h' for the commands\n", cmd)
 	return 2
 }
 
@@ -124,8 +124,8 @@ func (a *app) flagSet(name, usage, examples string) *flag.FlagSet {
 }
 
 // parse parses args; when it reports false the command must return code:
-// 0 after -h (usage went to stdout), 2 after a bad flag (the flag package
-// printed the error and usage).
+// 0 after -h (usage went to stdout), 2 after a bad flag (one line on
+// stderr: the error and where to find the usage).
 func (a *app) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	for _, arg := range args {
 		if arg == "--" {
@@ -137,18 +137,24 @@ func (a *app) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 			return 0, false
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	// The flag package would print the error and the whole usage: print
+	// the error alone, in one line.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0, false
 		}
-		return 2, false
+		return a.usageError(fs, "%v", err), false
 	}
 	return 0, true
 }
 
-// usageError prints a usage error and the usage, and returns 2.
+// usageError prints a usage error in one line, with the command that shows
+// the usage, and returns 2.
 func (a *app) usageError(fs *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(a.stderr, "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
-	fs.Usage()
+	fmt.Fprintf(a.stderr, "%s: %s; run '%s -h' for its flags and examples\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
 	return 2
 }
