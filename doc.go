@@ -1,9 +1,11 @@
 // Package eachhook receives each::labs prediction and workflow execution
 // webhooks: it verifies each request's signature, answers the sender at
-// once, and runs the callback registered for the outcome once per
-// prediction id (or workflow execution id), on a worker goroutine: at most
-// once across a crash with the default in-memory queue, at least once with
-// a durable queue (see Delivery guarantees).
+// once, accepts each prediction id (or workflow execution id) once and
+// runs the callback registered for its outcome on a worker goroutine.
+// Callbacks are at least once: one that returns an error runs again, and
+// with a durable queue one interrupted by a crash runs again after it;
+// with the default in-memory queue a crash loses what had not run, so
+// across a crash that mode is at most once (see Delivery guarantees).
 //
 //	h, err := eachhook.New(eachhook.WithSecret(os.Getenv("EACHHOOK_SECRET")))
 //	if err != nil { ... }
@@ -14,10 +16,13 @@
 //	h.OnFailed(...)
 //	mux.Handle("POST /webhooks/prediction", h)
 //	mux.Handle("GET /healthz", h.Health())
-//	... serve; at exit, after the server's own Shutdown:
+//	... serve; at exit, with a fresh context (the signal's is cancelled),
+//	after the http.Server's own Shutdown:
 //	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 //	defer cancel()
 //	h.Shutdown(ctx)
+//
+// examples/nethttp in the repository is the whole program.
 //
 // The package imports only the standard library. Package eachhooktest
 // signs requests for your own tests.

@@ -22,8 +22,8 @@ import (
 )
 
 // Handler receives each::labs webhooks: it verifies each request, answers
-// at once, and runs the registered callback for each prediction once, on a
-// worker goroutine. Create it with [New], register its callbacks, then
+// at once, accepts each prediction id once and runs the registered
+// callback on a worker goroutine (at least once: a failed run is retried). Create it with [New], register its callbacks, then
 // serve it; it is an [http.Handler].
 type Handler struct {
 	cfg      config
