@@ -4,9 +4,10 @@
 //
 //	go run ./cmd/eachhook demo
 //
-// Install it with
+// Install it from a clone of the repository (the module is not published
+// yet; see the README's Install section) with
 //
-//	go install github.com/eachhook/eachhook/cmd/eachhook@latest
+//	go install ./cmd/eachhook
 //
 // Subcommands:
 //
@@ -48,7 +49,7 @@ commands:
 Run "eachhook COMMAND -h" for a command's flags and examples.
 
 examples:
-  go run github.com/eachhook/eachhook/cmd/eachhook@latest demo
+  go run ./cmd/eachhook demo      # from a clone of the repository
   eachhook listen -secret whsec_123
   eachhook send -url http://localhost:8080/webhooks/prediction -secret whsec_123
 `
