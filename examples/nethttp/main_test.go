@@ -118,4 +118,3 @@ func TestREADMEQuotesTheProgram(t *testing.T) {
 	require.Contains(t, string(readme), "```go\n"+string(src)+"```\n",
 		"README.md must quote examples/nethttp/main.go exactly, in a ```go block")
 }
-
