@@ -141,7 +141,14 @@ func isResultLine(l string) bool {
 // skip message (the adapters' tests name the variable to set).
 func (s *summary) skip(e event, out []string) {
 	s.skipped++
-	msg := strings.Join(out, "")
+	// The skip message, without go test's own lines, which name the test.
+	var kept []string
+	for _, l := range out {
+		if t := strings.TrimSpace(l); !strings.HasPrefix(t, "=== ") && !strings.HasPrefix(t, "--- ") {
+			kept = append(kept, l)
+		}
+	}
+	msg := strings.Join(kept, "")
 	lower := strings.ToLower(msg)
 	switch {
 	case strings.Contains(msg, "EACHHOOK_REDIS_ADDR") || strings.Contains(lower, "redis"):
