@@ -17,10 +17,13 @@
 //	h.OnFailed(...)
 //	mux.Handle("POST /webhooks/prediction", h)
 //	mux.Handle("GET /healthz", h.Health())
-//	... serve; at exit, after the server's own Shutdown:
+//	... serve; at exit, with a fresh context (the signal's is cancelled),
+//	after the http.Server's own Shutdown:
 //	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 //	defer cancel()
 //	h.Shutdown(ctx)
+//
+// examples/nethttp in the repository is the whole program.
 //
 // The package imports only the standard library. Package eachhooktest
 // signs requests for your own tests.

@@ -24,8 +24,8 @@ import (
 )
 
 // Handler receives each::labs webhooks: it verifies each request, answers
-// at once, and runs the registered callback for each prediction once, on a
-// worker goroutine. Create it with [New], register its callbacks, then
+// at once, accepts each prediction id once and runs the registered
+// callback on a worker goroutine (at least once: a failed run is retried). Create it with [New], register its callbacks, then
 // serve it; it is an [http.Handler].
 type Handler struct {
 	cfg      config
@@ -109,6 +109,8 @@ type outcome struct {
 	env    envelope       // of a verified delivery; zero before verification
 
 	queueErr error // the queue's error, when the queue refused the delivery
+
+	body []byte // of a request refused as unverified, to explain it in the log
 }
 
 func refusal(reason observe.Reason, err error) outcome {
@@ -128,7 +130,9 @@ func (h *Handler) receive(r *http.Request) outcome {
 	}
 	env, reason, err := h.authenticate(r, body)
 	if err != nil {
-		return refusal(reason, err)
+		o := refusal(reason, err)
+		o.body = body
+		return o
 	}
 	return h.admit(r.Context(), env, body)
 }
@@ -261,8 +265,10 @@ func statusOf(reason observe.Reason) (int, string) {
 	return http.StatusServiceUnavailable, "temporarily unavailable" // lookup, store
 }
 
-// logRefusal logs the refusals a user needs to see. An unverified id
-// stays out of the log.
+// logRefusal logs the refusals a user needs to see, at Warn for those a
+// user meets while setting up (a wrong secret, a missing Content-Type).
+// An unverified id, the secrets, the signature and an unverified body
+// stay out of the log.
 func (h *Handler) logRefusal(r *http.Request, o outcome) {
 	switch o.reason {
 	case observe.ReasonNotStarted:
@@ -270,7 +276,10 @@ func (h *Handler) logRefusal(r *http.Request, o outcome) {
 	case observe.ReasonLookup:
 		h.log.Error("eachhook: secret lookup failed", "err", o.err)
 	case observe.ReasonSignature, observe.ReasonTimestamp:
-		h.log.Info("eachhook: refused unverified delivery", "reason", o.err.Error(), "remote", r.RemoteAddr)
+		h.log.Warn("eachhook: refused unverified delivery (401)", "reason", h.explain(r, o), "remote", r.RemoteAddr)
+	case observe.ReasonMediaType:
+		h.log.Warn("eachhook: refused delivery (415): the Content-Type is not JSON; the sender sends application/json",
+			"content_type", clip(r.Header.Get("Content-Type"), 100), "remote", r.RemoteAddr)
 	case observe.ReasonMalformed:
 		h.log.Info("eachhook: refused malformed delivery", "err", o.err.Error())
 	case observe.ReasonStore:
@@ -278,6 +287,33 @@ func (h *Handler) logRefusal(r *http.Request, o outcome) {
 	case observe.ReasonQueueFull:
 		h.log.Warn("eachhook: delivery not queued: queue full", "id", o.env.ID)
 	}
+}
+
+// explain says why an unverified delivery was refused, in the words of
+// [signature.Explain]. With fixed secrets and a body of at most
+// explainMaxBody bytes it also names the accident (a trailing newline,
+// reformatted JSON, the other scheme) that explains a mismatch; the
+// secrets a lookup returned are not kept, so for those it names only what
+// needs no secret.
+func (h *Handler) explain(r *http.Request, o outcome) string {
+	var secrets []string
+	if len(o.body) <= explainMaxBody {
+		secrets = h.cfg.secrets
+	}
+	return signature.Explain(o.err, o.body, r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp),
+		h.cfg.now(), h.cfg.tolerance, secrets...)
+}
+
+// explainMaxBody bounds the body explain retries with the secrets: each
+// refused request then costs at most four more HMACs of 64 KiB per secret.
+const explainMaxBody = 64 << 10
+
+// clip returns s cut to at most n bytes, for a header value in a log line.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // isJSON reports whether a Content-Type names JSON: application/json or a

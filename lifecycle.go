@@ -83,6 +83,9 @@ func (h *Handler) startLazily() (observe.Reason, error) {
 //
 // Give it a context of its own, not one already cancelled: with the
 // in-memory queue a cancelled context drops every delivery not yet run.
+// Because the queues differ here, a test should not wait for callbacks by
+// calling Shutdown (with a durable queue that checks nothing): wait with
+// eachhooktest.Recorder, which works the same with every queue.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing.Store(true)

@@ -24,7 +24,7 @@ mkdir -p raw
 echo "== building benchstat, the test binary and the load generator"
 GOBIN="$tmp" go install "golang.org/x/perf/cmd/benchstat@$BENCHSTAT_VERSION"
 benchstat="$tmp/benchstat"
-go test -c -o "$tmp/bench.test" .
+go test -tags peers -c -o "$tmp/bench.test" .
 go build -o "$tmp/e2e" ./cmd/e2e
 go build -o "$tmp/report" ./cmd/report
 

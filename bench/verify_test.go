@@ -1,3 +1,9 @@
+//go:build peers
+
+// The comparison with peer libraries is behind the "peers" build tag, so
+// that the repository's test script does not download them: run.sh and
+// .ci/run pass -tags peers.
+
 package bench
 
 import (
@@ -18,8 +24,6 @@ import (
 	"github.com/stripe/stripe-go/v82/webhook"
 	svix "github.com/svix/svix-webhooks/go"
 )
-
-const benchSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // verifySizes are the body sizes of BenchmarkVerify.
 var verifySizes = []struct {

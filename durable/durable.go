@@ -12,8 +12,11 @@
 //	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error { ... })
 //	if err := h.Start(ctx); err != nil { ... } // required; runs what a dead process left
 //	mux.Handle("POST /webhooks/prediction", h)
-//	...
-//	defer h.Shutdown(ctx)
+//	... serve; at exit, after the http.Server's Shutdown, with a fresh
+//	// context (a signal's is already cancelled):
+//	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//	defer cancel()
+//	h.Shutdown(sctx) // running callbacks finish; jobs not started stay stored
 //
 // # Starting
 //
@@ -202,7 +205,9 @@ type Config struct {
 	// RetryPolicy decides when a failed callback runs again. Default:
 	// River's DefaultClientRetryPolicy (attempt⁴ seconds, 10% jitter).
 	RetryPolicy river.ClientRetryPolicy
-	// Logger receives River's logs. Default [slog.Default].
+	// Logger receives River's logs, the migration lines of [OpenSQLite]
+	// included: give it the logger you give eachhook.WithLogger. Default
+	// [slog.Default].
 	Logger *slog.Logger
 	// Plugins are River hooks and middleware installed on the Queue's
 	// River client, as river.Config.Plugins: for example otelriver's

@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/eachhook/eachhook => ../
 
 require (
-	github.com/eachhook/eachhook v0.0.0-00010101000000-000000000000
+	github.com/eachhook/eachhook v0.0.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/riverqueue/river v0.51.2
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.51.2

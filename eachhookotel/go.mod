@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/eachhook/eachhook => ../
 
 require (
-	github.com/eachhook/eachhook v0.0.0-00010101000000-000000000000
+	github.com/eachhook/eachhook v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/stretchr/testify v1.12.1
 	go.opentelemetry.io/otel v1.47.0

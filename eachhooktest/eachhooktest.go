@@ -1,6 +1,8 @@
 // Package eachhooktest builds signed each::labs webhook requests and
-// payloads for tests of code that uses package eachhook. It signs with
-// [signature.Sign], the same code the Handler verifies against.
+// payloads for tests of code that uses package eachhook, and records the
+// callbacks a Handler runs so that a test can wait for them ([Recorder]).
+// It signs with [signature.Sign], the same code the Handler verifies
+// against.
 package eachhooktest
 
 import (

@@ -200,6 +200,16 @@ func (r *rig) callback() string {
 	return ""
 }
 
+// stepUntilPolled steps the clock until the API has been polled for id n
+// times, and at most one scan interval further: dispatching the n-th
+// answer needs no more fake time.
+func (r *rig) stepUntilPolled(id string, n int) {
+	r.t.Helper()
+	for len(r.api.Gets(id)) < n {
+		r.clock.Step(r.t)
+	}
+}
+
 func (r *rig) pending() []eachloop.Expectation {
 	r.t.Helper()
 	p, err := r.exp.Pending(context.Background(), r.clock.Now().Add(365*24*time.Hour))

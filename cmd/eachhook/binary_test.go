@@ -49,7 +49,7 @@ func TestBuiltBinary(t *testing.T) {
 		cmd := exec.Command(bin, "send", "-frobnicate")
 		cmd.Stderr = &stderr
 		require.Equal(t, 2, exitCode(cmd.Run()))
-		require.Contains(t, stderr.String(), "usage: eachhook send")
+		require.Equal(t, "eachhook send: flag provided but not defined: -frobnicate; run 'eachhook send -h' for its flags and examples\n", stderr.String())
 	})
 
 	t.Run("sign from stdin", func(t *testing.T) {

@@ -23,8 +23,8 @@ which callback ran, and whether that was the expected outcome.
 Exit status: 0 if every outcome was the expected one, 1 if not.`
 
 const demoExamples = `examples:
-  go run ./cmd/eachhook demo
-  go run github.com/eachhook/eachhook/cmd/eachhook@latest demo`
+  eachhook demo
+  go run ./cmd/eachhook demo   # from a clone, without installing`
 
 // demoSecret is the secret the demo receiver and sender share.
 const demoSecret = "whsec_demo"

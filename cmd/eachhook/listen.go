@@ -17,7 +17,7 @@ import (
 	"github.com/eachhook/eachhook/signature"
 )
 
-const listenUsage = `usage: eachhook listen -secret S [-addr :8080] [-path /webhooks/prediction] [-json]
+const listenUsage = `usage: eachhook listen -secret S [-addr 127.0.0.1:8080] [-path /webhooks/prediction] [-json]
 
 Runs a receiver built on package eachhook: it verifies each request, answers
 as the library does (200 at once, 401 for a bad signature, ...), runs each
@@ -26,6 +26,10 @@ output URLs, cost, predict time, logs), each duplicate, and each refused
 request with the reason. With -json it prints one JSON object per line
 instead. Stops on Ctrl-C, after the events already accepted are printed.
 
+It listens on 127.0.0.1 (this machine only) unless -addr says otherwise:
+-addr :8080 takes requests from every interface, as a tunnel or another
+machine needs.
+
 Give -secret more than once to accept any of several secrets (rotation).
 The secret may come from $EACHHOOK_SECRET instead of -secret.`
 
@@ -33,6 +37,7 @@ const listenExamples = `examples:
   eachhook listen -secret whsec_123
   eachhook listen -addr 127.0.0.1:9000 -path /hooks/eachlabs -secret whsec_old -secret whsec_new
   eachhook listen -secret whsec_123 -json | jq .
+  eachhook listen -addr :8080 -secret whsec_123   # every interface
   # in another terminal:
   eachhook send -url http://localhost:8080/webhooks/prediction -secret whsec_123`
 
@@ -44,7 +49,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func (a *app) listen(args []string) int {
 	fs := a.flagSet("listen", listenUsage, listenExamples)
-	addr := fs.String("addr", ":8080", "address to listen on")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; \":8080\" for every interface)")
 	path := fs.String("path", "/webhooks/prediction", "URL path of the receiver; other paths answer 404")
 	var secrets stringList
 	fs.Var(&secrets, "secret", "a webhook_secret to accept; repeat for several (default $EACHHOOK_SECRET)")

@@ -457,7 +457,8 @@ func TestLiveCommandsUsageErrors(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := runCmd(t, runOpts{}, tc.args...)
 			require.Equal(t, 2, r.code)
-			require.Contains(t, r.stderr, ": "+tc.want+"\n")
+			// One line: the error, then where to read the flags.
+			require.Equal(t, "eachhook "+tc.args[0]+": "+tc.want+"; run 'eachhook "+tc.args[0]+" -h' for its flags and examples\n", r.stderr)
 		})
 	}
 	for _, cmd := range []string{"replay", "forward"} {

@@ -4,9 +4,10 @@
 //
 //	go run ./cmd/eachhook demo
 //
-// Install it with
+// Install it from a clone of the repository (the module is not published
+// yet; see the README's Install section) with
 //
-//	go install github.com/eachhook/eachhook/cmd/eachhook@latest
+//	go install ./cmd/eachhook
 //
 // Subcommands:
 //
@@ -52,8 +53,8 @@ commands:
 Run "eachhook COMMAND -h" for a command's flags and examples.
 
 examples:
-  go run github.com/eachhook/eachhook/cmd/eachhook@latest demo
-  eachhook listen -addr :8080 -secret whsec_123
+  go run ./cmd/eachhook demo      # from a clone of the repository
+  eachhook listen -secret whsec_123
   eachhook send -url http://localhost:8080/webhooks/prediction -secret whsec_123
 `
 
@@ -113,7 +114,7 @@ func (a *app) run(args []string) int {
 		fmt.Fprint(a.stdout, mainUsage)
 		return 0
 	}
-	fmt.Fprintf(a.stderr, "eachhook: unknown command %q\n\n%s", cmd, mainUsage)
+	fmt.Fprintf(a.stderr, "eachhook: unknown command %q; run 'eachhook -h' for the commands\n", cmd)
 	return 2
 }
 
@@ -132,8 +133,8 @@ func (a *app) flagSet(name, usage, examples string) *flag.FlagSet {
 }
 
 // parse parses args; when it reports false the command must return code:
-// 0 after -h (usage went to stdout), 2 after a bad flag (the flag package
-// printed the error and usage).
+// 0 after -h (usage went to stdout), 2 after a bad flag (one line on
+// stderr: the error and where to find the usage).
 func (a *app) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	for _, arg := range args {
 		if arg == "--" {
@@ -145,18 +146,24 @@ func (a *app) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 			return 0, false
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	// The flag package would print the error and the whole usage: print
+	// the error alone, in one line.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0, false
 		}
-		return 2, false
+		return a.usageError(fs, "%v", err), false
 	}
 	return 0, true
 }
 
-// usageError prints a usage error and the usage, and returns 2.
+// usageError prints a usage error in one line, with the command that shows
+// the usage, and returns 2.
 func (a *app) usageError(fs *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(a.stderr, "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
-	fs.Usage()
+	fmt.Fprintf(a.stderr, "%s: %s; run '%s -h' for its flags and examples\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
 	return 2
 }

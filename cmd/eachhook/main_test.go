@@ -108,7 +108,14 @@ func TestUsageErrorsExit2(t *testing.T) {
 			r := runCmd(t, runOpts{}, tt.args...)
 			require.Equal(t, 2, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 			require.Contains(t, r.stderr, tt.want)
-			require.Contains(t, r.stderr, "usage: eachhook")
+			if tt.args == nil {
+				require.Contains(t, r.stderr, "usage: eachhook")
+			} else {
+				// One line: the error and where the usage is.
+				require.Equal(t, 1, strings.Count(r.stderr, "\n"), r.stderr)
+				require.Contains(t, r.stderr, "run 'eachhook ")
+				require.Contains(t, r.stderr, " -h'")
+			}
 			require.Empty(t, r.stdout)
 		})
 	}
@@ -144,4 +151,12 @@ func TestRunEntryPoint(t *testing.T) {
 	require.Equal(t, 0, run([]string{"sign", "-secret", "s", "-file", os.DevNull}, &stdout, &stderr), stderr.String())
 	require.Contains(t, stdout.String(), "X-Webhook-Signature: ")
 	_, _ = io.Copy(io.Discard, &stderr)
+}
+
+// listen takes this machine's requests only, unless -addr says otherwise.
+func TestListenBindsLoopbackByDefault(t *testing.T) {
+	r := runCmd(t, runOpts{}, "listen", "-h")
+	require.Equal(t, 0, r.code)
+	require.Contains(t, r.stdout, `-addr string`)
+	require.Contains(t, r.stdout, `(default "127.0.0.1:8080")`)
 }

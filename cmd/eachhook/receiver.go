@@ -174,7 +174,7 @@ func (rc *receiver) explainRefusal(r *http.Request, body []byte, ref observe.Ref
 			}
 		}
 		sig, ts := r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp)
-		reason := explain(err, body, sig, ts, rc.cfg.now(), rc.cfg.tolerance, rc.cfg.secrets)
+		reason := signature.Explain(err, body, sig, ts, rc.cfg.now(), rc.cfg.tolerance, rc.cfg.secrets...)
 		if errors.Is(err, signature.ErrMissing) && r.Header.Get(signature.HeaderSecret) != "" {
 			reason += "; the request carries the legacy " + signature.HeaderSecret + " header instead, which this receiver does not accept: create the prediction with a webhook_secret so that it is signed"
 		}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eachhook/eachhook/eachhooktest"
@@ -118,7 +120,7 @@ func (a *app) verify(args []string) int {
 	now := a.now()
 	err = signature.Verify(body, *sig, *ts, now, *tolerance, *secret)
 	if err != nil {
-		fmt.Fprintf(a.stdout, "invalid: %s\n", explain(err, body, *sig, *ts, now, *tolerance, []string{*secret}))
+		fmt.Fprintf(a.stdout, "invalid: %s%s\n", signature.Explain(err, body, *sig, *ts, now, *tolerance, *secret), verifyHint(err, body, *sig, *ts))
 		return 1
 	}
 	if *ts == "" {
@@ -127,4 +129,18 @@ func (a *app) verify(args []string) int {
 		fmt.Fprintf(a.stdout, "valid: HMAC-SHA256 of timestamp %s and the %d-byte body\n", *ts, len(body))
 	}
 	return 0
+}
+
+// verifyHint adds to an explanation what to change on the command line.
+func verifyHint(err error, body []byte, sig, ts string) string {
+	if !errors.Is(err, signature.ErrInvalid) {
+		return ""
+	}
+	switch {
+	case len(body) == 0:
+		return "; nothing was read from standard input (or -file): pass the delivery's raw body, for example < payload.json"
+	case ts == "" && strings.HasPrefix(strings.TrimSpace(sig), "sha256="):
+		return "; pass that header's value with -timestamp"
+	}
+	return ""
 }

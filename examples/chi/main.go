@@ -2,7 +2,9 @@
 //
 //	EACHHOOK_SECRET=whsec_demo go run ./examples/chi -addr 127.0.0.1:8080
 //
-// It logs each verified event and shuts down gracefully on SIGINT/SIGTERM.
+// It logs each verified event and each duplicate, serves GET /healthz, and
+// on SIGINT or SIGTERM stops the server first, then runs the deliveries
+// already accepted.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/observe"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 )
@@ -42,7 +45,15 @@ func main() {
 // run serves webhooks on ln until ctx ends, then shuts down gracefully.
 func run(ctx context.Context, ln net.Listener, secret string, log *slog.Logger) error {
 	defer ln.Close()
-	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(log))
+	h, err := eachhook.New(
+		eachhook.WithSecret(secret),
+		eachhook.WithLogger(log), // refusals are logged at Warn, with the reason
+		eachhook.WithObserver(observe.Observer{
+			Duplicate: func(ctx context.Context, d observe.DeliveryInfo) {
+				log.Info("duplicate delivery acknowledged, no callback", "id", d.ID, "status", d.Status)
+			},
+		}),
+	)
 	if err != nil {
 		return errors.New("set EACHHOOK_SECRET to the webhook_secret of your predictions: " + err.Error())
 	}
@@ -59,6 +70,7 @@ func run(ctx context.Context, ln net.Listener, secret string, log *slog.Logger) 
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Method(http.MethodPost, "/webhooks/prediction", h)
+	r.Method(http.MethodGet, "/healthz", h.Health())
 	srv := &http.Server{
 		Handler:           r,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -74,10 +86,10 @@ func run(ctx context.Context, ln net.Listener, secret string, log *slog.Logger) 
 		return err
 	case <-ctx.Done():
 	}
+	// ctx is cancelled now: shut down with a fresh context, the server
+	// first, then the Handler, which runs every delivery it accepted.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	return h.Shutdown(shutdownCtx)
+	err = srv.Shutdown(shutdownCtx)
+	return errors.Join(err, h.Shutdown(shutdownCtx))
 }

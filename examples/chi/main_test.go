@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,11 +54,24 @@ func TestReceiverLogsSignedDelivery(t *testing.T) {
 		return resp.StatusCode
 	}
 	require.Equal(t, 200, post("whsec_demo"))
+	require.Equal(t, 200, post("whsec_demo"))
 	require.Equal(t, 401, post("forged"))
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	require.JSONEq(t, `{"status":"ok"}`, string(body))
+
 	cancel()
 	require.NoError(t, <-done)
-	require.Contains(t, logs.String(), `msg="prediction succeeded" id=abc123 output=[`+eachhooktest.SeedOutput+`] predict_time=12.5 cost=0.05`)
-	require.Equal(t, 1, strings.Count(logs.String(), "prediction succeeded"))
+	out := logs.String()
+	require.Contains(t, out, `msg="prediction succeeded" id=abc123 output=[`+eachhooktest.SeedOutput+`] predict_time=12.5 cost=0.05`)
+	require.Equal(t, 1, strings.Count(out, "prediction succeeded"))
+	require.Contains(t, out, `msg="duplicate delivery acknowledged, no callback" id=abc123 status=success`)
+	require.Contains(t, out, `level=WARN msg="eachhook: refused unverified delivery (401)"`)
 }
 
 func TestReceiverRefusesToStartWithoutSecret(t *testing.T) {

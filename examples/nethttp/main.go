@@ -1,8 +1,10 @@
-// Command nethttp is a runnable each::labs webhook receiver on net/http.
+// Command nethttp is a runnable each::labs webhook receiver on net/http:
 //
 //	EACHHOOK_SECRET=whsec_demo go run ./examples/nethttp -addr 127.0.0.1:8080
 //
-// It logs each verified event and shuts down gracefully on SIGINT/SIGTERM.
+// It logs each verified event and each duplicate, serves GET /healthz, and
+// on SIGINT or SIGTERM stops the server first, then runs the deliveries
+// already accepted.
 package main
 
 import (
@@ -18,19 +20,19 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/observe"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	path := flag.String("path", "/webhooks/prediction", "webhook path")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ln, err := net.Listen("tcp", *addr)
 	if err == nil {
-		log.Info("listening", "addr", ln.Addr().String(), "path", *path)
-		err = run(ctx, ln, *path, os.Getenv("EACHHOOK_SECRET"), log)
+		log.Info("listening", "url", "http://"+ln.Addr().String()+"/webhooks/prediction")
+		err = run(ctx, ln, os.Getenv("EACHHOOK_SECRET"), log)
 	}
 	if err != nil {
 		log.Error("receiver failed", "err", err)
@@ -39,14 +41,27 @@ func main() {
 }
 
 // run serves webhooks on ln until ctx ends, then shuts down gracefully.
-func run(ctx context.Context, ln net.Listener, path, secret string, log *slog.Logger) error {
+func run(ctx context.Context, ln net.Listener, secret string, log *slog.Logger) error {
 	defer ln.Close()
-	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(log))
+	h, err := eachhook.New(
+		eachhook.WithSecret(secret),
+		eachhook.WithLogger(log), // refusals are logged at Warn, with the reason
+		eachhook.WithObserver(observe.Observer{
+			Duplicate: func(ctx context.Context, d observe.DeliveryInfo) {
+				log.Info("duplicate delivery acknowledged, no callback", "id", d.ID, "status", d.Status)
+			},
+		}),
+	)
 	if err != nil {
 		return errors.New("set EACHHOOK_SECRET to the webhook_secret of your predictions: " + err.Error())
 	}
+	// Register every callback before serving. A callback runs at least
+	// once per prediction: make it idempotent.
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
-		urls, _ := s.URLs()
+		urls, err := s.URLs() // or s.URL(), or s.Decode(&v) for object outputs
+		if err != nil {
+			return err
+		}
 		log.Info("prediction succeeded", "id", s.ID, "output", urls, "predict_time", s.Metrics.PredictTime, "cost", s.Metrics.Cost)
 		return nil
 	})
@@ -56,7 +71,8 @@ func run(ctx context.Context, ln net.Listener, path, secret string, log *slog.Lo
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle("POST "+path, h)
+	mux.Handle("POST /webhooks/prediction", h)
+	mux.Handle("GET /healthz", h.Health())
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -64,19 +80,19 @@ func run(ctx context.Context, ln net.Listener, path, secret string, log *slog.Lo
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	select {
-	case err := <-errc:
+	case err := <-served:
 		return err
-	case <-ctx.Done():
+	case <-ctx.Done(): // SIGINT or SIGTERM
 	}
+
+	// ctx is cancelled now: shut down with a fresh context. The server
+	// first, so that no delivery is accepted after the Handler stops, then
+	// the Handler, which runs every delivery it accepted.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// Stop taking requests first, then drain the accepted deliveries.
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	return h.Shutdown(shutdownCtx)
+	err = srv.Shutdown(shutdownCtx)
+	return errors.Join(err, h.Shutdown(shutdownCtx))
 }

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -32,20 +35,20 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestReceiverLogsSignedDelivery runs the example as the README does and
-// sends it a signed success and a forged delivery.
-func TestReceiverLogsSignedDelivery(t *testing.T) {
+// TestReceiver runs the example as the README does: a signed success, its
+// duplicate, a forgery and the health endpoint, then a graceful stop.
+func TestReceiver(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln, "/webhooks/prediction", "whsec_demo", log) }()
+	go func() { done <- run(ctx, ln, "whsec_demo", log) }()
 
-	url := "http://" + ln.Addr().String() + "/webhooks/prediction"
+	base := "http://" + ln.Addr().String()
 	post := func(secret string) int {
-		req, err := eachhooktest.NewClientRequest(url, secret, eachhooktest.SuccessBody("abc123"), eachhooktest.BodyScheme, time.Now())
+		req, err := eachhooktest.NewClientRequest(base+"/webhooks/prediction", secret, eachhooktest.SuccessBody("abc123"), eachhooktest.BodyScheme, time.Now())
 		require.NoError(t, err)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
@@ -53,16 +56,65 @@ func TestReceiverLogsSignedDelivery(t *testing.T) {
 		return resp.StatusCode
 	}
 	require.Equal(t, 200, post("whsec_demo"))
+	require.Equal(t, 200, post("whsec_demo"))
 	require.Equal(t, 401, post("forged"))
+
+	resp, err := http.Get(base + "/healthz")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	var health map[string]string
+	require.NoError(t, json.Unmarshal(body, &health))
+	require.Equal(t, "ok", health["status"])
+
+	cancel() // as SIGINT does
+	require.NoError(t, <-done)
+	out := logs.String()
+	require.Contains(t, out, `msg="prediction succeeded" id=abc123 output=[`+eachhooktest.SeedOutput+`] predict_time=12.5 cost=0.05`)
+	require.Equal(t, 1, strings.Count(out, "prediction succeeded"))
+	require.Contains(t, out, `msg="duplicate delivery acknowledged, no callback" id=abc123 status=success`)
+	require.Contains(t, out, `level=WARN msg="eachhook: refused unverified delivery (401)"`)
+}
+
+// A delivery accepted just before the signal still runs: the server stops
+// first, then the Handler runs what it accepted, with a context of its own.
+func TestStopRunsAcceptedDeliveries(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, ln, "whsec_demo", log) }()
+	url := "http://" + ln.Addr().String() + "/webhooks/prediction"
+	for _, id := range []string{"p1", "p2", "p3", "p4", "p5"} {
+		req, err := eachhooktest.NewClientRequest(url, "whsec_demo", eachhooktest.SuccessBody(id), eachhooktest.BodyScheme, time.Now())
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+	}
 	cancel()
 	require.NoError(t, <-done)
-	require.Contains(t, logs.String(), `msg="prediction succeeded" id=abc123 output=[`+eachhooktest.SeedOutput+`] predict_time=12.5 cost=0.05`)
-	require.Equal(t, 1, strings.Count(logs.String(), "prediction succeeded"))
+	require.Equal(t, 5, strings.Count(logs.String(), "prediction succeeded"))
 }
 
 func TestReceiverRefusesToStartWithoutSecret(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	err = run(context.Background(), ln, "/", "", slog.New(slog.DiscardHandler))
+	err = run(context.Background(), ln, "", slog.New(slog.DiscardHandler))
 	require.ErrorContains(t, err, "EACHHOOK_SECRET")
+}
+
+// The README quotes this program whole: the quote must be the file.
+func TestREADMEQuotesTheProgram(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	src, err := os.ReadFile("main.go")
+	require.NoError(t, err)
+	require.Contains(t, string(readme), "```go\n"+string(src)+"```\n",
+		"README.md must quote examples/nethttp/main.go exactly, in a ```go block")
 }

@@ -4,12 +4,13 @@
 //
 //	cd eachhookotel && go run ./examples/prometheus
 //
-//	POST /webhook   the webhook endpoint
-//	GET  /metrics   Prometheus metrics (eachhook_deliveries_received_total, ...)
-//	GET  /healthz   200 while accepting deliveries, 503 otherwise
+//	POST /webhooks/prediction   the webhook endpoint
+//	GET  /metrics               Prometheus metrics (eachhook_deliveries_received_total, ...)
+//	GET  /healthz               200 while accepting deliveries, 503 otherwise
 //
 // It listens on 127.0.0.1:8080 (flag -addr) and verifies deliveries with
-// the secret in EACHHOOK_SECRET, or "whsec_example" when that is unset.
+// the secret in EACHHOOK_SECRET, or "whsec_demo" (the README's) when that
+// is unset.
 package main
 
 import (
@@ -35,7 +36,7 @@ import (
 // exampleSecret is used when EACHHOOK_SECRET is unset, so that the example
 // runs with one command. Never use a well-known secret on a reachable
 // endpoint.
-const exampleSecret = "whsec_example"
+const exampleSecret = "whsec_demo"
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
@@ -44,7 +45,7 @@ func main() {
 	secret := os.Getenv("EACHHOOK_SECRET")
 	if secret == "" {
 		secret = exampleSecret
-		logger.Warn("EACHHOOK_SECRET is unset: using the example secret", "secret", exampleSecret)
+		logger.Warn("EACHHOOK_SECRET is unset: verifying with the README's demo secret; never use it on a reachable endpoint")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -53,7 +54,7 @@ func main() {
 		logger.Error("listen", "err", err)
 		os.Exit(1)
 	}
-	logger.Info("serving", "webhook", "http://"+ln.Addr().String()+"/webhook",
+	logger.Info("serving", "webhook", "http://"+ln.Addr().String()+"/webhooks/prediction",
 		"metrics", "http://"+ln.Addr().String()+"/metrics", "health", "http://"+ln.Addr().String()+"/healthz")
 	if err := run(ctx, ln, secret, logger); err != nil {
 		logger.Error("serve", "err", err)
@@ -90,7 +91,7 @@ func run(ctx context.Context, ln net.Listener, secret string, logger *slog.Logge
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle("/webhook", h) // every method, so that the Handler counts a wrong one
+	mux.Handle("/webhooks/prediction", h) // every method, so that the Handler counts a wrong one
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /healthz", h.Health())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -29,7 +29,7 @@ func TestMetricsMove(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 	send := func(secret, id string) int {
-		req, err := eachhooktest.NewClientRequest(base+"/webhook", secret, eachhooktest.SuccessBody(id), eachhooktest.TimestampScheme, time.Now())
+		req, err := eachhooktest.NewClientRequest(base+"/webhooks/prediction", secret, eachhooktest.SuccessBody(id), eachhooktest.TimestampScheme, time.Now())
 		require.NoError(t, err)
 		resp, err := client.Do(req)
 		require.NoError(t, err)
