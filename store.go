@@ -59,8 +59,9 @@ const memoryShards = 64
 
 // MemoryStore is the default in-process [Store]. It keeps a 128-bit digest
 // of each id (not the id itself) with its expiry and its claim's token, in
-// maps that hold no pointers, so a million ids cost a few tens of
-// megabytes and no garbage collector work. A background sweep drops
+// maps that hold no pointers, so a million ids cost under a hundred
+// megabytes (about 84 bytes each, measured by the bench module's
+// BenchmarkDedupeMemory) and no garbage collector work. A background sweep drops
 // expired ids and shrinks the maps. Its tokens are sequence numbers,
 // distinct within one MemoryStore.
 //
