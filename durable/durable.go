@@ -119,6 +119,8 @@ const (
 	DefaultRescueStuckJobsAfter  = 2 * time.Minute
 	DefaultCompletedJobRetention = eachhook.DefaultDedupeTTL
 	DefaultQueueName             = "eachhook"
+	DefaultFetchCooldown         = time.Millisecond
+	DefaultFetchPollInterval     = time.Second
 )
 
 // rescueMargin is the default gap between JobTimeout and
@@ -144,6 +146,8 @@ var ErrInvalidConfig = errors.New("durable: invalid config")
 //     river.InsertOpts
 //   - RetryPolicy: RetryPolicy
 //   - Logger: Logger
+//   - FetchCooldown: FetchCooldown
+//   - FetchPollInterval: FetchPollInterval
 //
 // The package also sets JobStuckThreshold to 10s and registers its one
 // worker; the rest of river.Config keeps River's defaults. The zero Config
@@ -178,8 +182,26 @@ type Config struct {
 	// RetryPolicy decides when a failed callback runs again. Default:
 	// River's DefaultClientRetryPolicy (attempt⁴ seconds, 10% jitter).
 	RetryPolicy river.ClientRetryPolicy
-	// Logger receives River's logs. Default [slog.Default].
+	// Logger receives River's logs. Default [slog.Default]. River's
+	// INFO lines about migrations (one per migration applied, at every
+	// open) are passed on at DEBUG level.
 	Logger *slog.Logger
+	// FetchCooldown is the shortest time between two fetches of jobs by
+	// this process's River producer. A fetch takes at most as many jobs
+	// as there are free workers, so with no-op callbacks a process runs
+	// at most Workers/FetchCooldown callbacks per second (River's default
+	// of 100ms gives 40/s with 4 workers). Default
+	// [DefaultFetchCooldown] (1ms, River's minimum): a fetch is
+	// triggered by an insert or a free worker, not by a timer, so a short
+	// cooldown costs nothing when the queue is idle.
+	FetchCooldown time.Duration
+	// FetchPollInterval is how often River looks for jobs when nothing
+	// told it that there are any: jobs inserted by another process on
+	// SQLite, retries coming due, and a lost Postgres notification. On
+	// Postgres the producer also LISTENs for inserts of other replicas
+	// (River's default, kept). Default [DefaultFetchPollInterval] (1s,
+	// River's default).
+	FetchPollInterval time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -204,6 +226,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.FetchCooldown == 0 {
+		c.FetchCooldown = DefaultFetchCooldown
+	}
+	if c.FetchPollInterval == 0 {
+		c.FetchPollInterval = max(DefaultFetchPollInterval, c.FetchCooldown)
+	}
 	switch {
 	case c.Workers < 1:
 		return c, fmt.Errorf("%w: workers %d < 1", ErrInvalidConfig, c.Workers)
@@ -215,6 +243,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: RescueStuckJobsAfter %v not longer than JobTimeout %v", ErrInvalidConfig, c.RescueStuckJobsAfter, c.JobTimeout)
 	case c.CompletedJobRetention < 0:
 		return c, fmt.Errorf("%w: completed job retention %v < 0", ErrInvalidConfig, c.CompletedJobRetention)
+	case c.FetchCooldown < river.FetchCooldownMin:
+		return c, fmt.Errorf("%w: fetch cooldown %v < %v", ErrInvalidConfig, c.FetchCooldown, river.FetchCooldownMin)
+	case c.FetchPollInterval < c.FetchCooldown:
+		return c, fmt.Errorf("%w: fetch poll interval %v < fetch cooldown %v", ErrInvalidConfig, c.FetchPollInterval, c.FetchCooldown)
 	}
 	return c, nil
 }
@@ -226,6 +258,8 @@ func (c Config) riverConfig(w *deliveryWorker, schema string) *river.Config {
 	river.AddWorker(workers, w)
 	return &river.Config{
 		CompletedJobRetentionPeriod: c.CompletedJobRetention,
+		FetchCooldown:               c.FetchCooldown,
+		FetchPollInterval:           c.FetchPollInterval,
 		JobStuckThreshold:           rescueMargin,
 		JobTimeout:                  c.JobTimeout,
 		Logger:                      c.Logger,
@@ -307,11 +341,12 @@ func (w *deliveryWorker) reportDiscarded(r eachhook.Runner, events <-chan *river
 // riverClient is what a Queue needs of a river.Client, whatever its
 // driver's transaction type.
 type riverClient interface {
-	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
 	StopAndCancel(ctx context.Context) error
 	Stopped() <-chan struct{}
+	ID() string
 	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
 }
 
@@ -319,10 +354,18 @@ type riverClient interface {
 // before the Handler answers 200. Create it with [OpenSQLite] or
 // [NewPostgres] and pass it to [eachhook.WithQueue]; it serves one Handler.
 type Queue struct {
-	client riverClient
-	worker *deliveryWorker
-	opts   river.InsertOpts
-	close  func() error // closes a database the Queue opened, or nil
+	client  riverClient
+	worker  *deliveryWorker
+	opts    river.InsertOpts
+	inserts groupCommit
+	close   func() error // closes a database the Queue opened, or nil
+	// recover makes the jobs a dead process left running available, before
+	// River starts (SQLite, where no other process can be alive); nil on
+	// Postgres, where River's rescuer does it.
+	recover func(ctx context.Context) error
+	// live registers the client's ID from Start until River stopped, for
+	// recover; nil on Postgres.
+	live *sync.Map
 
 	mu       sync.Mutex
 	shutdown bool
@@ -334,7 +377,7 @@ type Queue struct {
 var _ eachhook.DedupingQueue = (*Queue)(nil)
 
 func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() error) *Queue {
-	return &Queue{
+	q := &Queue{
 		client: client,
 		worker: w,
 		close:  closeDB,
@@ -344,6 +387,8 @@ func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() 
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		},
 	}
+	q.inserts = groupCommit{insert: client.InsertMany, opts: &q.opts}
+	return q
 }
 
 // errShutdown is returned by Start and Enqueue after Shutdown.
@@ -363,6 +408,16 @@ func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 	if old := q.worker.r.Load(); old != nil && *old != r {
 		return errors.New("durable: queue already serves another Handler")
 	}
+	if q.recover != nil {
+		if err := q.recover(ctx); err != nil {
+			return fmt.Errorf("durable: start: %w", err)
+		}
+	}
+	if q.live != nil {
+		// Before River starts, so that no job it fetches looks orphaned
+		// to another Queue of this process.
+		q.live.Store(q.client.ID(), struct{}{})
+	}
 	q.worker.r.Store(&r)
 	events, unsubscribe := q.client.Subscribe(river.EventKindJobFailed)
 	reported := make(chan struct{})
@@ -375,7 +430,17 @@ func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		unsubscribe()
 		<-reported
+		if q.live != nil {
+			q.live.Delete(q.client.ID())
+		}
 		return fmt.Errorf("durable: start: %w", err)
+	}
+	if q.live != nil {
+		stopped := q.client.Stopped()
+		go func() {
+			<-stopped
+			q.live.Delete(q.client.ID())
+		}()
 	}
 	q.reported = reported
 	return nil
@@ -395,25 +460,31 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // unless a job of d.ID is already stored (and not discarded), and reports
 // whether it inserted one. A concurrent insert of the same id is waited
 // for, so a copy of a delivery is answered only once the first copy's
-// insert committed or failed. After Shutdown it inserts nothing and
-// returns an error (an insert already under way when Shutdown began may
-// still commit: its job is kept like any other).
+// insert committed or failed.
+//
+// Inserts are group-committed: a call that finds no insert in flight
+// inserts its job at once in a transaction of its own, and the calls
+// that arrive meanwhile are inserted together in the next transaction
+// (River's InsertMany, up to 256 jobs), started as soon as the previous
+// one is decided; there is no timer. Each call returns only once the
+// transaction holding its job committed. Copies of one id in one batch
+// make one job; the first reports true, the others false, all after
+// the commit. A failed transaction stores no job of its batch and
+// returns its error to every call of the batch. A call whose ctx ends
+// first returns ctx.Err(); its job is inserted only if its batch had
+// started, and is then a duplicate for the sender's retry. The shared
+// insert is bounded by 30s of its own.
+//
+// After Shutdown began it inserts nothing and returns an error; Shutdown
+// waits for the batches already in flight to commit.
 func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, error) {
-	q.mu.Lock()
-	shutdown := q.shutdown
-	q.mu.Unlock()
-	if shutdown {
-		return false, errShutdown
-	}
-	res, err := q.client.Insert(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body}, &q.opts)
-	if err != nil {
-		return false, fmt.Errorf("durable: insert: %w", err)
-	}
-	return !res.UniqueSkippedAsDuplicate, nil
+	return q.inserts.enqueue(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body})
 }
 
-// Shutdown implements [eachhook.Queue]. It stops storing and fetching
-// jobs and waits for the callbacks in progress; jobs not started stay
+// Shutdown implements [eachhook.Queue]. It stops storing new jobs, waits
+// for the inserts in flight to commit (their requests are answered 200),
+// stops fetching jobs and waits for the callbacks in progress; jobs not
+// started stay
 // stored and run when a process starts again. If ctx ends first, it
 // cancels the running callbacks' contexts and returns ctx.Err(); River
 // puts the job of a callback that returns because of that cancellation
@@ -425,7 +496,10 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 	q.shutdown = true
 	reported := q.reported
 	q.mu.Unlock()
-	err := q.client.Stop(ctx)
+	err := q.inserts.close(ctx)
+	if err == nil {
+		err = q.client.Stop(ctx)
+	}
 	if err != nil {
 		// Hard stop: cancel callbacks without waiting for them.
 		done, cancel := context.WithCancel(context.Background())
