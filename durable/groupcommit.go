@@ -66,15 +66,12 @@ func (g *groupCommit) enqueue(ctx context.Context, args deliveryArgs) (bool, err
 	}
 	g.mu.Unlock()
 	if lead {
-		// This goroutine commits the first batch, which holds c; the
-		// batches that queue up meanwhile are committed by another one,
-		// so that c's request is answered as soon as its own commit is.
-		if g.commitNext() {
-			go func() {
-				for g.commitNext() {
-				}
-			}()
-		}
+		// The batches run on a goroutine of their own, so that a call
+		// whose context ends returns at once whichever call started them.
+		go func() {
+			for g.commitNext() {
+			}
+		}()
 	}
 	select {
 	case <-c.done:
