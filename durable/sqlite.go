@@ -12,7 +12,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"modernc.org/sqlite" // the pure-Go driver; importing it also registers "sqlite"
 )
 
 // liveSQLiteClients holds the IDs of the River clients of this process's
@@ -38,10 +38,7 @@ func OpenSQLite(ctx context.Context, path string, cfg Config) (*Queue, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("%w: SQLite path %q must be non-empty, without ? or #", ErrInvalidConfig, path)
 	}
-	db, err := sql.Open("sqlite", "file:"+path+sqlitePragmas)
-	if err != nil {
-		return nil, fmt.Errorf("durable: open %s: %w", path, err)
-	}
+	db := sql.OpenDB(stmtCachingConnector{dsn: "file:" + path + sqlitePragmas, driver: &sqlite.Driver{}})
 	// SQLite runs one writer at a time; River's riversqlite asks for a
 	// single connection so that its concurrent work queues here instead of
 	// failing with SQLITE_BUSY.
