@@ -104,11 +104,13 @@ func TestConfigValidation(t *testing.T) {
 	ctx := context.Background()
 	path := t.TempDir() + "/x.db"
 	for name, cfg := range map[string]durable.Config{
-		"negative workers":      {Workers: -1},
-		"negative attempts":     {MaxAttempts: -1},
-		"negative timeout":      {JobTimeout: -time.Second},
-		"rescue before timeout": {JobTimeout: time.Minute, RescueStuckJobsAfter: time.Minute},
-		"negative retention":    {CompletedJobRetention: -time.Hour},
+		"negative workers":               {Workers: -1},
+		"negative attempts":              {MaxAttempts: -1},
+		"negative timeout":               {JobTimeout: -time.Second},
+		"rescue before timeout":          {JobTimeout: time.Minute, RescueStuckJobsAfter: time.Minute},
+		"negative retention":             {CompletedJobRetention: -time.Hour},
+		"cooldown below River's minimum": {FetchCooldown: time.Microsecond},
+		"poll faster than cooldown":      {FetchCooldown: time.Second, FetchPollInterval: time.Millisecond},
 	} {
 		_, err := durable.OpenSQLite(ctx, path, cfg)
 		require.ErrorIs(t, err, durable.ErrInvalidConfig, name)
