@@ -78,7 +78,8 @@ func newSQLiteQueue(ctx context.Context, db *sql.DB, cfg Config) (*Queue, error)
 // apply the retry backoff). Like River's rescuer, it records an error on
 // the job (its attempt, already counted when the dead process fetched it,
 // stays counted) and discards the job instead if that was its last
-// attempt. It also deletes the dead process's leadership, so that this
+// attempt. Its scheduled time is kept, so that it runs before the jobs
+// that were still waiting behind it. It also deletes the dead process's leadership, so that this
 // client becomes River's leader (which schedules retries and cleans up)
 // at once instead of when the dead one's lease expires.
 //
@@ -87,7 +88,7 @@ func newSQLiteQueue(ctx context.Context, db *sql.DB, cfg Config) (*Queue, error)
 // hit its deadline and is still cancelling its callbacks) are left alone:
 // that client finishes them.
 func recoverSQLite(ctx context.Context, db *sql.DB) error {
-	var live []string
+	live := []string{} // "[]", never "null", which json_each reads as one NULL
 	liveSQLiteClients.Range(func(id, _ any) bool {
 		live = append(live, id.(string))
 		return true
@@ -108,8 +109,7 @@ func recoverSQLite(ctx context.Context, db *sql.DB) error {
         'at', `+rfc3339+`, 'attempt', attempt,
         'error', 'durable: the process running this job died; made available again at start', 'trace', ''))),
     state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'available' END,
-    finalized_at = CASE WHEN attempt >= max_attempts THEN `+now+` ELSE NULL END,
-    scheduled_at = `+now+`
+    finalized_at = CASE WHEN attempt >= max_attempts THEN `+now+` ELSE NULL END
 WHERE state = 'running'
     AND coalesce(json_extract(attempted_by, '$[#-1]'), '') NOT IN (SELECT value FROM json_each(?))`, string(liveJSON))
 	if err != nil {
