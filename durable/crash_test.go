@@ -340,6 +340,20 @@ func TestCrashAndReplayPostgres(t *testing.T) {
 	testCrashAndReplay(t, childEnv+"=postgres", childTargetEnv+"="+postgresDSN(), childSchemaEnv+"="+schema)
 }
 
+// TestCrashAndReplayPostgresDefaults measures the recovery on Postgres
+// with every default (RescueStuckJobsAfter 2m): it takes over two
+// minutes, so it runs only with EACHHOOK_DURABLE_SLOW=1. There is no bound
+// to assert but River's: the figure is logged and given in the README.
+func TestCrashAndReplayPostgresDefaults(t *testing.T) {
+	if os.Getenv("EACHHOOK_DURABLE_SLOW") != "1" {
+		t.Skip("takes over 2 minutes; set EACHHOOK_DURABLE_SLOW=1")
+	}
+	pool := postgresPool(t)
+	schema := postgresSchema(t, pool)
+	recovery := testCrashAndReplay(t, childEnv+"=postgres", childTargetEnv+"="+postgresDSN(), childSchemaEnv+"="+schema, childDefaultsEnv+"=1")
+	require.Greater(t, recovery, durable.DefaultRescueStuckJobsAfter-childWork*30, "rescued by River's rescuer, not earlier")
+}
+
 // TestKillBetweenCommitAndAnswer: the receiver dies after a delivery's
 // job is committed and before its 200. The sender, with no answer,
 // resends to the restarted receiver: the resend is a duplicate, and the

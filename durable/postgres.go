@@ -14,6 +14,7 @@ import (
 // MigratePostgres creates or updates River's tables in schema ("" for the
 // pool's search_path) with rivermigrate. Run it once per deployment, before
 // [NewPostgres], or use River's CLI: river migrate-up --database-url ...
+// River's migration logs go to [slog.Default], their INFO lines at DEBUG.
 func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: newMigrationLogger(slog.Default()), Schema: schema})
 	if err != nil {
