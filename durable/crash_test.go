@@ -362,11 +362,14 @@ func TestKillBetweenCommitAndAnswer(t *testing.T) {
 	for _, name := range backendNames {
 		t.Run(name, func(t *testing.T) {
 			done := filepath.Join(t.TempDir(), "completions")
-			env := []string{childDoneEnv + "=" + done, childDefaultsEnv + "=1"}
+			env := []string{childDoneEnv + "=" + done}
 			switch name {
 			case "sqlite":
-				env = append(env, childEnv+"=sqlite", childTargetEnv+"="+filepath.Join(t.TempDir(), "webhooks.db"))
+				env = append(env, childDefaultsEnv+"=1", childEnv+"=sqlite", childTargetEnv+"="+filepath.Join(t.TempDir(), "webhooks.db"))
 			case "postgres":
+				// The dead process may have fetched the job already: on
+				// Postgres only River's rescuer takes it over, so the
+				// shortened settings keep the test short.
 				pool := postgresPool(t)
 				env = append(env, childEnv+"=postgres", childTargetEnv+"="+postgresDSN(), childSchemaEnv+"="+postgresSchema(t, pool))
 			}
@@ -379,12 +382,13 @@ func TestKillBetweenCommitAndAnswer(t *testing.T) {
 			second := startChild(t, env...)
 			require.Equal(t, 200, send(client, second.url, "committed"), "the resend is acknowledged")
 			require.Equal(t, 200, send(client, second.url, "after"))
-			require.Eventually(t, func() bool { return len(completions(t, done)) == 3 }, 30*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return len(completions(t, done)) == 3 }, 90*time.Second, 10*time.Millisecond)
 			second.stop(t)
 			got := completionsByID(t, done)
+			// Its callback may have started in the dead process (then the
+			// run counts as an attempt), but it completed once.
 			require.Len(t, got["committed"], 1, "the committed delivery's callback ran once: %v", got["committed"])
 			require.Equal(t, second.cmd.Process.Pid, got["committed"][0].pid, "run by the restarted receiver")
-			require.Equal(t, 1, got["committed"][0].attempt)
 			require.Len(t, got["before"], 1)
 			require.Len(t, got["after"], 1)
 		})
