@@ -242,8 +242,9 @@ type Config struct {
 	// told it that there are any: jobs inserted by another process on
 	// SQLite, retries coming due, and a lost Postgres notification. On
 	// Postgres the producer also LISTENs for inserts of other replicas
-	// (River's default, kept). Default [DefaultFetchPollInterval] (1s,
-	// River's default).
+	// (River's default, kept). It must not be shorter than FetchCooldown.
+	// Default [DefaultFetchPollInterval] (1s, River's default), or
+	// FetchCooldown if that is longer.
 	FetchPollInterval time.Duration
 }
 
