@@ -3,6 +3,7 @@ package durable_test
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,13 +27,21 @@ func lockJobs(t *testing.T, be backend) (unlock func()) {
 		db := openSQLiteDB(t, be.path)
 		tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
 		require.NoError(t, err)
-		return func() { require.NoError(t, tx.Rollback()); require.NoError(t, db.Close()) }
+		var once sync.Once
+		unlock := func() { once.Do(func() { _ = tx.Rollback(); _ = db.Close() }) }
+		t.Cleanup(unlock) // also when the test fails while locked
+		return unlock
 	case "postgres":
 		tx, err := be.pool.Begin(ctx)
 		require.NoError(t, err)
+		var once sync.Once
+		unlock := func() { once.Do(func() { _ = tx.Rollback(ctx) }) }
+		// Registered before the schema's drop runs (cleanups run last
+		// first), so a failing test does not leave the drop waiting.
+		t.Cleanup(unlock)
 		_, err = tx.Exec(ctx, "LOCK TABLE "+be.schema+".river_job IN SHARE ROW EXCLUSIVE MODE")
 		require.NoError(t, err)
-		return func() { require.NoError(t, tx.Rollback(ctx)) }
+		return unlock
 	}
 	panic("unknown backend " + be.name)
 }
@@ -95,10 +104,10 @@ func serveAsync(h *eachhook.Handler, id string) <-chan int {
 func batchBehindLockedInsert(t *testing.T, q *durable.Queue, h *eachhook.Handler, first string, ids []string) (firstCode <-chan int, codes []<-chan int) {
 	t.Helper()
 	firstCode = serveAsync(h, first)
-	codes = append(codes, serveAsync(h, ids[0]))
-	// ids[0] can only be pending while first's insert is in flight.
-	require.Eventually(t, func() bool { return durable.PendingInserts(q) == 1 }, 10*time.Second, time.Millisecond)
-	for _, id := range ids[1:] {
+	// first is the only call: in flight with none pending means its
+	// batch took it (and waits for the lock).
+	require.Eventually(t, func() bool { return durable.InsertInFlight(q) }, 10*time.Second, time.Millisecond)
+	for _, id := range ids {
 		codes = append(codes, serveAsync(h, id))
 	}
 	require.Eventually(t, func() bool { return durable.PendingInserts(q) == len(ids) }, 10*time.Second, time.Millisecond)
