@@ -110,12 +110,16 @@ func newInbox(tb testing.TB, be backend) *inbox {
 		db.SetMaxOpenConns(1)
 		_, err = db.ExecContext(ctx, fmt.Sprintf(table, "inbox", "BLOB"))
 		require.NoError(tb, err)
+		// Prepared once, as the durable Queue's statements are (and as
+		// pgx does by itself on Postgres).
+		stmt, err := db.PrepareContext(ctx, `INSERT INTO inbox (id, status, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		require.NoError(tb, err)
 		return &inbox{
 			insert: func(ctx context.Context, d eachhook.Delivery) error {
-				_, err := db.ExecContext(ctx, `INSERT INTO inbox (id, status, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`, d.ID, d.Status, d.Body)
+				_, err := stmt.ExecContext(ctx, d.ID, d.Status, d.Body)
 				return err
 			},
-			close: func() { _ = db.Close() },
+			close: func() { _ = stmt.Close(); _ = db.Close() },
 		}
 	case "postgres":
 		pool := be.pool

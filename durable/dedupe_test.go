@@ -18,7 +18,9 @@ import (
 // TestResendWhileFirstInsertIsInFlight: the first copy's insert is slow
 // (the job table is locked) and the sender gives up on it and resends. The
 // resend must not be answered 200 before a job is committed: it waits for
-// the first insert, which fails, and then stores the job itself.
+// the first insert (which no longer runs on the gone request's context,
+// being shared by its batch, so it commits once the lock is released) and
+// is then answered 200 as a duplicate of the committed job.
 func TestResendWhileFirstInsertIsInFlight(t *testing.T) {
 	b := newBackend(t, "postgres")
 	rec := newRecord()

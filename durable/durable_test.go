@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,11 +105,13 @@ func TestConfigValidation(t *testing.T) {
 	ctx := context.Background()
 	path := t.TempDir() + "/x.db"
 	for name, cfg := range map[string]durable.Config{
-		"negative workers":      {Workers: -1},
-		"negative attempts":     {MaxAttempts: -1},
-		"negative timeout":      {JobTimeout: -time.Second},
-		"rescue before timeout": {JobTimeout: time.Minute, RescueStuckJobsAfter: time.Minute},
-		"negative retention":    {CompletedJobRetention: -time.Hour},
+		"negative workers":               {Workers: -1},
+		"negative attempts":              {MaxAttempts: -1},
+		"negative timeout":               {JobTimeout: -time.Second},
+		"rescue before timeout":          {JobTimeout: time.Minute, RescueStuckJobsAfter: time.Minute},
+		"negative retention":             {CompletedJobRetention: -time.Hour},
+		"cooldown below River's minimum": {FetchCooldown: time.Microsecond},
+		"poll faster than cooldown":      {FetchCooldown: time.Second, FetchPollInterval: time.Millisecond},
 	} {
 		_, err := durable.OpenSQLite(ctx, path, cfg)
 		require.ErrorIs(t, err, durable.ErrInvalidConfig, name)
@@ -377,4 +380,46 @@ func TestRequestBeforeStartIs503(t *testing.T) {
 			rec.wait(t, 1)
 		})
 	}
+}
+
+// logRecords is a slog.Handler that keeps the records at or above level.
+type logRecords struct {
+	level slog.Level
+	mu    *sync.Mutex
+	recs  *[]slog.Record
+}
+
+func (l logRecords) Enabled(_ context.Context, level slog.Level) bool { return level >= l.level }
+func (l logRecords) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	*l.recs = append(*l.recs, r)
+	return nil
+}
+func (l logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l logRecords) WithGroup(string) slog.Handler      { return l }
+
+// TestMigrationLogsAreDebug: River's migration lines go to the configured
+// logger at DEBUG, so that an open at the default level logs none.
+func TestMigrationLogsAreDebug(t *testing.T) {
+	path := t.TempDir() + "/x.db"
+	migrationLines := func(level slog.Level) (n int) {
+		var mu sync.Mutex
+		var recs []slog.Record
+		q, err := durable.OpenSQLite(context.Background(), path, durable.Config{Logger: slog.New(logRecords{level, &mu, &recs})})
+		require.NoError(t, err)
+		require.NoError(t, q.Shutdown(context.Background()))
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range recs {
+			if strings.Contains(strings.ToLower(r.Message), "migrat") {
+				require.Equal(t, slog.LevelDebug, r.Level, r.Message)
+				n++
+			}
+		}
+		return n
+	}
+	require.Positive(t, migrationLines(slog.LevelDebug), "the first open migrates, logged at DEBUG to the Config's logger")
+	require.Zero(t, migrationLines(slog.LevelInfo), "nothing about migrations at INFO")
+	require.Positive(t, migrationLines(slog.LevelDebug), "every open checks the migrations")
 }

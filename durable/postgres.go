@@ -3,6 +3,7 @@ package durable
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -13,8 +14,9 @@ import (
 // MigratePostgres creates or updates River's tables in schema ("" for the
 // pool's search_path) with rivermigrate. Run it once per deployment, before
 // [NewPostgres], or use River's CLI: river migrate-up --database-url ...
+// River's migration logs go to [slog.Default], their INFO lines at DEBUG.
 func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: schema})
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: newMigrationLogger(slog.Default()), Schema: schema})
 	if err != nil {
 		return fmt.Errorf("durable: migrate: %w", err)
 	}
