@@ -155,8 +155,9 @@
 // # Delivery guarantees
 //
 // Duplicates: the first verified delivery of an id claims it in the
-// [Store] as in progress for the claim lease ([WithClaimLease], default 10
-// minutes, longer than a callback's longest run with its retries); when
+// [Store] as in progress for a lease as long as a callback's longest run
+// with its retries (every attempt at [WithCallbackTimeout], every backoff
+// of [WithRetry], and a minute: 4m03s by default); when
 // the callback succeeds the id is marked done for the dedupe TTL
 // ([WithDedupeTTL], default 24h). Any redelivery or concurrent copy within
 // the lease, or within the TTL once done, is acknowledged without running

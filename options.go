@@ -47,7 +47,6 @@ const (
 	defaultMaxAttempts  = 3
 	defaultBackoff      = time.Second
 	defaultCallbackTime = time.Minute
-	defaultClaimLease   = 10 * time.Minute
 )
 
 type config struct {
@@ -60,7 +59,6 @@ type config struct {
 	maxBody         int64
 	store           Store
 	dedupeTTL       time.Duration
-	claimLease      time.Duration
 	tolerance       time.Duration
 	logger          *slog.Logger
 	now             func() time.Time
@@ -80,7 +78,6 @@ func defaultConfig() config {
 		queueSize:       defaultQueueSize,
 		maxBody:         defaultMaxBodyBytes,
 		dedupeTTL:       DefaultDedupeTTL,
-		claimLease:      defaultClaimLease,
 		tolerance:       signature.DefaultTolerance,
 		now:             time.Now,
 		maxAttempts:     defaultMaxAttempts,
@@ -107,8 +104,6 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: tolerance %v <= 0", ErrInvalidOption, c.tolerance)
 	case c.dedupeTTL < c.tolerance:
 		return fmt.Errorf("%w: dedupe TTL %v shorter than tolerance %v", ErrInvalidOption, c.dedupeTTL, c.tolerance)
-	case c.claimLease <= 0:
-		return fmt.Errorf("%w: claim lease %v <= 0", ErrInvalidOption, c.claimLease)
 	case c.maxAttempts < 1:
 		return fmt.Errorf("%w: attempts %d < 1", ErrInvalidOption, c.maxAttempts)
 	case c.callbackTimeout <= 0:
@@ -197,24 +192,11 @@ func WithStore(s Store) Option {
 
 // WithDedupeTTL sets how long an id is remembered as done once its
 // callback succeeded or it became a dead letter (while the callback runs,
-// the claim lasts for [WithClaimLease] instead). Default [DefaultDedupeTTL] (24h). It must be at least the tolerance, or a
+// the claim lasts for its lease instead, see [WithRetry]). Default
+// [DefaultDedupeTTL] (24h). It must be at least the tolerance, or a
 // replayed timestamped delivery could outlive its dedupe record.
 func WithDedupeTTL(d time.Duration) Option {
 	return func(c *config) error { c.dedupeTTL = d; return nil }
-}
-
-// WithClaimLease sets how long an accepted id stays claimed as in progress
-// while its callback runs: a redelivery (or the reconciler's delivery) of
-// the id within the lease is a duplicate, and one after it is processed
-// again, so that an event whose process died after the 200 is not lost
-// to a claim that never ends. Once the callback succeeds the id is marked
-// done for the dedupe TTL ([WithDedupeTTL]) instead. The lease must be
-// longer than a callback's longest run including every retry and its
-// backoff (see [WithRetry]): a lease that runs out while the callback
-// still runs lets a redelivery run it a second time. Default 10 minutes;
-// it must be positive.
-func WithClaimLease(d time.Duration) Option {
-	return func(c *config) error { c.claimLease = d; return nil }
 }
 
 // WithTolerance sets how far the X-Webhook-Timestamp of a timestamped
@@ -254,6 +236,18 @@ func WithClock(now func() time.Time) Option {
 // run for one delivery (attempts, at least 1) and the wait before the
 // second attempt (backoff, doubling on each later attempt, capped at one
 // minute). Default 3 attempts with a 1s backoff.
+//
+// These and [WithCallbackTimeout] also set how long an accepted id stays
+// claimed as in progress while its callback runs, its lease: every
+// attempt at its timeout, every backoff, and a minute more (4m03s by
+// default). A redelivery (or the reconciler's delivery) of the id within
+// the lease is a duplicate, and one after it is processed again, so that
+// an event whose process died after the 200 is not lost to a claim that
+// never ends. Once the callback succeeds the id is marked done for the
+// dedupe TTL ([WithDedupeTTL]) instead. A queue set with [WithQueue]
+// retries by its own policy; a lease that runs out before it gave up
+// lets a redelivery reach the queue, which decides (a [DedupingQueue],
+// such as the durable one, refuses the copy).
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(c *config) error {
 		c.maxAttempts = attempts
@@ -366,4 +360,20 @@ func WithDeadLetters(s DeadLetterStore) Option {
 		c.deadLetters = s
 		return nil
 	}
+}
+
+// claimLease is how long an accepted id stays claimed as in progress: no
+// run of its callbacks in the in-memory queue outlasts it (see WithRetry).
+func (c *config) claimLease() time.Duration {
+	lease := time.Minute
+	for attempt := 1; attempt <= c.maxAttempts; attempt++ {
+		lease += c.callbackTimeout
+		if attempt > 1 {
+			lease += backoffFor(c.backoff, attempt)
+		}
+		if lease < 0 || lease > 1000*time.Hour { // absurd settings: cap, never overflow
+			return 1000 * time.Hour
+		}
+	}
+	return lease
 }

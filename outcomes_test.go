@@ -238,15 +238,16 @@ func TestRedeliveryAfterTheLeaseIsProcessed(t *testing.T) {
 	require.Equal(t, map[string]int{"p-crashed": 1}, r.success)
 }
 
-// The Handler claims with WithClaimLease and marks done with the dedupe
-// TTL once the callback succeeded.
+// The Handler claims for a lease that WithRetry and WithCallbackTimeout
+// set (here 3 attempts of at most 1m, 1ms backoffs, plus a minute: about
+// 4m), and marks done with the dedupe TTL once the callback succeeded.
 func TestClaimLeaseThenDone(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
 	var finished atomic.Int32 // attempts whose id is marked done, if they succeeded
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock), eachhook.WithTolerance(time.Minute),
-		eachhook.WithClaimLease(time.Minute), eachhook.WithDedupeTTL(time.Hour), eachhook.WithWorkers(2),
+		eachhook.WithCallbackTimeout(time.Minute), eachhook.WithDedupeTTL(time.Hour), eachhook.WithWorkers(2),
 		eachhook.WithObserver(observe.Observer{CallbackFinished: func(context.Context, observe.CallbackRun) { finished.Add(1) }}))
 	release := make(chan struct{})
 	var runs atomic.Int32
@@ -262,7 +263,10 @@ func TestClaimLeaseThenDone(t *testing.T) {
 	require.Equal(t, 200, send())
 	require.Eventually(t, func() bool { return runs.Load() == 1 }, 5*time.Second, time.Millisecond)
 	require.Equal(t, 200, send()) // within the lease: a duplicate
-	now.Add(int64(2 * time.Minute))
+	now.Add(int64(4 * time.Minute))
+	require.Equal(t, 200, send()) // still within the lease (4m + 2ms): a duplicate
+	require.Equal(t, int32(1), runs.Load())
+	now.Add(int64(time.Minute))
 	require.Equal(t, 200, send()) // the lease ran out: processed again
 	require.Eventually(t, func() bool { return finished.Load() == 1 }, 5*time.Second, time.Millisecond)
 	require.Equal(t, int32(2), runs.Load())
@@ -272,13 +276,6 @@ func TestClaimLeaseThenDone(t *testing.T) {
 	require.Equal(t, 200, send()) // done, within the dedupe TTL: a duplicate
 	drain(t, h)
 	require.Equal(t, int32(2), runs.Load())
-}
-
-func TestWithClaimLeaseValidates(t *testing.T) {
-	for _, d := range []time.Duration{0, -time.Second} {
-		_, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithClaimLease(d))
-		require.ErrorIs(t, err, eachhook.ErrInvalidOption, d)
-	}
 }
 
 // A prediction whose id is "workflow:E" and the workflow execution E are

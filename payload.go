@@ -36,8 +36,8 @@ var (
 const (
 	// StatusSuccess is a prediction that succeeded (the spec page's form).
 	StatusSuccess = "success"
-	// StatusSucceeded is a prediction that succeeded (the exec_id form).
-	StatusSucceeded = "succeeded"
+	// statusSucceeded is a prediction that succeeded (the exec_id form).
+	statusSucceeded = "succeeded"
 	// StatusFailed is a prediction or a workflow execution that failed.
 	StatusFailed = "failed"
 	// StatusCompleted is a workflow execution that completed.
@@ -342,7 +342,7 @@ func knownString(raw []byte) (string, bool) {
 	case `"success"`:
 		return StatusSuccess, true
 	case `"succeeded"`:
-		return StatusSucceeded, true
+		return statusSucceeded, true
 	case `"failed"`:
 		return StatusFailed, true
 	case `"completed"`:
@@ -689,7 +689,7 @@ func eventOf(k kind, status string) event {
 	switch k {
 	case kindPrediction:
 		switch status {
-		case StatusSuccess, StatusSucceeded:
+		case StatusSuccess, statusSucceeded:
 			return eventSuccess
 		case StatusFailed, statusError, statusCancelled, statusCanceled:
 			return eventFailed
