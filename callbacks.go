@@ -203,30 +203,37 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 }
 
 // GiveUp implements [Runner]: it keeps the delivery as a dead letter
-// (logged, and reported to the error handler once) and tells the observer.
+// (marked done first, then logged and reported to the error handler
+// once) and tells the observer.
 func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
 	h := r.h
 	reason := reasonCallbackFailed
 	if errors.Is(err, errNoCallback) {
 		reason = reasonNoCallback
 	}
+	h.markDeadLetterDone(ctx, d)
 	if f := h.cfg.observer.GaveUp; f != nil {
 		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
 	}
-	h.keepDeadLetter(ctx, d, reason, attempts, err)
+	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
 }
 
-// keepDeadLetter hands d to the dead-letter path and keeps its id claimed,
-// marked done for the dedupe TTL by d.Claim, so that a redelivery of a
-// dead letter is a duplicate and runs nothing a second time; Replay runs
-// it again without a claim.
+// keepDeadLetter marks d's id done and then hands d to the dead-letter
+// path, so that whoever learns of the dead letter (the error handler, the
+// log) finds a redelivery of it a duplicate already.
 func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
-	ctx = context.WithoutCancel(ctx)
-	h.deadLetter(ctx, d, reason, attempts, err)
+	h.markDeadLetterDone(ctx, d)
+	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
+}
+
+// markDeadLetterDone keeps a dead letter's id claimed, marked done for the
+// dedupe TTL by d.Claim, so that a redelivery of it is a duplicate and runs
+// nothing a second time; Replay runs it again without a claim.
+func (h *Handler) markDeadLetterDone(ctx context.Context, d Delivery) {
 	if d.Claim == "" {
 		return // a replay's, or a DedupingQueue's delivery: no claim of its own
 	}
-	if cerr := h.store.Complete(ctx, d.ID, d.Claim, h.cfg.dedupeTTL); cerr != nil {
+	if cerr := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); cerr != nil {
 		h.log.Error("eachhook: marking a dead letter done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", cerr)
 	}
 }
