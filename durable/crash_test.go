@@ -346,7 +346,7 @@ func TestCrashAndReplayPostgres(t *testing.T) {
 // to assert but River's: the figure is logged and given in the README.
 func TestCrashAndReplayPostgresDefaults(t *testing.T) {
 	if os.Getenv("EACHHOOK_DURABLE_SLOW") != "1" {
-		t.Skip("takes over 2 minutes; set EACHHOOK_DURABLE_SLOW=1")
+		t.Skip("takes over 2 minutes; set EACHHOOK_DURABLE_SLOW=1 (./test.sh does)")
 	}
 	pool := postgresPool(t)
 	schema := postgresSchema(t, pool)
