@@ -52,9 +52,11 @@ const (
 func runChild() int {
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "child:", err); return 1 }
 	ctx := context.Background()
-	cfg := durable.Config{Workers: childWorkers, JobTimeout: childJobTimeout, RescueStuckJobsAfter: childRescue, Logger: quiet}
+	cfg := durable.Config{Workers: childWorkers, RescueStuckJobsAfter: childRescue, Logger: quiet}
+	timeout := eachhook.WithCallbackTimeout(childJobTimeout)
 	if os.Getenv(childDefaultsEnv) == "1" {
 		cfg = durable.Config{Logger: quiet}
+		timeout = eachhook.WithCallbackTimeout(time.Minute) // the default
 	}
 	var q *durable.Queue
 	var err error
@@ -85,7 +87,7 @@ func runChild() int {
 	if id := os.Getenv(childKillEnv); id != "" {
 		queue = killAfterCommit{q, id}
 	}
-	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet), eachhook.WithQueue(queue))
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet), eachhook.WithQueue(queue), timeout)
 	if err != nil {
 		return fail(err)
 	}

@@ -110,10 +110,12 @@
 // River's defaults rescue a job left running by a dead process only after
 // an hour. This package sets, on purpose:
 //
-//   - JobTimeout ([Config.JobTimeout], default 1m): a callback's context is
-//     cancelled after this long.
+//   - the job timeout is the Handler's [eachhook.WithCallbackTimeout]
+//     (default 1m), one setting for both: River cancels a job's context
+//     after it (the worker's Timeout), and an attempt still running then
+//     fails.
 //   - RescueStuckJobsAfter ([Config.RescueStuckJobsAfter], default 2m,
-//     longer than JobTimeout): on Postgres, a job still marked running
+//     longer than the callback timeout, which Start checks): on Postgres, a job still marked running
 //     after this long is taken to belong to a dead process and is retried
 //     (or discarded if it was its last attempt). A callback that ignores
 //     its context and runs longer than this may run twice at the same
@@ -182,7 +184,6 @@ import (
 const (
 	DefaultWorkers               = 4
 	DefaultMaxAttempts           = 10
-	DefaultJobTimeout            = time.Minute
 	DefaultRescueStuckJobsAfter  = 2 * time.Minute
 	DefaultCompletedJobRetention = eachhook.DefaultDedupeTTL
 	DefaultQueueName             = "eachhook"
@@ -190,8 +191,8 @@ const (
 	DefaultFetchPollInterval     = time.Second
 )
 
-// rescueMargin is the default gap between JobTimeout and
-// RescueStuckJobsAfter, and River's JobStuckThreshold: time for a callback
+// rescueMargin is River's JobStuckThreshold: the time after a job's
+// timeout before a still-running job is taken to be stuck, for a callback
 // that honours its cancelled context to return before its job is rescued.
 const rescueMargin = 10 * time.Second
 
@@ -206,7 +207,7 @@ var ErrInvalidConfig = errors.New("durable: invalid config")
 //   - Workers: MaxWorkers of the River queue QueueName in Queues
 //   - MaxAttempts: MaxAttempts (and the MaxAttempts of each job's
 //     river.InsertOpts)
-//   - JobTimeout: JobTimeout
+//   - JobTimeout: the Handler's eachhook.WithCallbackTimeout, per job
 //   - RescueStuckJobsAfter: RescueStuckJobsAfter
 //   - CompletedJobRetention: CompletedJobRetentionPeriod
 //   - QueueName: the key in Queues, and the Queue of each job's
@@ -231,15 +232,13 @@ type Config struct {
 	// MaxAttempts is how often a failing callback runs before its job is
 	// discarded. Default [DefaultMaxAttempts] (10).
 	MaxAttempts int
-	// JobTimeout cancels a callback's context after this long. Default
-	// [DefaultJobTimeout] (1m).
-	JobTimeout time.Duration
 	// RescueStuckJobsAfter is how long a job may stay running before it is
 	// taken to belong to a dead process and retried. It must be longer
-	// than JobTimeout; leave a margin (10s or more) so that a callback
-	// that honours its cancelled context has returned before its job is
-	// rescued. Default [DefaultRescueStuckJobsAfter] (2m), or JobTimeout +
-	// 10s if that is longer.
+	// than the Handler's callback timeout (eachhook.WithCallbackTimeout,
+	// which is the job timeout: [Queue.Start] refuses otherwise); leave a
+	// margin (10s or more) so that a callback that honours its cancelled
+	// context has returned before its job is rescued. Default
+	// [DefaultRescueStuckJobsAfter] (2m).
 	RescueStuckJobsAfter time.Duration
 	// CompletedJobRetention is how long a completed job, and so the
 	// duplicate suppression of its prediction id, is kept. Keep it at least
@@ -288,11 +287,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
-	if c.JobTimeout == 0 {
-		c.JobTimeout = DefaultJobTimeout
-	}
 	if c.RescueStuckJobsAfter == 0 {
-		c.RescueStuckJobsAfter = max(DefaultRescueStuckJobsAfter, c.JobTimeout+rescueMargin)
+		c.RescueStuckJobsAfter = DefaultRescueStuckJobsAfter
 	}
 	if c.CompletedJobRetention == 0 {
 		c.CompletedJobRetention = DefaultCompletedJobRetention
@@ -314,10 +310,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: workers %d < 1", ErrInvalidConfig, c.Workers)
 	case c.MaxAttempts < 1:
 		return c, fmt.Errorf("%w: max attempts %d < 1", ErrInvalidConfig, c.MaxAttempts)
-	case c.JobTimeout < 0:
-		return c, fmt.Errorf("%w: job timeout %v < 0", ErrInvalidConfig, c.JobTimeout)
-	case c.RescueStuckJobsAfter <= c.JobTimeout:
-		return c, fmt.Errorf("%w: RescueStuckJobsAfter %v not longer than JobTimeout %v", ErrInvalidConfig, c.RescueStuckJobsAfter, c.JobTimeout)
+	case c.RescueStuckJobsAfter < 0:
+		return c, fmt.Errorf("%w: RescueStuckJobsAfter %v < 0", ErrInvalidConfig, c.RescueStuckJobsAfter)
 	case c.CompletedJobRetention < 0:
 		return c, fmt.Errorf("%w: completed job retention %v < 0", ErrInvalidConfig, c.CompletedJobRetention)
 	case c.FetchCooldown < river.FetchCooldownMin:
@@ -339,7 +333,7 @@ func (c Config) riverConfig(w *deliveryWorker, schema string) *river.Config {
 		FetchCooldown:               c.FetchCooldown,
 		FetchPollInterval:           c.FetchPollInterval,
 		JobStuckThreshold:           rescueMargin,
-		JobTimeout:                  c.JobTimeout,
+		JobTimeout:                  -1, // per job: the worker's Timeout, the Handler's callback timeout
 		Logger:                      c.Logger,
 		MaxAttempts:                 c.MaxAttempts,
 		Plugins:                     c.Plugins,
@@ -378,6 +372,15 @@ type deliveryWorker struct {
 	// lastErr holds the error of a job's last attempt (job id -> error)
 	// until River has stored the job as discarded and the Queue reports it.
 	lastErr sync.Map
+}
+
+// Timeout implements river.Worker: the job timeout is the Handler's
+// callback timeout, one setting for both.
+func (w *deliveryWorker) Timeout(*river.Job[deliveryArgs]) time.Duration {
+	if r := w.r.Load(); r != nil {
+		return (*r).CallbackTimeout()
+	}
+	return 0 // unreachable: the client starts only from Queue.Start
 }
 
 // Work implements river.Worker: one attempt of the callback. A returned
@@ -452,6 +455,8 @@ type Queue struct {
 	// recover; nil on Postgres.
 	live *sync.Map
 
+	rescueAfter time.Duration // Config.RescueStuckJobsAfter
+
 	mu       sync.Mutex
 	shutdown bool
 	reported chan struct{} // closed when reportDiscarded returned; nil before Start
@@ -463,9 +468,10 @@ var _ eachhook.DedupingQueue = (*Queue)(nil)
 
 func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() error) *Queue {
 	q := &Queue{
-		client: client,
-		worker: w,
-		close:  closeDB,
+		client:      client,
+		worker:      w,
+		close:       closeDB,
+		rescueAfter: cfg.RescueStuckJobsAfter,
 		opts: river.InsertOpts{
 			MaxAttempts: cfg.MaxAttempts,
 			Queue:       cfg.QueueName,
@@ -494,6 +500,9 @@ func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 	}
 	if old := q.worker.r.Load(); old != nil && *old != r {
 		return errors.New("durable: queue already serves another Handler")
+	}
+	if t := r.CallbackTimeout(); q.rescueAfter <= t {
+		return fmt.Errorf("%w: RescueStuckJobsAfter %v not longer than the Handler's callback timeout %v (eachhook.WithCallbackTimeout, the job timeout)", ErrInvalidConfig, q.rescueAfter, t)
 	}
 	if q.recover != nil {
 		if err := q.recover(ctx); err != nil {

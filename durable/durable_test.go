@@ -107,8 +107,7 @@ func TestConfigValidation(t *testing.T) {
 	for name, cfg := range map[string]durable.Config{
 		"negative workers":               {Workers: -1},
 		"negative attempts":              {MaxAttempts: -1},
-		"negative timeout":               {JobTimeout: -time.Second},
-		"rescue before timeout":          {JobTimeout: time.Minute, RescueStuckJobsAfter: time.Minute},
+		"negative rescue":                {RescueStuckJobsAfter: -time.Second},
 		"negative retention":             {CompletedJobRetention: -time.Hour},
 		"cooldown below River's minimum": {FetchCooldown: time.Microsecond},
 		"poll faster than cooldown":      {FetchCooldown: time.Second, FetchPollInterval: time.Millisecond},
