@@ -184,20 +184,18 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	run.Err = h.callWithin(ctx, d)
 	run.Duration = h.cfg.now().Sub(start)
 	if run.Err == nil {
-		// The callback ran: a failure to record that leaves the claim to
-		// its lease, after which a redelivery runs it again (at least
-		// once).
+		// Recorded before the observer hears of it. A failure to mark the
+		// id done leaves the claim to its lease, after which a redelivery
+		// runs it again (at least once).
 		if err := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); err != nil {
 			h.log.Error("eachhook: marking a delivery done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", err)
 		}
+		h.succeeded(ctx, d)
+	} else {
+		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", attempt, "err", run.Err)
 	}
 	if obs.CallbackFinished != nil {
 		obs.CallbackFinished(ctx, run)
-	}
-	if run.Err != nil {
-		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", attempt, "err", run.Err)
-	} else {
-		h.succeeded(ctx, d)
 	}
 	return run.Err
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/eachhook/eachhook/observe"
 	"github.com/eachhook/eachhook/signature"
@@ -34,8 +35,11 @@ type Handler struct {
 	store    Store
 	ownStore *MemoryStore // the default store, closed by Shutdown
 	queue    Queue
-	memQueue *memQueue // the queue when it is the in-memory one, else nil
-	dead     deadLetters
+	// claimLease is how long an accepted id stays claimed as in progress,
+	// derived once from the retry and timeout settings (see WithRetry).
+	claimLease time.Duration
+	memQueue   *memQueue // the queue when it is the in-memory one, else nil
+	dead       deadLetters
 
 	// callbacks are written only before serving starts (see register).
 	callbacks callbacks
@@ -59,7 +63,7 @@ func New(opts ...Option) (*Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, log: cfg.logger, store: cfg.store, queue: cfg.queue}
+	h := &Handler{cfg: cfg, log: cfg.logger, store: cfg.store, queue: cfg.queue, claimLease: cfg.claimLease()}
 	if h.log == nil {
 		h.log = slog.Default()
 	}

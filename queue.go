@@ -164,7 +164,7 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome 
 	case !h.callbacks.has(ev):
 		reason = reasonNoCallback
 	}
-	token, claimed, err := h.store.Claim(ctx, env.ID, h.cfg.claimLease())
+	token, claimed, err := h.store.Claim(ctx, env.ID, h.claimLease)
 	if err != nil {
 		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
 	}
