@@ -10,7 +10,6 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
-	"github.com/eachhook/eachhook/internal/inbox"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,21 +18,21 @@ func TestDeliverRunsTheCallbackOnce(t *testing.T) {
 	c := newCalls()
 	c.register(h)
 
-	ok, err := inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
+	ok, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "pred-1", <-c.done)
 
 	// The webhook that comes later is a duplicate, and so is a second Deliver.
 	require.Equal(t, http.StatusOK, serve(h, eachhooktest.NewSuccessRequest("/", secret, "pred-1")).Code)
-	ok, err = inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
+	ok, err = h.Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
 	require.NoError(t, err)
 	require.False(t, ok)
 
 	// A webhook first, then Deliver: still one callback.
 	require.Equal(t, http.StatusOK, serve(h, eachhooktest.NewFailedRequest("/", secret, "pred-2")).Code)
 	require.Equal(t, "pred-2", <-c.done)
-	ok, err = inbox.Of(h).Deliver(t.Context(), eachhooktest.FailedBody("pred-2"))
+	ok, err = h.Deliver(t.Context(), eachhooktest.FailedBody("pred-2"))
 	require.NoError(t, err)
 	require.False(t, ok)
 
@@ -49,17 +48,17 @@ func TestDeliverRunsTheCallbackOnce(t *testing.T) {
 
 func TestDeliverRefusals(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret))
-	_, err := inbox.Of(h).Deliver(t.Context(), []byte(`{"status": "success"}`))
+	_, err := h.Deliver(t.Context(), []byte(`{"status": "success"}`))
 	require.ErrorIs(t, err, eachhook.ErrMalformedPayload)
 
 	// No callback registered: dropped, as a webhook would be.
-	ok, err := inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
+	ok, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
 	require.NoError(t, err)
 	require.False(t, ok)
 
 	require.NoError(t, h.Shutdown(t.Context()))
-	_, err = inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
-	require.ErrorIs(t, err, inbox.ErrNotQueued)
+	_, err = h.Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
+	require.ErrorIs(t, err, eachhook.ErrNotQueued)
 }
 
 // failingStore fails every Claim.
@@ -74,7 +73,7 @@ func (failingStore) Claim(context.Context, string, time.Duration) (string, bool,
 func TestDeliverStoreFailure(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(failingStore{}))
 	newCalls().register(h)
-	_, err := inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
+	_, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
 	require.ErrorIs(t, err, errClaimFails)
 }
 
@@ -90,32 +89,21 @@ func TestDeliverQueueFullReleasesTheClaim(t *testing.T) {
 		ran.Done()
 		return nil
 	})
-	ok, err := inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("busy"))
+	ok, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("busy"))
 	require.NoError(t, err)
 	require.True(t, ok)
 	// Wait until the worker holds "busy", so that the queue's one slot is free.
 	require.Eventually(t, func() bool {
-		ok, err := inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("queued"))
+		ok, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("queued"))
 		return err == nil && ok
 	}, 5*time.Second, time.Millisecond)
-	_, err = inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("full"))
-	require.ErrorIs(t, err, inbox.ErrNotQueued)
+	_, err = h.Deliver(t.Context(), eachhooktest.SuccessBody("full"))
+	require.ErrorIs(t, err, eachhook.ErrNotQueued)
 	close(block)
 	// The claim of "full" was released: it is accepted once there is room.
 	require.Eventually(t, func() bool {
-		ok, err := inbox.Of(h).Deliver(t.Context(), eachhooktest.SuccessBody("full"))
+		ok, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("full"))
 		return err == nil && ok
 	}, 5*time.Second, time.Millisecond)
 	ran.Wait()
-}
-
-func TestReportErrorReachesTheErrorHandler(t *testing.T) {
-	var got []error
-	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithErrorHandler(func(ctx context.Context, err error) {
-		got = append(got, err)
-	}))
-	boom := errors.New("boom")
-	inbox.Of(h).ReportError(t.Context(), boom)
-	inbox.Of(h).ReportError(t.Context(), nil)
-	require.Equal(t, []error{boom}, got)
 }

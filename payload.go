@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/eachhook/eachhook/internal/inbox"
 	"github.com/eachhook/eachhook/internal/jsonscan"
 )
 
@@ -43,6 +42,11 @@ const (
 	// StatusCompleted is a workflow execution that completed.
 	StatusCompleted = "completed"
 )
+
+// CodeCancelled is the [Failure] code of a cancelled prediction, whether
+// it arrived with status "cancelled" or "canceled" or the reconciler
+// polled it.
+const CodeCancelled = "CANCELLED"
 
 // Metrics are the measurements the sender reports for a prediction.
 type Metrics struct {
@@ -502,7 +506,7 @@ func (p *wirePayload) failure(id string, body []byte) *Failure {
 	e := p.failureError()
 	f.Code, f.Retryable, f.Category = e.code, e.retryable, e.category
 	if isCancelled(p.Status) {
-		f.Code = inbox.CodeCancelled
+		f.Code = CodeCancelled
 	}
 	if f.Logs == "" {
 		f.Logs = e.message
