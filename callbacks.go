@@ -133,36 +133,6 @@ func (c *callbacks) has(ev event) bool {
 // "no_callback" when the queue gives up.
 var errNoCallback = errors.New("eachhook: no callback registered for the delivery's status")
 
-// invoke decodes an accepted body and runs the callback it is routed to.
-// The body passed decodeEnvelope before it was accepted, so it classifies
-// the same way here.
-func (c *callbacks) invoke(ctx context.Context, body []byte) error {
-	p := decodePayload(body)
-	k, id, err := p.classify()
-	if err != nil {
-		return err
-	}
-	switch eventOf(k, p.Status) {
-	case eventSuccess:
-		if c.success != nil {
-			return c.success(ctx, p.success(id, body))
-		}
-	case eventFailed:
-		if c.failed != nil {
-			return c.failed(ctx, p.failure(id, body))
-		}
-	case eventWorkflowCompleted:
-		if c.workflowCompleted != nil {
-			return c.workflowCompleted(ctx, p.workflowRun(body))
-		}
-	case eventWorkflowFailed:
-		if c.workflowFailed != nil {
-			return c.workflowFailed(ctx, p.workflowRun(body))
-		}
-	}
-	return fmt.Errorf("%w: %q", errNoCallback, p.Status)
-}
-
 // runner is the [Runner] the Handler gives its Queue.
 type runner struct{ h *Handler }
 
@@ -200,42 +170,6 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	return run.Err
 }
 
-// GiveUp implements [Runner]: it keeps the delivery as a dead letter
-// (marked done first, then logged and reported to the error handler
-// once) and tells the observer.
-func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
-	h := r.h
-	reason := reasonCallbackFailed
-	if errors.Is(err, errNoCallback) {
-		reason = reasonNoCallback
-	}
-	h.markDeadLetterDone(ctx, d)
-	if f := h.cfg.observer.GaveUp; f != nil {
-		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
-	}
-	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
-}
-
-// keepDeadLetter marks d's id done and then hands d to the dead-letter
-// path, so that whoever learns of the dead letter (the error handler, the
-// log) finds a redelivery of it a duplicate already.
-func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
-	h.markDeadLetterDone(ctx, d)
-	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
-}
-
-// markDeadLetterDone keeps a dead letter's id claimed, marked done for the
-// dedupe TTL by d.Claim, so that a redelivery of it is a duplicate and runs
-// nothing a second time; Replay runs it again without a claim.
-func (h *Handler) markDeadLetterDone(ctx context.Context, d Delivery) {
-	if d.Claim == "" {
-		return // a replay's, or a DedupingQueue's delivery: no claim of its own
-	}
-	if cerr := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); cerr != nil {
-		h.log.Error("eachhook: marking a dead letter done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", cerr)
-	}
-}
-
 // CallbackTimeout implements [Runner].
 func (r runner) CallbackTimeout() time.Duration { return r.h.cfg.callbackTimeout }
 
@@ -265,7 +199,7 @@ func (h *Handler) callWithin(ctx context.Context, d Delivery) error {
 			h.log.Error("eachhook: callback called runtime.Goexit", "id", d.ID)
 			result <- fmt.Errorf("%w: runtime.Goexit called (as t.FailNow does)", ErrCallbackPanic)
 		}()
-		err := h.callbacks.invoke(ctx, d.Body)
+		err := dispatch(ctx, &h.callbacks, d.Body)
 		returned = true
 		result <- err
 	}()
@@ -284,19 +218,4 @@ func (h *Handler) callWithin(ctx context.Context, d Delivery) error {
 		// The queue's own context ended (shutdown gave up): wait no more.
 		return ctx.Err()
 	}
-}
-
-// callErrorHandler passes err to the WithErrorHandler function, if any. A
-// panic in it is logged, not passed on: it runs on a worker, and crashing
-// the process would lose every delivery the in-memory queue holds.
-func (h *Handler) callErrorHandler(ctx context.Context, err error) {
-	if h.cfg.onError == nil {
-		return
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			h.log.Error("eachhook: error handler panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-		}
-	}()
-	h.cfg.onError(ctx, err)
 }

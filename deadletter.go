@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -67,14 +68,21 @@ type DeadLetterStore interface {
 	Delete(ctx context.Context, id string) (bool, error)
 }
 
-// deadLetterQueue is an optional interface of a [Queue] that keeps the
-// dead letters of the deliveries it gave up on itself, such as the durable
-// queue, whose discarded jobs are its dead letters (see [Queue]). Its
-// methods have the contract of the Handler's methods of the same names,
-// for those dead letters.
-type deadLetterQueue interface {
+// DeadLetterQueue is an optional interface of a [Queue] that keeps the
+// deliveries it gave up on itself, as the durable queue keeps its
+// discarded jobs. The Handler then lists the queue's dead letters with
+// those of its [DeadLetterStore] in [Handler.DeadLetters], sends
+// [Handler.Replay] and [Handler.Discard] to the queue for an id the store
+// does not hold, and no longer stores a dead letter in [Runner.GiveUp].
+type DeadLetterQueue interface {
+	Queue
+	// DeadLetters lists the queue's dead letters, oldest first.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+	// Replay queues the dead letter id again; it returns an error
+	// matching [ErrNoDeadLetter] when the queue holds none of that id.
 	Replay(ctx context.Context, id string) error
+	// Discard deletes the dead letter id; it returns an error matching
+	// [ErrNoDeadLetter] when the queue holds none of that id.
 	Discard(ctx context.Context, id string) error
 }
 
@@ -101,7 +109,7 @@ func (h *Handler) deadLetter(ctx context.Context, d Delivery, reason string, att
 	if err != nil {
 		dl.Err = err.Error()
 	}
-	if _, queueKeeps := h.queue.(deadLetterQueue); !queueKeeps || reason != reasonCallbackFailed {
+	if _, queueKeeps := h.queue.(DeadLetterQueue); !queueKeeps || reason != reasonCallbackFailed {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterStoreTimeout)
 		serr := h.dead.store.Add(sctx, dl)
 		cancel()
@@ -140,7 +148,7 @@ func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eachhook: dead letters: %w", err)
 	}
-	if q, ok := h.queue.(deadLetterQueue); ok {
+	if q, ok := h.queue.(DeadLetterQueue); ok {
 		more, err := q.DeadLetters(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("eachhook: dead letters: %w", err)
@@ -191,7 +199,7 @@ func (h *Handler) Replay(ctx context.Context, id string) error {
 		return fmt.Errorf("eachhook: replay %s: %w", id, err)
 	}
 	if !ok {
-		if q, own := h.queue.(deadLetterQueue); own {
+		if q, own := h.queue.(DeadLetterQueue); own {
 			return q.Replay(ctx, id)
 		}
 		return ErrNoDeadLetter
@@ -220,7 +228,7 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 	// runs nothing; the replay is queued without a claim of its own: the
 	// user asked for the callback to run again. Its success removes the
 	// dead letter; its failure makes it one again.
-	_, queueKeeps := h.queue.(deadLetterQueue)
+	_, queueKeeps := h.queue.(DeadLetterQueue)
 	if !queueKeeps {
 		// Marked before the queue can run it, so that its success finds
 		// the mark.
@@ -258,7 +266,7 @@ func (h *Handler) Discard(ctx context.Context, id string) error {
 		return fmt.Errorf("eachhook: discard %s: %w", id, err)
 	}
 	h.dead.replaying.Delete(id)
-	if q, own := h.queue.(deadLetterQueue); own {
+	if q, own := h.queue.(DeadLetterQueue); own {
 		err := q.Discard(ctx, id)
 		switch {
 		case err == nil:
@@ -381,4 +389,55 @@ func (m *memoryDeadLetters) Delete(ctx context.Context, id string) (bool, error)
 		m.bytes -= len(dl.Body)
 	}
 	return ok, nil
+}
+
+// GiveUp implements [Runner]: it keeps the delivery as a dead letter
+// (marked done first, then logged and reported to the error handler
+// once) and tells the observer.
+func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
+	h := r.h
+	reason := reasonCallbackFailed
+	if errors.Is(err, errNoCallback) {
+		reason = reasonNoCallback
+	}
+	h.markDeadLetterDone(ctx, d)
+	if f := h.cfg.observer.GaveUp; f != nil {
+		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
+	}
+	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
+}
+
+// keepDeadLetter marks d's id done and then hands d to the dead-letter
+// path, so that whoever learns of the dead letter (the error handler, the
+// log) finds a redelivery of it a duplicate already.
+func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
+	h.markDeadLetterDone(ctx, d)
+	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
+}
+
+// markDeadLetterDone keeps a dead letter's id claimed, marked done for the
+// dedupe TTL by d.Claim, so that a redelivery of it is a duplicate and runs
+// nothing a second time; Replay runs it again without a claim.
+func (h *Handler) markDeadLetterDone(ctx context.Context, d Delivery) {
+	if d.Claim == "" {
+		return // a replay's, or a DedupingQueue's delivery: no claim of its own
+	}
+	if cerr := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); cerr != nil {
+		h.log.Error("eachhook: marking a dead letter done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", cerr)
+	}
+}
+
+// callErrorHandler passes err to the WithErrorHandler function, if any. A
+// panic in it is logged, not passed on: it runs on a worker, and crashing
+// the process would lose every delivery the in-memory queue holds.
+func (h *Handler) callErrorHandler(ctx context.Context, err error) {
+	if h.cfg.onError == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("eachhook: error handler panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	h.cfg.onError(ctx, err)
 }

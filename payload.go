@@ -5,14 +5,12 @@ package eachhook
 // decoded, once before the 200 (the envelope) and once on the worker.
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/eachhook/eachhook/internal/jsonscan"
 )
 
 // Payload errors.
@@ -150,7 +148,7 @@ func (s *Success) Decode(v any) error {
 }
 
 // envelope is the part of a body that is read before the 200: enough to
-// route and deduplicate it. It decodes nothing it does not need.
+// route and deduplicate it.
 type envelope struct {
 	// ID is the dedupe key: the prediction id, or WorkflowKeyPrefix and
 	// the workflow execution id.
@@ -159,17 +157,21 @@ type envelope struct {
 	Kind   kind
 }
 
-// decodeEnvelope reads the identifying fields and the status of a body and
-// classifies it (see identity.classify). The body must be a JSON object
-// whose identifying fields and "status", when present, are strings or null;
-// other fields are skipped whatever their type.
+// decodeEnvelope decodes the identifying fields and the status of a body
+// and classifies it (see identity.classify). The body must be a JSON
+// object whose identifying fields and "status", when present, are strings
+// or null; its other fields are not decoded.
 func decodeEnvelope(body []byte) (envelope, error) {
-	if !json.Valid(body) {
-		return envelope{}, fmt.Errorf("%w: not JSON", ErrMalformedPayload)
-	}
-	var p wirePayload
-	if err := p.scan(body); err != nil {
-		return envelope{}, err
+	var p identity
+	if err := json.Unmarshal(body, &p); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case !errors.As(err, &te):
+			return envelope{}, fmt.Errorf("%w: not JSON", ErrMalformedPayload)
+		case te.Field == "":
+			return envelope{}, fmt.Errorf("%w: not a JSON object", ErrMalformedPayload)
+		}
+		return envelope{}, fmt.Errorf("%w: %s is neither a string nor null", ErrMalformedPayload, te.Field)
 	}
 	k, id, err := p.classify()
 	if err != nil {
@@ -179,225 +181,64 @@ func decodeEnvelope(body []byte) (envelope, error) {
 }
 
 // wirePayload is the union of the documented bodies: the spec page's
-// prediction, the exec_id form and the workflow execution. Raw fields alias
-// the body, which the delivery owns and never changes; fields whose type
-// varies are kept raw so that no unexpected shape can reject a delivery that
-// was accepted.
+// prediction, the exec_id form and the workflow execution. Fields whose
+// type varies are kept raw, so that no unexpected shape can reject a
+// delivery that was accepted.
 type wirePayload struct {
 	identity
-	Output  json.RawMessage
-	Input   json.RawMessage
-	Metrics json.RawMessage
-	// metricsBefore holds the earlier values of a repeated "metrics"
-	// member: encoding/json decodes each into the same struct in turn.
-	metricsBefore []json.RawMessage
-	Logs          json.RawMessage
-	Error         json.RawMessage
+	Output  json.RawMessage `json:"output"`
+	Input   json.RawMessage `json:"input"`
+	Metrics Metrics         `json:"metrics"`
+	Logs    json.RawMessage `json:"logs"`
+	Error   json.RawMessage `json:"error"`
 
 	// Workflow executions.
-	BulkID      json.RawMessage
-	CompletedAt json.RawMessage
-	StartedAt   json.RawMessage
-	Inputs      json.RawMessage
-	StepOutputs json.RawMessage
-	ErrorCause  json.RawMessage
+	BulkID      json.RawMessage `json:"bulk_id"`
+	CompletedAt json.RawMessage `json:"completed_at"`
+	StartedAt   json.RawMessage `json:"started_at"`
+	Inputs      json.RawMessage `json:"inputs"`
+	StepOutputs json.RawMessage `json:"step_outputs"`
+	ErrorCause  json.RawMessage `json:"error_cause"`
 }
 
-// wireField names a top-level member the scan reads.
-type wireField uint8
-
-const (
-	fieldNone wireField = iota
-	fieldID
-	fieldExecID
-	fieldExecutionID
-	fieldWorkflowID
-	fieldStatus
-	fieldOutput
-	fieldInput
-	fieldMetrics
-	fieldLogs
-	fieldError
-	fieldStartedAt
-	fieldInputs
-	fieldStepOutputs
-	fieldErrorCause
-	fieldCompletedAt
-	fieldBulkID
-)
-
-// wireNames are the members' names, indexed by wireField.
-var wireNames = [...]string{
-	fieldID:          "id",
-	fieldExecID:      "exec_id",
-	fieldExecutionID: "execution_id",
-	fieldWorkflowID:  "workflow_id",
-	fieldStatus:      "status",
-	fieldOutput:      "output",
-	fieldInput:       "input",
-	fieldMetrics:     "metrics",
-	fieldLogs:        "logs",
-	fieldError:       "error",
-	fieldStartedAt:   "started_at",
-	fieldInputs:      "inputs",
-	fieldStepOutputs: "step_outputs",
-	fieldErrorCause:  "error_cause",
-	fieldCompletedAt: "completed_at",
-	fieldBulkID:      "bulk_id",
-}
-
-// fieldOf returns the member a raw key (between its quotes) names, as
-// encoding/json matches a key to a struct field: escapes decoded, then
-// the exact name or else any name equal under Unicode case folding
-// (bytes.EqualFold: "ID", "Status", "ſtatus" with U+017F). names maps an
-// index to its name, the first entry unused.
-func fieldOf(key []byte, names []string) int {
-	if bytes.IndexByte(key, '\\') >= 0 {
-		quoted := make([]byte, 0, len(key)+2)
-		quoted = append(append(append(quoted, '"'), key...), '"')
-		s, ok := jsonscan.StringValue(quoted)
-		if !ok {
-			return 0
-		}
-		key = []byte(s)
-	}
-	for i := 1; i < len(names); i++ {
-		if string(key) == names[i] {
-			return i
-		}
-	}
-	for i := 1; i < len(names); i++ {
-		if bytes.EqualFold(key, []byte(names[i])) {
-			return i
-		}
-	}
-	return 0
-}
-
-// scan fills p from the top level of a body that json.Valid accepted,
-// without reflection and without copying: the request path runs it on
-// every delivery. It reads what encoding/json reads into a struct with
-// these members: keys match as encoding/json matches them (see fieldOf),
-// a later duplicate member wins, and a null identifying field is ignored.
-func (p *wirePayload) scan(body []byte) error {
-	var bad []byte
-	isObject := jsonscan.Members(body, func(key, value []byte) bool {
-		var dst *string
-		switch wireField(fieldOf(key, wireNames[:])) {
-		case fieldID:
-			dst = &p.ID
-		case fieldExecID:
-			dst = &p.ExecID
-		case fieldExecutionID:
-			dst = &p.ExecutionID
-		case fieldWorkflowID:
-			dst = &p.WorkflowID
-		case fieldStatus:
-			dst = &p.Status
-		case fieldOutput:
-			p.Output = value
-		case fieldInput:
-			p.Input = value
-		case fieldMetrics:
-			if p.Metrics != nil {
-				p.metricsBefore = append(p.metricsBefore, p.Metrics)
-			}
-			p.Metrics = value
-		case fieldLogs:
-			p.Logs = value
-		case fieldError:
-			p.Error = value
-		case fieldStartedAt:
-			p.StartedAt = value
-		case fieldCompletedAt:
-			p.CompletedAt = value
-		case fieldBulkID:
-			p.BulkID = value
-		case fieldInputs:
-			p.Inputs = value
-		case fieldStepOutputs:
-			p.StepOutputs = value
-		case fieldErrorCause:
-			p.ErrorCause = value
-		}
-		if dst != nil && string(value) != "null" {
-			s, ok := knownString(value)
-			if !ok {
-				bad = key
-				return false
-			}
-			*dst = s
-		}
-		return true
-	})
-	switch {
-	case !isObject:
-		return fmt.Errorf("%w: not a JSON object", ErrMalformedPayload)
-	case bad != nil:
-		return fmt.Errorf("%w: %s is neither a string nor null", ErrMalformedPayload, bad)
-	}
-	return nil
-}
-
-// knownString decodes a JSON string, without allocating for the statuses
-// the sender uses.
-func knownString(raw []byte) (string, bool) {
-	switch string(raw) {
-	case `"success"`:
-		return StatusSuccess, true
-	case `"succeeded"`:
-		return statusSucceeded, true
-	case `"failed"`:
-		return StatusFailed, true
-	case `"completed"`:
-		return StatusCompleted, true
-	}
-	return jsonscan.StringValue(raw)
-}
-
-// decodePayload decodes a body already checked by decodeEnvelope. It never
-// fails on a field of an unexpected type: such a field is left zero (Logs
-// keeps its JSON text), since the delivery was already acknowledged.
+// decodePayload decodes a body already accepted by decodeEnvelope. A
+// field of an unexpected type is left zero (a metric that is not a number,
+// say) and the rest still decodes, as encoding/json does: the delivery was
+// already acknowledged, so nothing may reject it now.
 func decodePayload(body []byte) wirePayload {
 	var p wirePayload
-	_ = p.scan(body) // decodeEnvelope accepted this body before the 200
+	_ = json.Unmarshal(body, &p)
 	return p
 }
 
-// metricNames are the members of "metrics", as fieldOf takes them.
-var metricNames = []string{1: "predict_time", 2: "cost"}
-
-// metrics decodes "metrics" as encoding/json decodes it into [Metrics]: a
-// member that is not a number, or whose number is out of float64's range,
-// leaves the field as it was (encoding/json reports an error and goes on);
-// the rest still decode; a repeated "metrics" decodes into the same value
-// in turn, and one that is not an object changes nothing.
-func (p *wirePayload) metrics() Metrics {
-	var m Metrics
-	for _, raw := range p.metricsBefore {
-		m.decode(raw)
+// dispatch decodes an accepted body and runs the callback of c it is
+// routed to. The body passed decodeEnvelope before it was accepted, so it
+// classifies the same way here.
+func dispatch(ctx context.Context, c *callbacks, body []byte) error {
+	p := decodePayload(body)
+	k, id, err := p.classify()
+	if err != nil {
+		return err
 	}
-	m.decode(p.Metrics)
-	return m
-}
-
-// decode applies the members of the JSON object raw to m (see metrics).
-func (m *Metrics) decode(raw []byte) {
-	jsonscan.Members(raw, func(key, value []byte) bool {
-		var dst *float64
-		switch fieldOf(key, metricNames) {
-		case 1:
-			dst = &m.PredictTime
-		case 2:
-			dst = &m.Cost
+	switch eventOf(k, p.Status) {
+	case eventSuccess:
+		if c.success != nil {
+			return c.success(ctx, p.success(id, body))
 		}
-		if dst != nil {
-			if f, ok := jsonscan.FloatValue(value); ok {
-				*dst = f
-			}
+	case eventFailed:
+		if c.failed != nil {
+			return c.failed(ctx, p.failure(id, body))
 		}
-		return true
-	})
+	case eventWorkflowCompleted:
+		if c.workflowCompleted != nil {
+			return c.workflowCompleted(ctx, p.workflowRun(body))
+		}
+	case eventWorkflowFailed:
+		if c.workflowFailed != nil {
+			return c.workflowFailed(ctx, p.workflowRun(body))
+		}
+	}
+	return fmt.Errorf("%w: %q", errNoCallback, p.Status)
 }
 
 // text returns a JSON string's value, other JSON as its text, and "" for
@@ -406,7 +247,8 @@ func text(raw json.RawMessage) string {
 	if isNull(raw) {
 		return ""
 	}
-	if s, ok := jsonscan.StringValue(raw); ok {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
 		return s
 	}
 	return string(raw)
@@ -498,11 +340,11 @@ func splitError(raw json.RawMessage) failInfo {
 // success and failure build a prediction's callback value; id is the id
 // classify returned.
 func (p *wirePayload) success(id string, body []byte) *Success {
-	return &Success{ID: id, Output: p.Output, Input: p.Input, Metrics: p.metrics(), Logs: p.logs(), Raw: body}
+	return &Success{ID: id, Output: p.Output, Input: p.Input, Metrics: p.Metrics, Logs: p.logs(), Raw: body}
 }
 
 func (p *wirePayload) failure(id string, body []byte) *Failure {
-	f := &Failure{ID: id, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.metrics(), Raw: body}
+	f := &Failure{ID: id, Input: p.Input, Logs: p.logs(), Output: p.Output, Metrics: p.Metrics, Raw: body}
 	e := p.failureError()
 	f.Code, f.Retryable, f.Category = e.code, e.retryable, e.category
 	if isCancelled(p.Status) {
@@ -629,11 +471,11 @@ const (
 // request path (envelope) and the worker (wirePayload) classify through it,
 // so they cannot disagree.
 type identity struct {
-	ID          string
-	ExecID      string
-	ExecutionID string
-	WorkflowID  string
-	Status      string
+	ID          string `json:"id"`
+	ExecID      string `json:"exec_id"`
+	ExecutionID string `json:"execution_id"`
+	WorkflowID  string `json:"workflow_id"`
+	Status      string `json:"status"`
 }
 
 // classify applies the documented rule, the first match deciding:

@@ -1,13 +1,14 @@
 package eachhook
 
-// This file owns admission, the step after authentication: the dedupe
-// claim in the Store and the hand-over to the Queue, with the contract
-// between the Handler and a Queue (Queue, Runner, Delivery).
+// This file owns queueing: the contract between the Handler and a Queue
+// (Queue, Runner, Delivery), the hand-over of an admitted delivery, and the
+// default in-memory queue, which knows only its Runner and its settings.
 
 import (
 	"context"
 	"errors"
-	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eachhook/eachhook/observe"
@@ -96,19 +97,9 @@ type Runner interface {
 // attempt count lives: in a goroutine's loop for the in-memory queue, in
 // the stored job for a durable one, which also survives a restart.
 //
-// A Queue that keeps the deliveries it gave up on itself, as the durable
-// queue keeps its discarded jobs, may also have these three methods, which
-// the Handler then calls (their contract is that of the Handler's methods
-// of the same names, for the queue's dead letters):
-//
-//	DeadLetters(ctx context.Context) ([]DeadLetter, error)
-//	Replay(ctx context.Context, id string) error
-//	Discard(ctx context.Context, id string) error
-//
-// [Handler.DeadLetters] then lists the queue's dead letters with those of
-// its [DeadLetterStore]; [Handler.Replay] and [Handler.Discard] go to the
-// queue for an id the store does not hold; and [Runner.GiveUp] no longer
-// stores a dead letter, since the queue keeps it.
+// A Queue that keeps the deliveries it gave up on itself implements
+// [DeadLetterQueue]; one that refuses a second delivery of an id by itself
+// implements [DedupingQueue].
 type Queue interface {
 	// Start begins running queued deliveries through r, including, for
 	// a durable queue, those an earlier process left unfinished. ctx
@@ -144,45 +135,6 @@ type DedupingQueue interface {
 	// nil when the queue already holds a delivery of d.ID (so d's callback
 	// must not run again).
 	EnqueueOnce(ctx context.Context, d Delivery) (queued bool, err error)
-}
-
-// admit claims a decoded delivery's id and queues it: the steps a verified
-// webhook and the reconciler's deliveries share. A refusal means nothing
-// was accepted (a claim already taken is released). A non-terminal status
-// is acknowledged with nothing to run; a status this package does not know,
-// or a terminal one with no callback registered, is acknowledged and kept
-// as a dead letter.
-func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome {
-	ev := eventOf(env.Kind, env.Status)
-	reason := ""
-	switch {
-	case ev == eventNone:
-		h.log.Debug("eachhook: acknowledged delivery with a non-terminal status", "id", env.ID, "status", env.Status)
-		return outcome{result: ignored, env: env}
-	case ev == eventUnknown:
-		reason = reasonUnknownStatus
-	case !h.callbacks.has(ev):
-		reason = reasonNoCallback
-	}
-	token, claimed, err := h.store.Claim(ctx, env.ID, h.claimLease)
-	if err != nil {
-		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
-	}
-	d := Delivery{ID: env.ID, Status: env.Status, Body: body, Claim: token, AcceptedAt: h.cfg.now()}
-	if reason != "" {
-		if !claimed {
-			h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
-			return outcome{result: duplicate, env: env}
-		}
-		h.keepDeadLetter(ctx, d, reason, 0, fmt.Errorf("%w: %q", errNoCallback, env.Status))
-		return outcome{result: ignored, env: env}
-	}
-	_, deduping := h.queue.(DedupingQueue)
-	if !claimed && !deduping {
-		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
-		return outcome{result: duplicate, env: env}
-	}
-	return h.handOver(ctx, d, claimed)
 }
 
 // handOver queues d, whose claim this Handler holds when claimed: the
@@ -223,4 +175,191 @@ func (h *Handler) handOver(ctx context.Context, d Delivery, claimed bool) outcom
 		return outcome{result: duplicate, env: env}
 	}
 	return outcome{result: accepted, env: env}
+}
+
+// maxBackoff caps the wait between two attempts of a callback.
+const maxBackoff = time.Minute
+
+// Errors of the in-memory queue; the Handler answers them with 503.
+var (
+	errQueueFull   = errors.New("eachhook: queue full")
+	errQueueClosed = errors.New("eachhook: queue shut down")
+)
+
+// memQueue runs accepted deliveries on a fixed number of goroutines,
+// started by Start. Sends to queue happen under mu.RLock after checking
+// closed, so Shutdown can close queue under mu.Lock without a send racing.
+type memQueue struct {
+	memQueueConfig
+	r       Runner // set by Start
+	queue   chan Delivery
+	mu      sync.RWMutex
+	closed  bool
+	started bool
+
+	running sync.WaitGroup
+	drained chan struct{} // closed when every worker has returned
+	abandon atomic.Bool   // set when Shutdown's deadline passed
+
+	ctx    context.Context // the callbacks' context
+	cancel context.CancelFunc
+}
+
+var _ Queue = (*memQueue)(nil)
+
+// memQueueConfig holds the in-memory queue's settings.
+type memQueueConfig struct {
+	workers, size, attempts int
+	backoff                 time.Duration // before the second attempt, doubling (see backoffFor)
+	// changed, if set, is told of every change of the number of waiting
+	// deliveries (observe.Observer.QueueChanged).
+	onChange func(delta, capacity int)
+	// lost, if set, is called for each accepted delivery Shutdown drops
+	// unrun when its deadline passed.
+	onLost func(Delivery)
+}
+
+func newMemQueue(cfg memQueueConfig) *memQueue {
+	q := &memQueue{memQueueConfig: cfg, queue: make(chan Delivery, cfg.size), drained: make(chan struct{})}
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	return q
+}
+
+// Start implements [Queue]: it starts the worker goroutines.
+func (q *memQueue) Start(_ context.Context, r Runner) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.closed:
+		return errQueueClosed
+	case q.started:
+		return nil
+	}
+	q.started, q.r = true, r
+	q.running.Add(q.workers)
+	for range q.workers {
+		go q.work()
+	}
+	go func() {
+		q.running.Wait()
+		close(q.drained)
+	}()
+	return nil
+}
+
+// Enqueue implements [Queue] without blocking: it fails when the queue is
+// full or shut down.
+func (q *memQueue) Enqueue(_ context.Context, d Delivery) error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return errQueueClosed
+	}
+	// Count the delivery in before the send, so that a worker's count out
+	// can never come first.
+	q.changed(1)
+	select {
+	case q.queue <- d:
+		return nil
+	default:
+		q.changed(-1)
+		return errQueueFull
+	}
+}
+
+// full reports whether a delivery would find the queue full now.
+func (q *memQueue) full() bool { return len(q.queue) >= cap(q.queue) }
+
+func (q *memQueue) changed(delta int) {
+	if q.onChange != nil {
+		q.onChange(delta, cap(q.queue))
+	}
+}
+
+func (q *memQueue) work() {
+	defer q.running.Done()
+	for d := range q.queue {
+		q.changed(-1)
+		if q.abandon.Load() {
+			q.lose(d)
+			continue
+		}
+		q.run(d)
+	}
+}
+
+// run runs d's callback until it succeeds or the attempts are used up.
+func (q *memQueue) run(d Delivery) {
+	var err error
+	ran := 0
+	for attempt := 1; attempt <= q.attempts; attempt++ {
+		if attempt > 1 && !sleep(q.ctx, backoffFor(q.backoff, attempt)) {
+			break // shutdown gave up waiting: report what ran so far
+		}
+		ran = attempt
+		if err = q.r.Run(q.ctx, d, attempt); err == nil {
+			return
+		}
+	}
+	q.r.GiveUp(q.ctx, d, ran, err)
+}
+
+// Shutdown implements [Queue]; see [Handler.Shutdown] for its behaviour.
+// lose hands a delivery Shutdown drops unrun to onLost.
+func (q *memQueue) lose(d Delivery) {
+	if q.onLost != nil {
+		q.onLost(d)
+	}
+}
+
+func (q *memQueue) Shutdown(ctx context.Context) error {
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		close(q.queue)
+	}
+	started := q.started
+	q.mu.Unlock()
+	if !started { // nothing was ever queued
+		q.cancel()
+		return nil
+	}
+
+	var err error
+	select {
+	case <-q.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		q.abandon.Store(true)
+		for d := range q.queue {
+			q.changed(-1)
+			q.lose(d)
+		}
+	}
+	q.cancel()
+	return err
+}
+
+// backoffFor returns the wait before attempt (2 or more): base, doubling
+// on each later attempt, capped at maxBackoff, without overflow.
+func backoffFor(base time.Duration, attempt int) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	if shift := attempt - 2; shift < 32 && base <= maxBackoff>>shift {
+		return base << shift
+	}
+	return maxBackoff
+}
+
+// sleep waits for d; false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/queuetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -228,4 +229,13 @@ func TestRunnerGiveUpKeepsTheClaimAndReports(t *testing.T) {
 	_, claimed, err = mem.Claim(ctx, "p1", time.Hour)
 	require.NoError(t, err)
 	require.False(t, claimed, "GiveUp must keep the dead letter's id claimed as done")
+}
+
+// TestMemQueueConformance runs the Queue conformance suite on the
+// in-memory queue: it drains on Shutdown.
+func TestMemQueueConformance(t *testing.T) {
+	queuetest.Run(t, queuetest.Harness{
+		New:         func(*testing.T) eachhook.Queue { return eachhook.NewMemQueueForTest(2, 64, 3) },
+		MaxAttempts: 3,
+	})
 }

@@ -1,10 +1,11 @@
 package eachhook
 
-// This file owns the Handler and the first and last steps of a request:
-// ServeHTTP reads the request, hands it to the steps below it in order
-// (authenticate in auth.go, decode in payload.go, admit in queue.go) and
-// answers it in one place, answer, which turns the outcome into its status
-// and tells the observer once.
+// This file owns the Handler and the steps of a request that are not
+// verification, decoding or admission: ServeHTTP reads the request, hands
+// it to verify.go, payload.go and idempotency.go in turn and answers it in
+// one place, answer, which turns the outcome into its status and tells the
+// observer once. It also holds the Handler's life cycle (Start, Shutdown),
+// Health, and Deliver for deliveries that were not signed requests.
 
 import (
 	"bytes"
@@ -83,10 +84,26 @@ func New(opts ...Option) (*Handler, error) {
 		h.dead.store = newMemoryDeadLetters(h.log, memoryDeadLettersMax, memoryDeadLettersMaxBytes)
 	}
 	if h.queue == nil {
-		h.memQueue = newMemQueue(h, cfg.workers, cfg.queueSize)
+		h.memQueue = newMemQueue(memQueueConfig{
+			workers: cfg.workers, size: cfg.queueSize, attempts: cfg.maxAttempts, backoff: cfg.backoff,
+			onChange: cfg.observer.QueueChanged, onLost: h.lost,
+		})
 		h.queue = h.memQueue
 	}
 	return h, nil
+}
+
+// lost logs an accepted delivery that will never run (the in-memory queue
+// dropped it at Shutdown's deadline), tells the observer and releases its
+// claim, so that a redelivery is processed.
+func (h *Handler) lost(d Delivery) {
+	h.log.Error("eachhook: accepted delivery not run before shutdown", "id", d.ID, "status", d.Status)
+	if f := h.cfg.observer.GaveUp; f != nil {
+		f(context.Background(), observe.DeliveryInfo{ID: d.ID, Status: d.Status}, 0, observe.ErrNotRun)
+	}
+	if err := h.store.Release(context.Background(), d.ID, d.Claim); err != nil {
+		h.log.Error("eachhook: release failed", "id", d.ID, "err", err)
+	}
 }
 
 // ServeHTTP implements [http.Handler]. See the package documentation for
@@ -132,13 +149,28 @@ func (h *Handler) receive(r *http.Request) outcome {
 	if err != nil {
 		return refusal(reason, err)
 	}
-	env, reason, err := h.authenticate(r, body)
+	env, err := h.authenticate(r, body)
 	if err != nil {
-		o := refusal(reason, err)
+		o := refusal(reasonOf(err), err)
 		o.body = body
 		return o
 	}
+	if env.ID == "" {
+		if env, err = decodeEnvelope(body); err != nil {
+			return refusal(observe.ReasonMalformed, err)
+		}
+	}
+	h.logPayload(r.Context(), env, body)
 	return h.admit(r.Context(), env, body)
+}
+
+// logPayload logs a verified body when WithPayloadLogging is on.
+func (h *Handler) logPayload(ctx context.Context, env envelope, body []byte) {
+	if !h.cfg.logPayloads || !h.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	h.log.LogAttrs(ctx, slog.LevelDebug, "eachhook: verified payload",
+		slog.String("id", env.ID), slog.String("status", env.Status), slog.String("body", string(body)))
 }
 
 // errRefused is behind the refusals whose reason says all; answer passes
@@ -293,25 +325,6 @@ func (h *Handler) logRefusal(r *http.Request, o outcome) {
 	}
 }
 
-// explain says why an unverified delivery was refused, in the words of
-// [signature.Explain]. With fixed secrets and a body of at most
-// explainMaxBody bytes it also names the accident (a trailing newline,
-// reformatted JSON, the other scheme) that explains a mismatch; the
-// secrets a lookup returned are not kept, so for those it names only what
-// needs no secret.
-func (h *Handler) explain(r *http.Request, o outcome) string {
-	var secrets []string
-	if len(o.body) <= explainMaxBody {
-		secrets = h.cfg.secrets
-	}
-	return signature.Explain(o.err, o.body, r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp),
-		h.cfg.now(), h.cfg.tolerance, secrets...)
-}
-
-// explainMaxBody bounds the body explain retries with the secrets: each
-// refused request then costs at most four more HMACs of 64 KiB per secret.
-const explainMaxBody = 64 << 10
-
 // clip returns s cut to at most n bytes, for a header value in a log line.
 func clip(s string, n int) string {
 	if len(s) <= n {
@@ -374,3 +387,221 @@ func readBody(rc io.Reader, contentLength, max int64) ([]byte, error) {
 
 // readAhead bounds the buffer reserved from a Content-Length.
 const readAhead = 64 << 10
+
+// ErrNotQueued is matched by the error of [Handler.Deliver] when the
+// Handler could not take the delivery now (it shuts down, its queue is not
+// started, or the queue refused it). Nothing was accepted; try again later.
+var ErrNotQueued = errors.New("eachhook: delivery not queued")
+
+// Deliver runs body, a JSON object in one of the webhook's forms, through
+// the Handler's dedupe store and queue as a verified webhook is, without
+// checking a signature: call it only with a body the caller already trusts,
+// such as a prediction it fetched from the each::labs API itself. It
+// returns (true, nil) when the delivery was accepted and its callback will
+// run, (false, nil) when there is nothing to run (a duplicate, a
+// non-terminal status, or a status kept as a dead letter at once), and an
+// error when nothing was accepted: one matching [ErrMalformedPayload] for a
+// body that cannot be routed, [ErrNotQueued] when the queue refused it or
+// the Handler is not serving, or the [Store]'s error. Of the observer's
+// functions, only those about callbacks and the queue are called for it.
+func (h *Handler) Deliver(ctx context.Context, body []byte) (queued bool, err error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return false, err
+	}
+	if h.closing.Load() {
+		return false, fmt.Errorf("%w: %w", ErrNotQueued, ErrShutdown)
+	}
+	if !h.started.Load() {
+		if _, err := h.startLazily(); err != nil {
+			return false, fmt.Errorf("%w: %w", ErrNotQueued, err)
+		}
+	}
+	o := h.admit(ctx, env, body)
+	switch {
+	case o.result == accepted:
+		return true, nil
+	case o.result != refused:
+		return false, nil
+	case o.queueErr != nil:
+		return false, fmt.Errorf("%w: %w", ErrNotQueued, o.queueErr)
+	case o.reason == observe.ReasonStore:
+		return false, o.err
+	}
+	return false, fmt.Errorf("%w: %s", ErrNotQueued, o.reason)
+}
+
+// ErrShutdown is returned by [Handler.Start] after [Handler.Shutdown].
+var ErrShutdown = errors.New("eachhook: handler shut down")
+
+// errNotStarted is behind the 503 answered while a Queue set with
+// [WithQueue] is not started.
+var errNotStarted = errors.New("eachhook: queue not started: call Handler.Start before serving")
+
+// Start fixes the Handler's configuration (callbacks registered later
+// panic) and starts its [Queue], outside any request. With the default
+// in-memory queue it is optional: the first request starts the queue.
+// With a queue set by [WithQueue], such as a durable one, call it once the
+// callbacks are registered and before serving: deliveries stored by an
+// earlier process then run without waiting for new traffic, and until it
+// succeeds every delivery is answered 503 (the sender retries). ctx bounds
+// the start only. Start returns nil if the queue already runs, the queue's
+// error if it cannot start (a later call tries again), and [ErrShutdown]
+// after [Handler.Shutdown].
+func (h *Handler) Start(ctx context.Context) error {
+	if h.started.Load() && !h.closing.Load() {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.serving.Store(true)
+	switch {
+	case h.closing.Load():
+		return ErrShutdown
+	case h.started.Load():
+		return nil
+	}
+	if err := h.queue.Start(ctx, runner{h}); err != nil {
+		return err
+	}
+	h.started.Store(true)
+	return nil
+}
+
+// startLazily is what the first request does when the queue has not
+// started: it starts the in-memory queue, and fixes the configuration
+// with any queue. It returns the refusal's reason when it could not start.
+func (h *Handler) startLazily() (observe.Reason, error) {
+	if h.memQueue == nil {
+		h.mu.Lock()
+		h.serving.Store(true)
+		h.mu.Unlock()
+		return observe.ReasonNotStarted, errNotStarted
+	}
+	switch err := h.Start(context.Background()); {
+	case errors.Is(err, ErrShutdown):
+		return observe.ReasonShutdown, err
+	case err != nil:
+		return observe.ReasonNotStarted, err
+	}
+	return "", nil
+}
+
+// Shutdown stops accepting deliveries (new requests are answered 503) and
+// hands the accepted ones to the queue's Shutdown. The in-memory queue
+// waits until every delivery already accepted has run its callbacks,
+// retries included. If ctx ends first, it cancels the callbacks' context,
+// logs the id of every accepted delivery that never started (in memory
+// mode they are lost: the sender saw a 200 and will not retry), and
+// returns ctx.Err(); callbacks still running then end on their own. A
+// durable queue instead keeps the deliveries it did not start, for the
+// next process: see its documentation. Shutdown also stops the default
+// [MemoryStore], and may be called more than once. After a Shutdown that
+// returned ctx.Err(), callbacks still running may still complete claims in
+// the [Store], record dead letters and call the [WithErrorHandler] function when they end:
+// close a store you own only after that.
+//
+// Give it a context of its own, not one already cancelled: with the
+// in-memory queue a cancelled context drops every delivery not yet run.
+// Because the queues differ here, a test should not wait for callbacks by
+// calling Shutdown (with a durable queue that checks nothing): wait with
+// eachhooktest.Recorder, which works the same with every queue.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing.Store(true)
+	h.serving.Store(true)
+	h.mu.Unlock()
+	err := h.queue.Shutdown(ctx)
+	if h.ownStore != nil {
+		h.ownStore.Close()
+	}
+	return err
+}
+
+// Pinger is an optional interface of a [Store] (or of a [Queue]) that can
+// tell whether it is reachable. [Handler.Health] calls Ping when the store
+// or the queue has it; Ping returns nil when it can serve. [MemoryStore]
+// does not implement it: it is always reachable.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// healthPingTimeout bounds the [Pinger.Ping] calls of one health check.
+const healthPingTimeout = 2 * time.Second
+
+// Reasons written by [Handler.Health] with a 503. They hold no character
+// JSON would escape.
+const (
+	healthShuttingDown     = "shutting down"
+	healthNotStarted       = "not started"
+	healthQueueFull        = "queue full"
+	healthStoreUnreachable = "store unreachable"
+	healthQueueUnreachable = "queue unreachable"
+)
+
+// Health returns a handler for a health endpoint, to mount beside the
+// webhook endpoint (for example at GET /healthz) for a load balancer or an
+// uptime monitor. It answers GET and HEAD (405 otherwise) with a one-line
+// JSON object:
+//
+//	200 {"status":"ok"}                                        accepting deliveries
+//	503 {"status":"unavailable","reason":"shutting down"}      Shutdown has begun
+//	503 {"status":"unavailable","reason":"not started"}        a WithQueue queue whose Start has not succeeded
+//	503 {"status":"unavailable","reason":"queue full"}         every worker busy, in-memory queue full
+//	503 {"status":"unavailable","reason":"store unreachable"}  the Store's Ping failed
+//	503 {"status":"unavailable","reason":"queue unreachable"}  the Queue's Ping failed
+//
+// The store and the queue are pinged when they implement [Pinger], each
+// bounded by 2 seconds; the error is logged, not sent.
+func (h *Handler) Health() http.Handler {
+	return http.HandlerFunc(h.serveHealth)
+}
+
+func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	reason := h.unhealthy(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if reason == "" {
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte(`{"status":"ok"}` + "\n"))
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	w.Write([]byte(`{"status":"unavailable","reason":"` + reason + `"}` + "\n"))
+}
+
+// unhealthy returns why the Handler cannot accept deliveries now, or "".
+func (h *Handler) unhealthy(ctx context.Context) string {
+	switch {
+	case h.closing.Load():
+		return healthShuttingDown
+	case h.memQueue == nil && !h.started.Load():
+		return healthNotStarted
+	case h.memQueue != nil && h.memQueue.full():
+		return healthQueueFull
+	}
+	if p, ok := h.store.(Pinger); ok {
+		if err := ping(ctx, p); err != nil {
+			h.log.Warn("eachhook: health check: store unreachable", "err", err)
+			return healthStoreUnreachable
+		}
+	}
+	if p, ok := h.queue.(Pinger); ok {
+		if err := ping(ctx, p); err != nil {
+			h.log.Warn("eachhook: health check: queue unreachable", "err", err)
+			return healthQueueUnreachable
+		}
+	}
+	return ""
+}
+
+func ping(ctx context.Context, p Pinger) error {
+	ctx, cancel := context.WithTimeout(ctx, healthPingTimeout)
+	defer cancel()
+	return p.Ping(ctx)
+}

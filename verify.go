@@ -1,17 +1,14 @@
 package eachhook
 
-// This file owns authentication, the second step of a request: the
-// signature schemes (through package signature), the plain X-Webhook-Secret
-// header, and the per-prediction secret lookup. It returns the verified
-// delivery's envelope, decoded once.
+// This file owns verification: every signing form (the signature headers
+// of package signature and the plain X-Webhook-Secret header), the secret
+// lookup, and the explanation of a refusal in the log.
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 
@@ -43,35 +40,20 @@ func repeatedAuthHeader(r *http.Request) bool {
 	return false
 }
 
-// authenticate verifies the request and decodes its envelope (logging
-// the verified body under WithPayloadLogging). On error it
-// returns the refusal's reason; an unverified id never leaves this
-// function.
-func (h *Handler) authenticate(r *http.Request, body []byte) (envelope, observe.Reason, error) {
-	var (
-		env envelope // decoded when a lookup needed its id
-		err error
-	)
+// authenticate verifies the request. When a secret lookup needed the
+// body's id, it also returns the envelope it decoded, so that the body is
+// decoded once; otherwise the envelope is zero. On error, the refusal's
+// reason is reasonOf(err); an unverified id never leaves this function.
+func (h *Handler) authenticate(r *http.Request, body []byte) (envelope, error) {
 	switch {
 	case h.cfg.insecure:
+		return envelope{}, nil
 	case repeatedAuthHeader(r):
-		err = errRepeatedHeader
+		return envelope{}, errRepeatedHeader
 	case strings.TrimSpace(r.Header.Get(signature.Header)) == "" && r.Header.Get(signature.HeaderSecret) != "":
-		env, err = h.checkSecretHeader(r, body)
-	default:
-		env, err = h.checkSignature(r, body)
+		return h.checkSecretHeader(r, body)
 	}
-	if err != nil {
-		return envelope{}, reasonOf(err), err
-	}
-	if env.ID == "" {
-		env, err = decodeEnvelope(body)
-		if err != nil {
-			return envelope{}, observe.ReasonMalformed, err
-		}
-	}
-	h.logPayload(r.Context(), env, body)
-	return env, "", nil
+	return h.checkSignature(r, body)
 }
 
 // errLookup marks a failure of the SecretLookup (a 503, not a 401).
@@ -105,13 +87,9 @@ func (h *Handler) checkSignature(r *http.Request, body []byte) (env envelope, er
 	if h.cfg.lookup == nil || !(errors.Is(err, signature.ErrInvalid) || errors.Is(err, signature.ErrNoSecret)) {
 		return env, err
 	}
-	env, err = decodeEnvelope(body)
+	env, secrets, err := h.lookupSecrets(r, body)
 	if err != nil {
-		return envelope{}, signature.ErrNoSecret
-	}
-	secrets, lerr := h.cfg.lookup(r.Context(), env.ID)
-	if lerr != nil {
-		return envelope{}, fmt.Errorf("%w: %v", errLookup, lerr)
+		return envelope{}, err
 	}
 	return env, signature.Verify(body, sig, ts, now, h.cfg.tolerance, secrets...)
 }
@@ -129,21 +107,31 @@ func (h *Handler) checkSecretHeader(r *http.Request, body []byte) (env envelope,
 	if h.cfg.lookup == nil {
 		return envelope{}, errSecretHeaderMismatch
 	}
-	env, err = decodeEnvelope(body)
-	if err != nil {
+	env, secrets, err := h.lookupSecrets(r, body)
+	switch {
+	case err != nil:
+		return envelope{}, err
+	case len(secrets) == 0:
 		return envelope{}, signature.ErrNoSecret
-	}
-	secrets, lerr := h.cfg.lookup(r.Context(), env.ID)
-	if lerr != nil {
-		return envelope{}, fmt.Errorf("%w: %v", errLookup, lerr)
-	}
-	if len(secrets) == 0 {
-		return envelope{}, signature.ErrNoSecret
-	}
-	if !secretMatches(&got, secrets) {
+	case !secretMatches(&got, secrets):
 		return envelope{}, errSecretHeaderMismatch
 	}
 	return env, nil
+}
+
+// lookupSecrets decodes the unverified body for its id and asks the
+// SecretLookup for that id's secrets. A body whose id cannot be read has
+// no secret.
+func (h *Handler) lookupSecrets(r *http.Request, body []byte) (envelope, []string, error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return envelope{}, nil, signature.ErrNoSecret
+	}
+	secrets, err := h.cfg.lookup(r.Context(), env.ID)
+	if err != nil {
+		return envelope{}, nil, fmt.Errorf("%w: %v", errLookup, err)
+	}
+	return env, secrets, nil
 }
 
 // secretMatches reports whether got, the SHA-256 of a header value, is the
@@ -162,11 +150,21 @@ func secretMatches(got *[sha256.Size]byte, secrets []string) bool {
 	return match
 }
 
-// logPayload logs a verified body when WithPayloadLogging is on.
-func (h *Handler) logPayload(ctx context.Context, env envelope, body []byte) {
-	if !h.cfg.logPayloads || !h.log.Enabled(ctx, slog.LevelDebug) {
-		return
+// explain says why an unverified delivery was refused, in the words of
+// [signature.Explain]. With fixed secrets and a body of at most
+// explainMaxBody bytes it also names the accident (a trailing newline,
+// reformatted JSON, the other scheme) that explains a mismatch; the
+// secrets a lookup returned are not kept, so for those it names only what
+// needs no secret.
+func (h *Handler) explain(r *http.Request, o outcome) string {
+	var secrets []string
+	if len(o.body) <= explainMaxBody {
+		secrets = h.cfg.secrets
 	}
-	h.log.LogAttrs(ctx, slog.LevelDebug, "eachhook: verified payload",
-		slog.String("id", env.ID), slog.String("status", env.Status), slog.String("body", string(body)))
+	return signature.Explain(o.err, o.body, r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp),
+		h.cfg.now(), h.cfg.tolerance, secrets...)
 }
+
+// explainMaxBody bounds the body explain retries with the secrets: each
+// refused request then costs at most four more HMACs of 64 KiB per secret.
+const explainMaxBody = 64 << 10

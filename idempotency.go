@@ -1,16 +1,20 @@
 package eachhook
 
-// This file owns the dedupe step's contract, the Store, and its default
-// implementation, the in-process MemoryStore.
+// This file owns deduplication: the Store contract, its default
+// implementation (MemoryStore) and admission's claim step, which claims a
+// delivery's id before it is handed to the queue.
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eachhook/eachhook/observe"
 )
 
 // Store records which prediction ids have been accepted, so that a
@@ -43,14 +47,6 @@ type Store interface {
 	// that a redelivery is processed. Releasing a claim that is not held
 	// (another token, or nothing) is not an error and changes nothing.
 	Release(ctx context.Context, id, token string) error
-}
-
-// Pinger is an optional interface of a [Store] (or of a [Queue]) that can
-// tell whether it is reachable. [Handler.Health] calls Ping when the store
-// or the queue has it; Ping returns nil when it can serve. [MemoryStore]
-// does not implement it: it is always reachable.
-type Pinger interface {
-	Ping(ctx context.Context) error
 }
 
 // memoryShards spreads ids over independently locked maps so that
@@ -272,4 +268,43 @@ func (s *MemoryStore) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
 	return nil
+}
+
+// admit claims a decoded delivery's id and queues it: the steps a verified
+// webhook and the reconciler's deliveries share. A refusal means nothing
+// was accepted (a claim already taken is released). A non-terminal status
+// is acknowledged with nothing to run; a status this package does not know,
+// or a terminal one with no callback registered, is acknowledged and kept
+// as a dead letter.
+func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome {
+	ev := eventOf(env.Kind, env.Status)
+	reason := ""
+	switch {
+	case ev == eventNone:
+		h.log.Debug("eachhook: acknowledged delivery with a non-terminal status", "id", env.ID, "status", env.Status)
+		return outcome{result: ignored, env: env}
+	case ev == eventUnknown:
+		reason = reasonUnknownStatus
+	case !h.callbacks.has(ev):
+		reason = reasonNoCallback
+	}
+	token, claimed, err := h.store.Claim(ctx, env.ID, h.claimLease)
+	if err != nil {
+		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
+	}
+	d := Delivery{ID: env.ID, Status: env.Status, Body: body, Claim: token, AcceptedAt: h.cfg.now()}
+	if reason != "" {
+		if !claimed {
+			h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+			return outcome{result: duplicate, env: env}
+		}
+		h.keepDeadLetter(ctx, d, reason, 0, fmt.Errorf("%w: %q", errNoCallback, env.Status))
+		return outcome{result: ignored, env: env}
+	}
+	_, deduping := h.queue.(DedupingQueue)
+	if !claimed && !deduping {
+		h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
+		return outcome{result: duplicate, env: env}
+	}
+	return h.handOver(ctx, d, claimed)
 }
