@@ -199,7 +199,7 @@ func (h *Handler) callWithin(ctx context.Context, d Delivery) error {
 			h.log.Error("eachhook: callback called runtime.Goexit", "id", d.ID)
 			result <- fmt.Errorf("%w: runtime.Goexit called (as t.FailNow does)", ErrCallbackPanic)
 		}()
-		err := dispatch(ctx, &h.callbacks, d.Body)
+		err := dispatch(ctx, &h.callbacks, &d)
 		returned = true
 		result <- err
 	}()

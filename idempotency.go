@@ -276,7 +276,7 @@ func (s *MemoryStore) Close() error {
 // is acknowledged with nothing to run; a status this package does not know,
 // or a terminal one with no callback registered, is acknowledged and kept
 // as a dead letter.
-func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome {
+func (h *Handler) admit(ctx context.Context, env envelope, d Delivery) outcome {
 	ev := eventOf(env.Kind, env.Status)
 	reason := ""
 	switch {
@@ -292,7 +292,7 @@ func (h *Handler) admit(ctx context.Context, env envelope, body []byte) outcome 
 	if err != nil {
 		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
 	}
-	d := Delivery{ID: env.ID, Status: env.Status, Body: body, Claim: token, AcceptedAt: h.cfg.now()}
+	d.ID, d.Status, d.Claim, d.AcceptedAt = env.ID, env.Status, token, h.cfg.now()
 	if reason != "" {
 		if !claimed {
 			h.log.Debug("eachhook: duplicate delivery", "id", env.ID)

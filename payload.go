@@ -173,11 +173,27 @@ func decodeEnvelope(body []byte) (envelope, error) {
 		}
 		return envelope{}, fmt.Errorf("%w: %s is neither a string nor null", ErrMalformedPayload, te.Field)
 	}
-	k, id, err := p.classify()
-	if err != nil {
-		return envelope{}, err
+	return p.envelope()
+}
+
+// decode decodes a body for its routing and for its callback at once: the
+// request path's one decoding. It refuses exactly what decodeEnvelope
+// refuses.
+func decode(body []byte) (envelope, *wirePayload, error) {
+	p := new(wirePayload)
+	if err := json.Unmarshal(body, p); err != nil {
+		// Only the identifying fields and the status must have their type:
+		// encoding/json reports the first error of any field and decodes
+		// the rest, so decodeEnvelope tells whether to refuse.
+		if _, err := decodeEnvelope(body); err != nil {
+			return envelope{}, nil, err
+		}
 	}
-	return envelope{ID: keyOf(k, id), Status: p.Status, Kind: k}, nil
+	env, err := p.envelope()
+	if err != nil {
+		return envelope{}, nil, err
+	}
+	return env, p, nil
 }
 
 // wirePayload is the union of the documented bodies: the spec page's
@@ -205,17 +221,21 @@ type wirePayload struct {
 // field of an unexpected type is left zero (a metric that is not a number,
 // say) and the rest still decodes, as encoding/json does: the delivery was
 // already acknowledged, so nothing may reject it now.
-func decodePayload(body []byte) wirePayload {
-	var p wirePayload
-	_ = json.Unmarshal(body, &p)
+func decodePayload(body []byte) *wirePayload {
+	p := new(wirePayload)
+	_ = json.Unmarshal(body, p)
 	return p
 }
 
-// dispatch decodes an accepted body and runs the callback of c it is
-// routed to. The body passed decodeEnvelope before it was accepted, so it
-// classifies the same way here.
-func dispatch(ctx context.Context, c *callbacks, body []byte) error {
-	p := decodePayload(body)
+// dispatch runs the callback of c that the delivery d is routed to, with
+// the payload the request path decoded, or else decoded from d.Body. The
+// body passed decodeEnvelope before it was accepted, so it classifies the
+// same way here.
+func dispatch(ctx context.Context, c *callbacks, d *Delivery) error {
+	p, body := d.payload, d.Body
+	if p == nil {
+		p = decodePayload(body)
+	}
 	k, id, err := p.classify()
 	if err != nil {
 		return err
@@ -505,6 +525,15 @@ func (p *identity) classify() (k kind, id string, err error) {
 		return kindWorkflow, p.ExecutionID, nil
 	}
 	return 0, "", fmt.Errorf("%w: cannot tell the kind of delivery: none of id, exec_id, execution_id is a non-empty string", ErrMalformedPayload)
+}
+
+// envelope classifies p into the envelope of its delivery.
+func (p *identity) envelope() (envelope, error) {
+	k, id, err := p.classify()
+	if err != nil {
+		return envelope{}, err
+	}
+	return envelope{ID: keyOf(k, id), Status: p.Status, Kind: k}, nil
 }
 
 // keyOf returns the dedupe key of a delivery of kind k about id.

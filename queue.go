@@ -36,7 +36,8 @@ type Delivery struct {
 	// it with the delivery and give it back unchanged.
 	Claim string
 
-	req context.Context // the request's context, kept for an observer; may be nil
+	req     context.Context // the request's context, kept for an observer; may be nil
+	payload *wirePayload    // the request path's decoding of Body, for the in-memory queue; may be nil
 }
 
 func (d *Delivery) request() context.Context {

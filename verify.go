@@ -40,16 +40,14 @@ func repeatedAuthHeader(r *http.Request) bool {
 	return false
 }
 
-// authenticate verifies the request. When a secret lookup needed the
-// body's id, it also returns the envelope it decoded, so that the body is
-// decoded once; otherwise the envelope is zero. On error, the refusal's
-// reason is reasonOf(err); an unverified id never leaves this function.
-func (h *Handler) authenticate(r *http.Request, body []byte) (envelope, error) {
+// authenticate verifies the request. On error, the refusal's reason is
+// reasonOf(err); an unverified id never leaves this function.
+func (h *Handler) authenticate(r *http.Request, body []byte) error {
 	switch {
 	case h.cfg.insecure:
-		return envelope{}, nil
+		return nil
 	case repeatedAuthHeader(r):
-		return envelope{}, errRepeatedHeader
+		return errRepeatedHeader
 	case strings.TrimSpace(r.Header.Get(signature.Header)) == "" && r.Header.Get(signature.HeaderSecret) != "":
 		return h.checkSecretHeader(r, body)
 	}
@@ -74,7 +72,7 @@ func reasonOf(err error) observe.Reason {
 // with the fixed secrets, then with the lookup's. When the lookup was
 // needed it also returns the envelope it decoded, so that the body is
 // decoded once. A body whose id cannot be read has no secret.
-func (h *Handler) checkSignature(r *http.Request, body []byte) (env envelope, err error) {
+func (h *Handler) checkSignature(r *http.Request, body []byte) (err error) {
 	sig, ts := r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp)
 	now := h.cfg.now()
 	if h.verifier != nil {
@@ -85,53 +83,53 @@ func (h *Handler) checkSignature(r *http.Request, body []byte) (env envelope, er
 		err = signature.Verify(body, sig, ts, now, h.cfg.tolerance)
 	}
 	if h.cfg.lookup == nil || !(errors.Is(err, signature.ErrInvalid) || errors.Is(err, signature.ErrNoSecret)) {
-		return env, err
+		return err
 	}
-	env, secrets, err := h.lookupSecrets(r, body)
+	secrets, err := h.lookupSecrets(r, body)
 	if err != nil {
-		return envelope{}, err
+		return err
 	}
-	return env, signature.Verify(body, sig, ts, now, h.cfg.tolerance, secrets...)
+	return signature.Verify(body, sig, ts, now, h.cfg.tolerance, secrets...)
 }
 
 // checkSecretHeader authenticates a request that carries X-Webhook-Secret
 // and no signature. Its results are those of checkSignature.
-func (h *Handler) checkSecretHeader(r *http.Request, body []byte) (env envelope, err error) {
+func (h *Handler) checkSecretHeader(r *http.Request, body []byte) error {
 	if !h.cfg.legacy {
-		return env, errSecretHeaderRefused
+		return errSecretHeaderRefused
 	}
 	got := sha256.Sum256([]byte(r.Header.Get(signature.HeaderSecret)))
 	if secretMatches(&got, h.cfg.secrets) {
-		return env, nil
+		return nil
 	}
 	if h.cfg.lookup == nil {
-		return envelope{}, errSecretHeaderMismatch
+		return errSecretHeaderMismatch
 	}
-	env, secrets, err := h.lookupSecrets(r, body)
+	secrets, err := h.lookupSecrets(r, body)
 	switch {
 	case err != nil:
-		return envelope{}, err
+		return err
 	case len(secrets) == 0:
-		return envelope{}, signature.ErrNoSecret
+		return signature.ErrNoSecret
 	case !secretMatches(&got, secrets):
-		return envelope{}, errSecretHeaderMismatch
+		return errSecretHeaderMismatch
 	}
-	return env, nil
+	return nil
 }
 
 // lookupSecrets decodes the unverified body for its id and asks the
 // SecretLookup for that id's secrets. A body whose id cannot be read has
 // no secret.
-func (h *Handler) lookupSecrets(r *http.Request, body []byte) (envelope, []string, error) {
+func (h *Handler) lookupSecrets(r *http.Request, body []byte) ([]string, error) {
 	env, err := decodeEnvelope(body)
 	if err != nil {
-		return envelope{}, nil, signature.ErrNoSecret
+		return nil, signature.ErrNoSecret
 	}
 	secrets, err := h.cfg.lookup(r.Context(), env.ID)
 	if err != nil {
-		return envelope{}, nil, fmt.Errorf("%w: %v", errLookup, err)
+		return nil, fmt.Errorf("%w: %v", errLookup, err)
 	}
-	return env, secrets, nil
+	return secrets, nil
 }
 
 // secretMatches reports whether got, the SHA-256 of a header value, is the

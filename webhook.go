@@ -149,19 +149,21 @@ func (h *Handler) receive(r *http.Request) outcome {
 	if err != nil {
 		return refusal(reason, err)
 	}
-	env, err := h.authenticate(r, body)
-	if err != nil {
+	if err := h.authenticate(r, body); err != nil {
 		o := refusal(reasonOf(err), err)
 		o.body = body
 		return o
 	}
-	if env.ID == "" {
-		if env, err = decodeEnvelope(body); err != nil {
-			return refusal(observe.ReasonMalformed, err)
-		}
+	env, p, err := decode(body)
+	if err != nil {
+		return refusal(observe.ReasonMalformed, err)
 	}
 	h.logPayload(r.Context(), env, body)
-	return h.admit(r.Context(), env, body)
+	d := Delivery{Body: body}
+	if h.memQueue != nil { // the one queue that runs the Delivery it was given
+		d.payload = p
+	}
+	return h.admit(r.Context(), env, d)
 }
 
 // logPayload logs a verified body when WithPayloadLogging is on.
@@ -417,7 +419,7 @@ func (h *Handler) Deliver(ctx context.Context, body []byte) (queued bool, err er
 			return false, fmt.Errorf("%w: %w", ErrNotQueued, err)
 		}
 	}
-	o := h.admit(ctx, env, body)
+	o := h.admit(ctx, env, Delivery{Body: body})
 	switch {
 	case o.result == accepted:
 		return true, nil
