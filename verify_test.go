@@ -330,8 +330,8 @@ func TestRedelivery(t *testing.T) {
 			finished := make(chan struct{}, 1)
 			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock.now),
 				eachhook.WithObserver(observe.Observer{CallbackFinished: func(context.Context, observe.CallbackRun) { finished <- struct{}{} }}))
-			var runs counter
-			runs.register(h, nil)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
 			require.Equal(t, 200, serve(h, first).Code)
 			<-finished // the callback ran and its id is marked done
@@ -340,7 +340,7 @@ func TestRedelivery(t *testing.T) {
 			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
 			require.Equal(t, 200, serve(h, again).Code)
 			drain(t, h)
-			require.Equal(t, 1, runs.n())
+			require.Len(t, rec.Runs(), 1)
 		})
 		t.Run(form.name+"/after callbacks failed for good", func(t *testing.T) {
 			var clock clockAt
@@ -353,17 +353,21 @@ func TestRedelivery(t *testing.T) {
 						gaveUp <- ce.ID
 					}
 				}))
-			var runs counter
 			var fail sync.Mutex // held while the callback must fail
 			failing := true
-			runs.register(h, func() error {
+			result := func() error {
 				fail.Lock()
 				defer fail.Unlock()
 				if failing {
 					return io.ErrUnexpectedEOF
 				}
 				return nil
-			})
+			}
+			rec := eachhooktest.NewRecorder()
+			h.OnSuccess(rec.Success(func(context.Context, *eachhook.Success) error { return result() }))
+			h.OnFailed(rec.Failed(func(context.Context, *eachhook.Failure) error { return result() }))
+			h.OnWorkflowCompleted(rec.Workflow(func(context.Context, *eachhook.WorkflowRun) error { return result() }))
+			h.OnWorkflowFailed(rec.Workflow(func(context.Context, *eachhook.WorkflowRun) error { return result() }))
 			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
 			require.Equal(t, 200, serve(h, first).Code)
 			require.Equal(t, form.key, <-gaveUp) // both attempts failed: a dead letter
@@ -374,8 +378,8 @@ func TestRedelivery(t *testing.T) {
 			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
 			require.Equal(t, 200, serve(h, again).Code)
 			drain(t, h)
-			require.Equal(t, 2, runs.n(), "a dead letter keeps its id claimed: the redelivery is a duplicate")
-			require.Equal(t, 0, runs.ok())
+			require.Len(t, rec.Runs(), 2, "a dead letter keeps its id claimed: the redelivery is a duplicate")
+			require.Empty(t, rec.IDs())
 		})
 	}
 }
@@ -385,35 +389,6 @@ type clockAt struct{ unix atomic.Int64 }
 
 func (c *clockAt) set(t time.Time) { c.unix.Store(t.Unix()) }
 func (c *clockAt) now() time.Time  { return time.Unix(c.unix.Load(), 0) }
-
-// counter counts callback runs of every kind; fn, when set, decides each
-// run's result.
-type counter struct {
-	runs, oks atomic.Int32
-	done      chan struct{}
-}
-
-func (c *counter) register(h *eachhook.Handler, fn func() error) {
-	c.done = make(chan struct{}, 100)
-	run := func() error {
-		c.runs.Add(1)
-		defer func() { c.done <- struct{}{} }()
-		if fn != nil {
-			if err := fn(); err != nil {
-				return err
-			}
-		}
-		c.oks.Add(1)
-		return nil
-	}
-	h.OnSuccess(func(context.Context, *eachhook.Success) error { return run() })
-	h.OnFailed(func(context.Context, *eachhook.Failure) error { return run() })
-	h.OnWorkflowCompleted(func(context.Context, *eachhook.WorkflowRun) error { return run() })
-	h.OnWorkflowFailed(func(context.Context, *eachhook.WorkflowRun) error { return run() })
-}
-
-func (c *counter) n() int  { return int(c.runs.Load()) }
-func (c *counter) ok() int { return int(c.oks.Load()) }
 
 func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
 	store := eachhook.NewMemoryStore()
