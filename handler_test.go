@@ -35,39 +35,6 @@ const secret = "whsec_test_secret"
 
 var quiet = slog.New(slog.DiscardHandler)
 
-// calls records the callbacks a Handler ran.
-type calls struct {
-	mu        sync.Mutex
-	successes []*eachhook.Success
-	failures  []*eachhook.Failure
-	done      chan string // one send per callback run
-}
-
-func newCalls() *calls { return &calls{done: make(chan string, 1000)} }
-
-func (c *calls) register(h *eachhook.Handler) {
-	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
-		c.mu.Lock()
-		c.successes = append(c.successes, s)
-		c.mu.Unlock()
-		c.done <- s.ID
-		return nil
-	})
-	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error {
-		c.mu.Lock()
-		c.failures = append(c.failures, f)
-		c.mu.Unlock()
-		c.done <- f.ID
-		return nil
-	})
-}
-
-func (c *calls) counts() (int, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.successes), len(c.failures)
-}
-
 // newHandler returns a Handler with test defaults and shuts it down at the
 // end of the test, requiring that the shutdown drained cleanly.
 func newHandler(t *testing.T, opts ...eachhook.Option) *eachhook.Handler {
@@ -179,8 +146,8 @@ func TestServeHTTPResponses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithMaxBodyBytes(2048))
-			c := newCalls()
-			c.register(h)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			w := serve(h, tc.req)
 			require.Equal(t, tc.want, w.Code, w.Body.String())
 			if tc.want == 405 {
@@ -190,9 +157,9 @@ func TestServeHTTPResponses(t *testing.T) {
 				require.Equal(t, "unauthorized\n", w.Body.String())
 			}
 			drain(t, h)
-			s, f := c.counts()
-			require.Equal(t, tc.successes, s, "successes")
-			require.Equal(t, tc.failures, f, "failures")
+			counts := rec.Counts()
+			require.Equal(t, tc.successes, counts[eachhooktest.KindSuccess], "successes")
+			require.Equal(t, tc.failures, counts[eachhooktest.KindFailed], "failures")
 		})
 	}
 }
@@ -206,20 +173,19 @@ func TestChunkedBodyOverLimit(t *testing.T) {
 
 	ok := eachhooktest.SuccessBody("p")
 	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithMaxBodyBytes(int64(len(ok))))
-	c := newCalls()
-	c.register(h2)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h2)
 	r = signed(ok)
 	r.ContentLength = -1
 	require.Equal(t, 200, serve(h2, r).Code)
 	drain(t, h2)
-	s, _ := c.counts()
-	require.Equal(t, 1, s)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestAfterShutdown503EvenUnsigned(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	drain(t, h)
 	r := signed(eachhooktest.SuccessBody("late"))
 	r.Header.Del(signature.Header)
@@ -227,20 +193,23 @@ func TestAfterShutdown503EvenUnsigned(t *testing.T) {
 	require.Equal(t, 503, w.Code)
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
 	require.Equal(t, 503, serve(h, signed(eachhooktest.SuccessBody("late"))).Code)
-	s, f := c.counts()
-	require.Zero(t, s+f)
+	require.Empty(t, rec.Runs())
 }
 
 func TestSuccessFields(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "abc123-def456-ghi789")).Code)
 	require.Equal(t, 200, serve(h, eachhooktest.NewFailedRequest("/", secret, "f-1")).Code)
 	drain(t, h)
 
-	require.Len(t, c.successes, 1)
-	s := c.successes[0]
+	runs := rec.Runs()
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 1, eachhooktest.KindFailed: 1}, rec.Counts())
+	s, f := runs[0].Success, runs[1].Failure
+	if s == nil { // the two callbacks ran in the other order
+		s, f = runs[1].Success, runs[0].Failure
+	}
 	require.Equal(t, "abc123-def456-ghi789", s.ID)
 	require.Equal(t, eachhook.Metrics{PredictTime: 12.5, Cost: 0.05}, s.Metrics)
 	u, err := s.URL()
@@ -251,8 +220,6 @@ func TestSuccessFields(t *testing.T) {
 	require.Equal(t, []string{eachhooktest.SeedOutput}, us)
 	require.JSONEq(t, `{"prompt":"A beautiful sunset over the ocean","aspect_ratio":"16:9"}`, string(s.Input))
 
-	require.Len(t, c.failures, 1)
-	f := c.failures[0]
 	require.Equal(t, "f-1", f.ID)
 	require.Equal(t, eachhooktest.SeedLogs, f.Logs)
 	require.Equal(t, "null", string(f.Output))
@@ -281,35 +248,34 @@ func TestOutputHelpers(t *testing.T) {
 
 func TestLenientFieldsNeverReject(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	body := []byte(`{"id":"odd","status":"success","metrics":{"predict_time":"slow","cost":0.5},"logs":["a","b"]}`)
 	require.Equal(t, 200, serve(h, signed(body)).Code)
 	drain(t, h)
-	require.Len(t, c.successes, 1)
-	require.Equal(t, 0.5, c.successes[0].Metrics.Cost)
-	require.Equal(t, `["a","b"]`, c.successes[0].Logs)
+	require.Equal(t, onSuccess, rec.Counts())
+	s := rec.Runs()[0].Success
+	require.Equal(t, 0.5, s.Metrics.Cost)
+	require.Equal(t, `["a","b"]`, s.Logs)
 }
 
 func TestDuplicateDeliveries(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	for range 3 {
 		require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "dup")).Code)
 	}
 	// A redelivery under the newer scheme is the same prediction.
 	require.Equal(t, 200, serve(h, eachhooktest.NewRequest("/", secret, eachhooktest.SuccessBody("dup"), eachhooktest.TimestampScheme, time.Now())).Code)
 	drain(t, h)
-	s, f := c.counts()
-	require.Equal(t, 1, s)
-	require.Equal(t, 0, f)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestConcurrentDuplicatesRunOneCallback(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithWorkers(4))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	body := eachhooktest.SuccessBody("race-1")
@@ -339,8 +305,7 @@ func TestConcurrentDuplicatesRunOneCallback(t *testing.T) {
 	wg.Wait()
 	drain(t, h)
 	require.Equal(t, int32(100), ok.Load())
-	s, _ := c.counts()
-	require.Equal(t, 1, s)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestAcknowledgesBeforeCallbackRuns(t *testing.T) {
@@ -420,16 +385,15 @@ func TestStoreFailureIs503ThenRetrySucceeds(t *testing.T) {
 	st := &flakyStore{Store: mem}
 	st.broken.Store(true)
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(st))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	w := serve(h, eachhooktest.NewSuccessRequest("/", secret, "s1"))
 	require.Equal(t, 503, w.Code)
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
 	st.broken.Store(false)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "s1")).Code)
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 1, s)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestShutdownDrainsAcceptedDeliveries(t *testing.T) {
@@ -591,14 +555,13 @@ func TestNoCallbackRegisteredBecomesDeadLetter(t *testing.T) {
 
 func TestSecretRotation(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret("old"), eachhook.WithSecret("new"))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", "old", "r1")).Code)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", "new", "r2")).Code)
 	require.Equal(t, 401, serve(h, eachhooktest.NewSuccessRequest("/", "neither", "r3")).Code)
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 2, s)
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 2}, rec.Counts())
 }
 
 func TestSecretLookup(t *testing.T) {
@@ -613,8 +576,8 @@ func TestSecretLookup(t *testing.T) {
 		return nil, nil
 	}
 	h := newHandler(t, eachhook.WithSecretLookup(lookup))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", "secret-1", "p1")).Code)
 	require.Equal(t, 200, serve(h, eachhooktest.NewRequest("/", "secret-2", eachhooktest.SuccessBody("p2"), eachhooktest.TimestampScheme, time.Now())).Code)
 	require.Equal(t, 401, serve(h, eachhooktest.NewSuccessRequest("/", "secret-1", "p2")).Code, "another prediction's secret")
@@ -624,8 +587,7 @@ func TestSecretLookup(t *testing.T) {
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
 	require.Equal(t, 401, serve(h, signed([]byte("not json"))).Code, "unsigned garbage has no id to look up")
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 2, s)
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 2}, rec.Counts())
 }
 
 func TestStaticSecretAndLookupTogether(t *testing.T) {
@@ -635,26 +597,24 @@ func TestStaticSecretAndLookupTogether(t *testing.T) {
 		return []string{"per-" + id}, nil
 	}
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithSecretLookup(lookup))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "a")).Code)
 	require.Equal(t, int32(0), looked.Load(), "the static secret matched: no lookup")
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", "per-b", "b")).Code)
 	require.Equal(t, int32(1), looked.Load())
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 2, s)
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 2}, rec.Counts())
 }
 
 func TestInsecureSkipVerification(t *testing.T) {
 	h := newHandler(t, eachhook.WithInsecureSkipVerification())
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(string(eachhooktest.SuccessBody("dev"))))
 	require.Equal(t, 200, serve(h, r).Code)
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 1, s)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestFakeClockTolerance(t *testing.T) {
@@ -663,8 +623,8 @@ func TestFakeClockTolerance(t *testing.T) {
 	now.Store(base.Unix())
 	clock := func() time.Time { return time.Unix(now.Load(), 0) }
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock), eachhook.WithTolerance(5*time.Minute))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	req := func(id string) *http.Request {
 		return eachhooktest.NewRequest("/", secret, eachhooktest.SuccessBody(id), eachhooktest.TimestampScheme, base)
 	}
@@ -675,8 +635,7 @@ func TestFakeClockTolerance(t *testing.T) {
 	now.Store(base.Add(-5*time.Minute - time.Second).Unix())
 	require.Equal(t, 401, serve(h, req("early")).Code)
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 1, s)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestShutdownDeadlineInterruptsRetryBackoff(t *testing.T) {
@@ -778,13 +737,14 @@ func TestReceiveNilHeader(t *testing.T) {
 
 func TestDeliverRunsTheCallbackOnce(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 
 	ok, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, "pred-1", <-c.done)
+	require.NoError(t, rec.Wait(t.Context(), 1))
+	require.Equal(t, "pred-1", rec.Runs()[0].ID)
 
 	// The webhook that comes later is a duplicate, and so is a second Deliver.
 	require.Equal(t, http.StatusOK, serve(h, eachhooktest.NewSuccessRequest("/", secret, "pred-1")).Code)
@@ -794,19 +754,19 @@ func TestDeliverRunsTheCallbackOnce(t *testing.T) {
 
 	// A webhook first, then Deliver: still one callback.
 	require.Equal(t, http.StatusOK, serve(h, eachhooktest.NewFailedRequest("/", secret, "pred-2")).Code)
-	require.Equal(t, "pred-2", <-c.done)
+	require.NoError(t, rec.Wait(t.Context(), 2))
+	require.Equal(t, "pred-2", rec.Runs()[1].ID)
 	ok, err = h.Deliver(t.Context(), eachhooktest.FailedBody("pred-2"))
 	require.NoError(t, err)
 	require.False(t, ok)
 
 	require.NoError(t, h.Shutdown(t.Context()))
-	s, f := c.counts()
-	require.Equal(t, 1, s)
-	require.Equal(t, 1, f)
-	u, err := c.successes[0].URL()
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 1, eachhooktest.KindFailed: 1}, rec.Counts())
+	runs := rec.Runs()
+	u, err := runs[0].Success.URL()
 	require.NoError(t, err)
 	require.Equal(t, eachhooktest.SeedOutput, u)
-	require.Equal(t, eachhooktest.SeedLogs, c.failures[0].Logs)
+	require.Equal(t, eachhooktest.SeedLogs, runs[1].Failure.Logs)
 }
 
 func TestDeliverRefusals(t *testing.T) {
@@ -835,7 +795,7 @@ func (failingStore) Claim(context.Context, string, time.Duration) (string, bool,
 
 func TestDeliverStoreFailure(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(failingStore{}))
-	newCalls().register(h)
+	eachhooktest.NewRecorder().Register(h)
 	_, err := h.Deliver(t.Context(), eachhooktest.SuccessBody("pred-1"))
 	require.ErrorIs(t, err, errClaimFails)
 }
@@ -1231,14 +1191,13 @@ func TestStaleTimestampRefusedBeforeSecretLookup(t *testing.T) {
 
 func TestUnknownLengthBodyWithHugeLimit(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithMaxBodyBytes(math.MaxInt64))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	r := signed(eachhooktest.SuccessBody("big"))
 	r.ContentLength = -1
 	require.Equal(t, 200, serve(h, r).Code)
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 1, s)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestContentLengthDoesNotReserveMemory(t *testing.T) {
@@ -1257,13 +1216,12 @@ func TestContentLengthDoesNotReserveMemory(t *testing.T) {
 
 func TestHugeDedupeTTLStillDeduplicates(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithDedupeTTL(time.Duration(math.MaxInt64)))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "same")).Code)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "same")).Code)
 	drain(t, h)
-	s, _ := c.counts()
-	require.Equal(t, 1, s)
+	require.Equal(t, onSuccess, rec.Counts())
 }
 
 func TestHugeRetryCountWorks(t *testing.T) {
@@ -1794,8 +1752,8 @@ func TestPayloadLogging(t *testing.T) {
 	var logMu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithLogger(logger), eachhook.WithPayloadLogging())
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 
 	good := eachhooktest.SuccessBody("verified-id")
 	goodReq := signed(good)
@@ -1851,8 +1809,8 @@ func TestPayloadLoggingIsOffByDefault(t *testing.T) {
 	var logMu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithLogger(logger))
-	c := newCalls()
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	require.Equal(t, 200, serve(h, signed(eachhooktest.SuccessBody("quiet-id"))).Code)
 	require.Equal(t, 200, serve(h, signed(eachhooktest.SuccessBody("quiet-id"))).Code)
 	drain(t, h)

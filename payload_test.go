@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -32,12 +33,12 @@ func TestFailureErrorObjectFields(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHandler(t, eachhook.WithSecret(secret))
-			c := &recorder{}
-			c.register(h)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			require.Equal(t, 200, serve(h, signed([]byte(tc.body))).Code)
 			drain(t, h)
-			require.Equal(t, onFailed, c.counts())
-			f := c.failures[0]
+			require.Equal(t, onFailed, rec.Counts())
+			f := rec.Runs()[0].Failure
 			require.Equal(t, "e", f.ID)
 			require.Equal(t, tc.code, f.Code)
 			require.Equal(t, tc.logs, f.Logs)
@@ -49,17 +50,17 @@ func TestFailureErrorObjectFields(t *testing.T) {
 
 func TestWorkflowRunBulkIDAndCompletedAt(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret))
-	c := &recorder{}
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	body := `{"execution_id":"x1","workflow_id":"wf","bulk_id":"bulk-7","status":"completed","started_at":"2026-03-14T09:26:53Z","completed_at":"2026-03-14T09:27:41.5Z","output":{}}`
 	require.Equal(t, 200, serve(h, signed([]byte(body))).Code)
 	body = `{"execution_id":"x2","workflow_id":"wf","status":"completed","completed_at":"yesterday"}`
 	require.Equal(t, 200, serve(h, signed([]byte(body))).Code)
 	drain(t, h)
-	require.Equal(t, [4]int{0, 0, 2, 0}, c.counts())
+	require.Equal(t, map[string]int{eachhooktest.KindWorkflowCompleted: 2}, rec.Counts())
 	byID := map[string]*eachhook.WorkflowRun{}
-	for _, r := range c.completed {
-		byID[r.ExecutionID] = r
+	for _, r := range rec.Runs() {
+		byID[r.ID] = r.Workflow
 	}
 	require.Equal(t, "bulk-7", byID["x1"].BulkID)
 	require.Equal(t, time.Date(2026, 3, 14, 9, 27, 41, 5e8, time.UTC), byID["x1"].CompletedAt.UTC())

@@ -23,50 +23,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// recorder records every callback of a Handler, of all four kinds.
-type recorder struct {
-	mu        sync.Mutex
-	successes []*eachhook.Success
-	failures  []*eachhook.Failure
-	completed []*eachhook.WorkflowRun
-	wfFailed  []*eachhook.WorkflowRun
-}
-
-func (c *recorder) register(h *eachhook.Handler) {
-	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.successes = append(c.successes, s)
-		return nil
-	})
-	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.failures = append(c.failures, f)
-		return nil
-	})
-	h.OnWorkflowCompleted(func(ctx context.Context, run *eachhook.WorkflowRun) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.completed = append(c.completed, run)
-		return nil
-	})
-	h.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.wfFailed = append(c.wfFailed, run)
-		return nil
-	})
-}
-
-// counts returns the number of runs of OnSuccess, OnFailed,
-// OnWorkflowCompleted and OnWorkflowFailed.
-func (c *recorder) counts() [4]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return [4]int{len(c.successes), len(c.failures), len(c.completed), len(c.wfFailed)}
-}
-
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
@@ -80,21 +36,24 @@ func withUnknownField(body []byte) []byte {
 	return append(append(append([]byte{}, body[:i+1]...), `"x_future_field":{"nested":[1,{"a":null}]},`...), body[i+1:]...)
 }
 
+// The callback runs a Handler makes of one delivery, by kind
+// (eachhooktest.Recorder.Counts).
 var (
-	onSuccess   = [4]int{1, 0, 0, 0}
-	onFailed    = [4]int{0, 1, 0, 0}
-	onCompleted = [4]int{0, 0, 1, 0}
-	onWfFailed  = [4]int{0, 0, 0, 1}
+	none        = map[string]int{}
+	onSuccess   = map[string]int{eachhooktest.KindSuccess: 1}
+	onFailed    = map[string]int{eachhooktest.KindFailed: 1}
+	onCompleted = map[string]int{eachhooktest.KindWorkflowCompleted: 1}
+	onWfFailed  = map[string]int{eachhooktest.KindWorkflowFailed: 1}
 )
 
 func TestDocumentedForms(t *testing.T) {
 	cases := []struct {
 		file  string
-		want  [4]int
-		check func(t *testing.T, c *recorder)
+		want  map[string]int
+		check func(t *testing.T, got eachhooktest.Run)
 	}{
-		{file: "prediction-success.json", want: onSuccess, check: func(t *testing.T, c *recorder) {
-			s := c.successes[0]
+		{file: "prediction-success.json", want: onSuccess, check: func(t *testing.T, got eachhooktest.Run) {
+			s := got.Success
 			require.Equal(t, "abc123-def456-ghi789", s.ID)
 			u, err := s.URL()
 			require.NoError(t, err)
@@ -102,38 +61,38 @@ func TestDocumentedForms(t *testing.T) {
 			require.Equal(t, eachhook.Metrics{PredictTime: 12.5, Cost: 0.05}, s.Metrics)
 			require.JSONEq(t, `{"prompt":"A beautiful sunset over the ocean","aspect_ratio":"16:9"}`, string(s.Input))
 		}},
-		{file: "prediction-failed.json", want: onFailed, check: func(t *testing.T, c *recorder) {
-			f := c.failures[0]
+		{file: "prediction-failed.json", want: onFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			f := got.Failure
 			require.Equal(t, "abc123-def456-ghi789", f.ID)
 			require.Equal(t, "Error: Model timeout after 30s", f.Logs)
 			require.Empty(t, f.Code)
 			require.Equal(t, "null", string(f.Output))
 		}},
-		{file: "exec-succeeded.json", want: onSuccess, check: func(t *testing.T, c *recorder) {
-			s := c.successes[0]
+		{file: "exec-succeeded.json", want: onSuccess, check: func(t *testing.T, got eachhooktest.Run) {
+			s := got.Success
 			require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", s.ID)
 			var out struct{ URL string }
 			require.NoError(t, s.Decode(&out))
 			require.Equal(t, "https://storage.example.com/predictions/7c9e6679/image.png", out.URL)
 			require.Zero(t, s.Metrics)
 		}},
-		{file: "exec-failed-code.json", want: onFailed, check: func(t *testing.T, c *recorder) {
-			f := c.failures[0]
+		{file: "exec-failed-code.json", want: onFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			f := got.Failure
 			require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", f.ID)
 			require.Equal(t, "EXECUTION_TIMEOUT", f.Code)
 			require.Equal(t, "Execution timed out after 300 seconds", f.Logs)
 		}},
-		{file: "exec-failed-text.json", want: onFailed, check: func(t *testing.T, c *recorder) {
-			f := c.failures[0]
+		{file: "exec-failed-text.json", want: onFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			f := got.Failure
 			require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", f.ID)
 			require.Empty(t, f.Code)
 			require.Equal(t, "CUDA out of memory", f.Logs)
 		}},
-		{file: "both-ids.json", want: onSuccess, check: func(t *testing.T, c *recorder) {
-			require.Equal(t, "abc123-def456-ghi789", c.successes[0].ID, `"id" wins over "exec_id"`)
+		{file: "both-ids.json", want: onSuccess, check: func(t *testing.T, got eachhooktest.Run) {
+			require.Equal(t, "abc123-def456-ghi789", got.Success.ID, `"id" wins over "exec_id"`)
 		}},
-		{file: "workflow-completed.json", want: onCompleted, check: func(t *testing.T, c *recorder) {
-			run := c.completed[0]
+		{file: "workflow-completed.json", want: onCompleted, check: func(t *testing.T, got eachhooktest.Run) {
+			run := got.Workflow
 			require.Equal(t, "0b5f3d9e-8a61-4c2b-9f0e-5d7a1c3e2b44", run.ExecutionID)
 			require.Equal(t, "wf-portrait-upscale", run.WorkflowID)
 			require.Equal(t, eachhook.StatusCompleted, run.Status)
@@ -146,8 +105,8 @@ func TestDocumentedForms(t *testing.T) {
 			require.Empty(t, run.Error)
 			require.Empty(t, run.ErrorCause)
 		}},
-		{file: "workflow-failed.json", want: onWfFailed, check: func(t *testing.T, c *recorder) {
-			run := c.wfFailed[0]
+		{file: "workflow-failed.json", want: onWfFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			run := got.Workflow
 			require.Equal(t, "0b5f3d9e-8a61-4c2b-9f0e-5d7a1c3e2b44", run.ExecutionID)
 			require.Equal(t, eachhook.StatusFailed, run.Status)
 			require.Equal(t, "ExecutionFailed", run.Error)
@@ -178,13 +137,13 @@ func TestDocumentedForms(t *testing.T) {
 						body = withUnknownField(body)
 					}
 					h := newHandler(t, append([]eachhook.Option{eachhook.WithSecret(secret)}, sc.opts...)...)
-					c := &recorder{}
-					c.register(h)
+					rec := eachhooktest.NewRecorder()
+					rec.Register(h)
 					w := serve(h, eachhooktest.NewRequest("/", secret, body, sc.scheme, time.Now()))
 					require.Equal(t, 200, w.Code, w.Body.String())
 					drain(t, h)
-					require.Equal(t, tc.want, c.counts())
-					tc.check(t, c)
+					require.Equal(t, tc.want, rec.Counts())
+					tc.check(t, rec.Runs()[0])
 				})
 			}
 		}
@@ -197,38 +156,38 @@ func TestBuilderForms(t *testing.T) {
 	cases := []struct {
 		name  string
 		body  []byte
-		want  [4]int
-		check func(t *testing.T, c *recorder)
+		want  map[string]int
+		check func(t *testing.T, got eachhooktest.Run)
 	}{
-		{name: "SuccessBody", body: eachhooktest.SuccessBody("p1"), want: onSuccess, check: func(t *testing.T, c *recorder) {
-			require.Equal(t, "p1", c.successes[0].ID)
+		{name: "SuccessBody", body: eachhooktest.SuccessBody("p1"), want: onSuccess, check: func(t *testing.T, got eachhooktest.Run) {
+			require.Equal(t, "p1", got.Success.ID)
 		}},
-		{name: "FailedBody", body: eachhooktest.FailedBody("p1"), want: onFailed, check: func(t *testing.T, c *recorder) {
-			require.Equal(t, eachhooktest.SeedLogs, c.failures[0].Logs)
+		{name: "FailedBody", body: eachhooktest.FailedBody("p1"), want: onFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			require.Equal(t, eachhooktest.SeedLogs, got.Failure.Logs)
 		}},
-		{name: "SucceededBody", body: eachhooktest.SucceededBody("e1"), want: onSuccess, check: func(t *testing.T, c *recorder) {
-			s := c.successes[0]
+		{name: "SucceededBody", body: eachhooktest.SucceededBody("e1"), want: onSuccess, check: func(t *testing.T, got eachhooktest.Run) {
+			s := got.Success
 			require.Equal(t, "e1", s.ID)
 			require.JSONEq(t, `{"url":"`+eachhooktest.SeedOutput+`"}`, string(s.Output))
 		}},
-		{name: "ExecFailedBody with code", body: eachhooktest.ExecFailedBody("e1", eachhooktest.SeedErrorCode, eachhooktest.SeedErrorMessage), want: onFailed, check: func(t *testing.T, c *recorder) {
-			f := c.failures[0]
+		{name: "ExecFailedBody with code", body: eachhooktest.ExecFailedBody("e1", eachhooktest.SeedErrorCode, eachhooktest.SeedErrorMessage), want: onFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			f := got.Failure
 			require.Equal(t, "e1", f.ID)
 			require.Equal(t, eachhooktest.SeedErrorCode, f.Code)
 			require.Equal(t, eachhooktest.SeedErrorMessage, f.Logs)
 		}},
-		{name: "ExecFailedBody plain", body: eachhooktest.ExecFailedBody("e1", "", "boom"), want: onFailed, check: func(t *testing.T, c *recorder) {
-			require.Empty(t, c.failures[0].Code)
-			require.Equal(t, "boom", c.failures[0].Logs)
+		{name: "ExecFailedBody plain", body: eachhooktest.ExecFailedBody("e1", "", "boom"), want: onFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			require.Empty(t, got.Failure.Code)
+			require.Equal(t, "boom", got.Failure.Logs)
 		}},
-		{name: "WorkflowCompletedBody", body: eachhooktest.WorkflowCompletedBody("x1", "wf"), want: onCompleted, check: func(t *testing.T, c *recorder) {
-			run := c.completed[0]
+		{name: "WorkflowCompletedBody", body: eachhooktest.WorkflowCompletedBody("x1", "wf"), want: onCompleted, check: func(t *testing.T, got eachhooktest.Run) {
+			run := got.Workflow
 			require.Equal(t, "x1", run.ExecutionID)
 			require.Equal(t, "wf", run.WorkflowID)
 			require.Equal(t, eachhooktest.SeedStartedAt, run.StartedAt.Format(time.RFC3339))
 		}},
-		{name: "WorkflowFailedBody", body: eachhooktest.WorkflowFailedBody("x1", "wf"), want: onWfFailed, check: func(t *testing.T, c *recorder) {
-			run := c.wfFailed[0]
+		{name: "WorkflowFailedBody", body: eachhooktest.WorkflowFailedBody("x1", "wf"), want: onWfFailed, check: func(t *testing.T, got eachhooktest.Run) {
+			run := got.Workflow
 			require.Equal(t, eachhooktest.SeedWorkflowError, run.Error)
 			require.Equal(t, eachhooktest.SeedErrorCause, run.ErrorCause)
 		}},
@@ -236,12 +195,12 @@ func TestBuilderForms(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHandler(t, eachhook.WithSecret(secret))
-			c := &recorder{}
-			c.register(h)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			require.Equal(t, 200, serve(h, eachhooktest.NewRequest("/", secret, tc.body, eachhooktest.TimestampScheme, time.Now())).Code)
 			drain(t, h)
-			require.Equal(t, tc.want, c.counts())
-			tc.check(t, c)
+			require.Equal(t, tc.want, rec.Counts())
+			tc.check(t, rec.Runs()[0])
 		})
 	}
 }
@@ -262,14 +221,15 @@ func TestFailureErrorShapes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHandler(t, eachhook.WithSecret(secret))
-			c := &recorder{}
-			c.register(h)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			require.Equal(t, 200, serve(h, signed([]byte(tc.body))).Code)
 			drain(t, h)
-			require.Equal(t, onFailed, c.counts())
-			require.Equal(t, "e", c.failures[0].ID)
-			require.Equal(t, tc.code, c.failures[0].Code)
-			require.Equal(t, tc.logs, c.failures[0].Logs)
+			require.Equal(t, onFailed, rec.Counts())
+			f := rec.Runs()[0].Failure
+			require.Equal(t, "e", f.ID)
+			require.Equal(t, tc.code, f.Code)
+			require.Equal(t, tc.logs, f.Logs)
 		})
 	}
 }
@@ -279,7 +239,7 @@ func TestKindRule(t *testing.T) {
 		name string
 		body string
 		code int
-		want [4]int
+		want map[string]int
 	}{
 		{name: "workflow_id decides over id", body: `{"id":"p","execution_id":"x","workflow_id":"w","status":"completed"}`, code: 200, want: onCompleted},
 		{name: "workflow failed is not a prediction failure", body: `{"execution_id":"x","workflow_id":"w","status":"failed"}`, code: 200, want: onWfFailed},
@@ -287,25 +247,25 @@ func TestKindRule(t *testing.T) {
 		{name: "id over execution_id without workflow_id", body: `{"id":"p","execution_id":"x","status":"success"}`, code: 200, want: onSuccess},
 		{name: "exec_id with null id", body: `{"id":null,"exec_id":"e","status":"succeeded"}`, code: 200, want: onSuccess},
 		{name: "exec_id with empty id", body: `{"id":"","exec_id":"e","status":"failed"}`, code: 200, want: onFailed},
-		{name: "prediction status on a workflow", body: `{"execution_id":"x","workflow_id":"w","status":"success"}`, code: 200},
-		{name: "workflow status on a prediction", body: `{"id":"p","status":"completed"}`, code: 200},
+		{name: "prediction status on a workflow", body: `{"execution_id":"x","workflow_id":"w","status":"success"}`, code: 200, want: none},
+		{name: "workflow status on a prediction", body: `{"id":"p","status":"completed"}`, code: 200, want: none},
 		{name: "succeeded in the spec page's form", body: `{"id":"p","status":"succeeded"}`, code: 200, want: onSuccess},
 		{name: "flow_id of any type", body: `{"exec_id":"e","flow_id":{"a":1},"status":"succeeded"}`, code: 200, want: onSuccess},
-		{name: "no identifying field", body: `{"status":"succeeded","output":{"url":"u"}}`, code: 400},
-		{name: "workflow_id without execution_id", body: `{"workflow_id":"w","status":"completed"}`, code: 400},
-		{name: "numeric exec_id", body: `{"exec_id":7,"status":"succeeded"}`, code: 400},
-		{name: "numeric execution_id", body: `{"execution_id":7,"workflow_id":"w","status":"completed"}`, code: 400},
-		{name: "empty object", body: `{}`, code: 400},
+		{name: "no identifying field", body: `{"status":"succeeded","output":{"url":"u"}}`, code: 400, want: none},
+		{name: "workflow_id without execution_id", body: `{"workflow_id":"w","status":"completed"}`, code: 400, want: none},
+		{name: "numeric exec_id", body: `{"exec_id":7,"status":"succeeded"}`, code: 400, want: none},
+		{name: "numeric execution_id", body: `{"execution_id":7,"workflow_id":"w","status":"completed"}`, code: 400, want: none},
+		{name: "empty object", body: `{}`, code: 400, want: none},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHandler(t, eachhook.WithSecret(secret))
-			c := &recorder{}
-			c.register(h)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			w := serve(h, signed([]byte(tc.body)))
 			require.Equal(t, tc.code, w.Code, w.Body.String())
 			drain(t, h)
-			require.Equal(t, tc.want, c.counts())
+			require.Equal(t, tc.want, rec.Counts())
 		})
 	}
 }
@@ -333,8 +293,8 @@ func TestPredictionAndWorkflowIDsDoNotCollide(t *testing.T) {
 	store := eachhook.NewMemoryStore()
 	defer store.Close()
 	h := newHandler(t, eachhook.WithSecretLookup(lookup), eachhook.WithStore(store))
-	c := &recorder{}
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	send := func(body []byte) int {
 		return serve(h, eachhooktest.NewRequest("/", "per-delivery", body, eachhooktest.TimestampScheme, time.Now())).Code
 	}
@@ -343,7 +303,7 @@ func TestPredictionAndWorkflowIDsDoNotCollide(t *testing.T) {
 		require.Equal(t, 200, send(eachhooktest.WorkflowCompletedBody("same", "wf")))
 	}
 	drain(t, h)
-	require.Equal(t, [4]int{1, 0, 1, 0}, c.counts())
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 1, eachhooktest.KindWorkflowCompleted: 1}, rec.Counts())
 	require.Equal(t, []string{"same", "workflow:same", "same", "workflow:same"}, looked)
 	// The keys as held by the store.
 	for _, key := range []string{"same", eachhook.WorkflowKeyPrefix + "same"} {
@@ -370,8 +330,8 @@ func TestRedelivery(t *testing.T) {
 			finished := make(chan struct{}, 1)
 			h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithClock(clock.now),
 				eachhook.WithObserver(observe.Observer{CallbackFinished: func(context.Context, observe.CallbackRun) { finished <- struct{}{} }}))
-			var runs counter
-			runs.register(h, nil)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
 			require.Equal(t, 200, serve(h, first).Code)
 			<-finished // the callback ran and its id is marked done
@@ -380,7 +340,7 @@ func TestRedelivery(t *testing.T) {
 			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
 			require.Equal(t, 200, serve(h, again).Code)
 			drain(t, h)
-			require.Equal(t, 1, runs.n())
+			require.Len(t, rec.Runs(), 1)
 		})
 		t.Run(form.name+"/after callbacks failed for good", func(t *testing.T) {
 			var clock clockAt
@@ -393,17 +353,21 @@ func TestRedelivery(t *testing.T) {
 						gaveUp <- ce.ID
 					}
 				}))
-			var runs counter
 			var fail sync.Mutex // held while the callback must fail
 			failing := true
-			runs.register(h, func() error {
+			result := func() error {
 				fail.Lock()
 				defer fail.Unlock()
 				if failing {
 					return io.ErrUnexpectedEOF
 				}
 				return nil
-			})
+			}
+			rec := eachhooktest.NewRecorder()
+			h.OnSuccess(rec.Success(func(context.Context, *eachhook.Success) error { return result() }))
+			h.OnFailed(rec.Failed(func(context.Context, *eachhook.Failure) error { return result() }))
+			h.OnWorkflowCompleted(rec.Workflow(func(context.Context, *eachhook.WorkflowRun) error { return result() }))
+			h.OnWorkflowFailed(rec.Workflow(func(context.Context, *eachhook.WorkflowRun) error { return result() }))
 			first := eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now())
 			require.Equal(t, 200, serve(h, first).Code)
 			require.Equal(t, form.key, <-gaveUp) // both attempts failed: a dead letter
@@ -414,8 +378,8 @@ func TestRedelivery(t *testing.T) {
 			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
 			require.Equal(t, 200, serve(h, again).Code)
 			drain(t, h)
-			require.Equal(t, 2, runs.n(), "a dead letter keeps its id claimed: the redelivery is a duplicate")
-			require.Equal(t, 0, runs.ok())
+			require.Len(t, rec.Runs(), 2, "a dead letter keeps its id claimed: the redelivery is a duplicate")
+			require.Empty(t, rec.IDs())
 		})
 	}
 }
@@ -426,41 +390,13 @@ type clockAt struct{ unix atomic.Int64 }
 func (c *clockAt) set(t time.Time) { c.unix.Store(t.Unix()) }
 func (c *clockAt) now() time.Time  { return time.Unix(c.unix.Load(), 0) }
 
-// counter counts callback runs of every kind; fn, when set, decides each
-// run's result.
-type counter struct {
-	runs, oks atomic.Int32
-	done      chan struct{}
-}
-
-func (c *counter) register(h *eachhook.Handler, fn func() error) {
-	c.done = make(chan struct{}, 100)
-	run := func() error {
-		c.runs.Add(1)
-		defer func() { c.done <- struct{}{} }()
-		if fn != nil {
-			if err := fn(); err != nil {
-				return err
-			}
-		}
-		c.oks.Add(1)
-		return nil
-	}
-	h.OnSuccess(func(context.Context, *eachhook.Success) error { return run() })
-	h.OnFailed(func(context.Context, *eachhook.Failure) error { return run() })
-	h.OnWorkflowCompleted(func(context.Context, *eachhook.WorkflowRun) error { return run() })
-	h.OnWorkflowFailed(func(context.Context, *eachhook.WorkflowRun) error { return run() })
-}
-
-func (c *counter) n() int  { return int(c.runs.Load()) }
-func (c *counter) ok() int { return int(c.oks.Load()) }
-
 func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
 	store := eachhook.NewMemoryStore()
 	defer store.Close()
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
-	c := newCalls() // OnSuccess and OnFailed only
-	c.register(h)
+	rec := eachhooktest.NewRecorder() // OnSuccess and OnFailed only
+	h.OnSuccess(rec.Success(nil))
+	h.OnFailed(rec.Failed(nil))
 	body := eachhooktest.WorkflowFailedBody("x1", "wf")
 	require.Equal(t, 200, serve(h, signed(body)).Code, "acknowledged and kept as a dead letter")
 	drain(t, h)
@@ -472,16 +408,15 @@ func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
 	require.Equal(t, 200, serve(h2, signed(body)).Code)
 	drain(t, h2)
 	require.Equal(t, int32(0), runs.Load())
-	s, f := c.counts()
-	require.Zero(t, s+f, "a failed workflow is not a failed prediction")
+	require.Empty(t, rec.Runs(), "a failed workflow is not a failed prediction")
 }
 
 // TestDedupeAcrossForms checks that one prediction sent in several forms
 // runs one callback: the key is the id the rule picks, whatever the form.
 func TestDedupeAcrossForms(t *testing.T) {
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithWorkers(1)) // callbacks in order
-	c := &recorder{}
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	for _, body := range [][]byte{
 		eachhooktest.SuccessBody("abc123-def456-ghi789"),
 		eachhooktest.SucceededBody("abc123-def456-ghi789"),
@@ -492,9 +427,8 @@ func TestDedupeAcrossForms(t *testing.T) {
 		require.Equal(t, 200, serve(h, signed(body)).Code)
 	}
 	drain(t, h)
-	require.Equal(t, [4]int{2, 0, 0, 0}, c.counts())
-	require.Equal(t, "abc123-def456-ghi789", c.successes[0].ID)
-	require.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", c.successes[1].ID)
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 2}, rec.Counts())
+	require.Equal(t, []string{"abc123-def456-ghi789", "7c9e6679-7425-40de-944b-e07fc1f90ae7"}, rec.IDs())
 }
 
 func TestLegacySecretHeader(t *testing.T) {
@@ -544,16 +478,15 @@ func TestLegacySecretHeader(t *testing.T) {
 			logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			opts := append([]eachhook.Option{eachhook.WithSecret(secret), eachhook.WithLogger(logger)}, tc.opts...)
 			h := newHandler(t, opts...)
-			c := newCalls()
-			c.register(h)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			w := serve(h, tc.req)
 			require.Equal(t, tc.want, w.Code)
 			drain(t, h)
-			s, _ := c.counts()
 			if tc.want == 200 {
-				require.Equal(t, 1, s)
+				require.Equal(t, onSuccess, rec.Counts())
 			} else {
-				require.Equal(t, 0, s)
+				require.Equal(t, none, rec.Counts())
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -587,8 +520,8 @@ func TestLegacySecretHeaderWithLookup(t *testing.T) {
 		return nil, nil
 	}
 	h := newHandler(t, eachhook.WithSecretLookup(lookup), eachhook.WithLegacySecretHeader())
-	c := &recorder{}
-	c.register(h)
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
 	plain := func(value string, body []byte) int {
 		return serve(h, eachhooktest.NewRequest("/", value, body, eachhooktest.LegacySecretScheme, time.Now())).Code
 	}
@@ -599,7 +532,7 @@ func TestLegacySecretHeaderWithLookup(t *testing.T) {
 	require.Equal(t, 401, plain("secret-p1", []byte(`{"status":"failed"}`)), "no id to look up")
 	require.Equal(t, 503, plain("secret-p1", eachhooktest.FailedBody("explode")), "lookup failure")
 	drain(t, h)
-	require.Equal(t, [4]int{0, 1, 0, 1}, c.counts())
+	require.Equal(t, map[string]int{eachhooktest.KindFailed: 1, eachhooktest.KindWorkflowFailed: 1}, rec.Counts())
 	require.Equal(t, []string{"p1", "workflow:x1", "p1", "unknown", "explode"}, looked)
 }
 

@@ -146,6 +146,19 @@ func (r *Recorder) Runs() []Run {
 	return append([]Run(nil), r.runs...)
 }
 
+// Counts returns how many runs of each kind have ended, retries and
+// failed runs included, keyed by Kind; a kind with no run is absent, so a
+// test can compare the whole map with the counts it expects.
+func (r *Recorder) Counts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	counts := map[string]int{}
+	for _, run := range r.runs {
+		counts[run.Kind]++
+	}
+	return counts
+}
+
 // IDs returns the ids of the runs that have ended and returned nil, in
 // the order they ended.
 func (r *Recorder) IDs() []string {

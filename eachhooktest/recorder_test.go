@@ -62,6 +62,10 @@ func TestRecorderWaitsForEveryKind(t *testing.T) {
 		"e1": eachhooktest.KindWorkflowCompleted, "e2": eachhooktest.KindWorkflowFailed,
 	}, kinds)
 	require.ElementsMatch(t, []string{"s1", "f1", "e1", "e2"}, rec.IDs())
+	require.Equal(t, map[string]int{
+		eachhooktest.KindSuccess: 1, eachhooktest.KindFailed: 1,
+		eachhooktest.KindWorkflowCompleted: 1, eachhooktest.KindWorkflowFailed: 1,
+	}, rec.Counts())
 }
 
 func TestRecorderCountsRetriesAndPanics(t *testing.T) {
@@ -88,6 +92,7 @@ func TestRecorderCountsRetriesAndPanics(t *testing.T) {
 	require.NoError(t, runs[2].Err)
 	require.Equal(t, []string{"r1"}, rec.IDs())
 	require.Equal(t, "r1", runs[2].Success.ID)
+	require.Equal(t, map[string]int{eachhooktest.KindSuccess: 3}, rec.Counts())
 }
 
 func TestRecorderWaitEndsWithTheContext(t *testing.T) {
@@ -98,6 +103,7 @@ func TestRecorderWaitEndsWithTheContext(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "0 of 1 callback runs")
 	require.NoError(t, rec.Wait(t.Context(), 0))
+	require.Empty(t, rec.Counts())
 }
 
 // A test waits for its callbacks with a Recorder, not by calling Shutdown:
