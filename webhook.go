@@ -474,13 +474,13 @@ func (h *Handler) startLazily() (observe.Reason, error) {
 
 // Shutdown stops accepting deliveries (new requests are answered 503),
 // shuts the queue down and stops the default [MemoryStore]; it may be called
-// more than once. The in-memory queue waits until every accepted delivery ran, retries
-// included, unless ctx ends first: it then cancels the callbacks' context,
-// logs the id of every delivery that never started (lost: the sender saw a
-// 200) and returns ctx.Err(). Callbacks still running may then still use the
-// [Store], record dead letters and call the [WithErrorHandler] function:
-// close a store you own only after that. A durable queue keeps the
-// deliveries it did not start.
+// more than once. The in-memory queue waits until every accepted delivery
+// ran, retries included, unless ctx ends first: it then cancels the
+// callbacks' context, logs the id of every delivery that never started
+// (lost: the sender saw a 200) and returns ctx.Err(). Callbacks still
+// running may then still use the [Store], record dead letters and call the
+// [WithErrorHandler] function: close a store you own only after that. A
+// durable queue keeps the deliveries it did not start.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing.Store(true)
