@@ -58,8 +58,7 @@ type callbacks struct {
 // OnSuccess registers fn for each prediction that succeeded ("success" or
 // "succeeded"). fn must tolerate a context cancelled at shutdown. A terminal
 // delivery with no callback for its status becomes a dead letter. Register
-// every callback before [Handler.Start] and the first request; later, it
-// panics.
+// before [Handler.Start] and the first request; later, it panics.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
 	h.register("OnSuccess", func(c *callbacks) { c.success = fn })
 }

@@ -44,12 +44,10 @@ type DeadLetter struct {
 	At       time.Time // when it became a dead letter
 }
 
-// DeadLetterStore keeps the [DeadLetter]s of a Handler, one per ID (see
-// [WithDeadLetters]). Implementations must be safe for concurrent use, also
-// across processes, and keep Body byte for byte; At may come back truncated
-// to the microsecond and in another location. An error means a system
-// failure only, or a context already done. Package deadlettertest is the
-// conformance suite.
+// DeadLetterStore keeps the [DeadLetter]s of a Handler, one per ID.
+// Implementations must be safe for concurrent use, also across processes,
+// and keep Body byte for byte; At may come back truncated to the microsecond.
+// An error means a system failure only, or a context already done.
 type DeadLetterStore interface {
 	// Add stores dl, replacing any dead letter of the same ID.
 	Add(ctx context.Context, dl DeadLetter) error
@@ -62,9 +60,8 @@ type DeadLetterStore interface {
 }
 
 // DeadLetterQueue is an optional interface of a [Queue] that keeps the
-// deliveries it gave up on itself. The Handler then adds them to
-// [Handler.DeadLetters], sends [Handler.Replay] and [Handler.Discard] of an
-// id its store does not hold to the queue, and does not store them itself.
+// deliveries it gave up on itself. The Handler then lists them and sends it
+// the Replay and Discard of an id its own store does not hold.
 type DeadLetterQueue interface {
 	Queue
 	// DeadLetters lists the queue's dead letters, oldest first.
@@ -145,16 +142,14 @@ func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return list, nil
 }
 
-// Replay queues the delivery of the dead letter id again, starting the
-// default queue if needed (with a [WithQueue] queue, call [Handler.Start]
-// first). It returns nil once the delivery is queued, not when its callback
-// ran; a replay whose every attempt fails becomes a dead letter again. It
-// returns [ErrNoDeadLetter] when id is not a dead letter, and another error,
-// keeping the dead letter, when no callback handles its status, the queue
-// refused it ([ErrShutdown] after [Handler.Shutdown]) or the store failed.
-// The dead letter stays listed until a replayed attempt succeeds, except with
-// a [DeadLetterQueue]: the queue then keeps it, and an id the store does not
-// hold goes to the queue's Replay.
+// Replay queues the dead letter id again, starting the default queue if
+// needed (with [WithQueue], call [Handler.Start] first), and returns nil once
+// queued; if every attempt fails, it becomes a dead letter again. It returns
+// [ErrNoDeadLetter] when id is not a dead letter, and another error, keeping
+// the dead letter, when no callback handles its status, the queue refused it
+// ([ErrShutdown] after [Handler.Shutdown]) or the store failed. The dead
+// letter stays listed until a replayed attempt succeeds, except with a
+// [DeadLetterQueue], which then keeps it (and replays ids the store lacks).
 func (h *Handler) Replay(ctx context.Context, id string) error {
 	dl, ok, err := h.dead.store.Get(ctx, id)
 	if err != nil {
@@ -218,9 +213,8 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 	return nil
 }
 
-// Discard deletes the dead letter id, from the store and from a
-// [DeadLetterQueue], without running its callback. It returns
-// [ErrNoDeadLetter] when id is not a dead letter.
+// Discard deletes the dead letter id (also from a [DeadLetterQueue]) without
+// running its callback, or returns [ErrNoDeadLetter].
 func (h *Handler) Discard(ctx context.Context, id string) error {
 	found, err := h.dead.store.Delete(ctx, id)
 	if err != nil {

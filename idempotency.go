@@ -17,26 +17,23 @@ import (
 	"github.com/eachhook/eachhook/observe"
 )
 
-// Store records which delivery ids have been accepted, so that no callback
-// runs twice for one id. An id is claimed as in progress for a lease, then
-// marked done for the dedupe TTL once its callback succeeded; if the process
-// dies meanwhile, the lease runs out and a redelivery is processed again.
-// Implementations must be safe for concurrent use, also across processes.
+// Store records which delivery ids were accepted, so that no callback runs
+// twice for one id: an id is claimed for a lease, then marked done for the
+// dedupe TTL (see [WithRetry]). Implementations must be safe for concurrent
+// use, also across processes.
 type Store interface {
 	// Claim claims id for lease. It returns (token, true, nil) when it
 	// claimed id (unclaimed, or its lease or done record expired), and
 	// ("", false, nil) when id is in progress under a live lease, or done.
 	// Among simultaneous claims of one id exactly one returns true. An error
-	// means a system failure (the Handler answers 503); a failed Claim must
-	// leave id unclaimed, or a retry would be taken for a duplicate.
+	// means a system failure; a failed Claim must leave id unclaimed.
 	Claim(ctx context.Context, id string, lease time.Duration) (token string, claimed bool, err error)
-	// Complete marks id done for ttl if the claim named by token still holds
-	// it (or id is unclaimed); a claim another token took over is left alone.
-	// The done record keeps token, so Release with it forgets the record.
+	// Complete marks id done for ttl if token's claim still holds it (or id is
+	// unclaimed), keeping token so that Release with it forgets the record.
 	// The error is nil unless a system failure.
 	Complete(ctx context.Context, id, token string, ttl time.Duration) error
-	// Release forgets the claim (in progress or done) named by token.
-	// Releasing a claim not held by token is not an error and changes nothing.
+	// Release forgets token's claim of id, in progress or done; a claim not
+	// held by token is left alone, and that is no error.
 	Release(ctx context.Context, id, token string) error
 }
 
@@ -44,10 +41,9 @@ type Store interface {
 // concurrent requests rarely wait for each other or for a sweep.
 const memoryShards = 64
 
-// MemoryStore is the default in-process [Store]. It keeps a 128-bit digest
-// of each id, about 84 bytes per id, and sweeps expired ids in the
-// background. It deduplicates within one process only and forgets everything
-// when the process ends; use a shared store for several replicas.
+// MemoryStore is the default in-process [Store], holding a 128-bit digest of
+// each id (about 84 bytes). It deduplicates within one process only and
+// forgets everything when the process ends.
 type MemoryStore struct {
 	seed1, seed2 maphash.Seed
 	now          func() time.Time
@@ -193,8 +189,7 @@ func (s *MemoryStore) Release(ctx context.Context, id, token string) error {
 	return nil
 }
 
-// Len reports how many ids are held, expired ones included until the next
-// sweep.
+// Len reports how many ids are held, including expired ones not yet swept.
 func (s *MemoryStore) Len() int {
 	n := 0
 	for i := range s.shards {
@@ -244,8 +239,7 @@ func (s *MemoryStore) sweepEvery(interval time.Duration) {
 	}
 }
 
-// Close stops the background sweep and waits for it; the store still
-// works afterwards. Close is idempotent.
+// Close stops the background sweep; the store still works. It is idempotent.
 func (s *MemoryStore) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done

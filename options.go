@@ -18,9 +18,8 @@ import (
 // configuration that cannot work.
 var ErrInvalidOption = errors.New("eachhook: invalid option")
 
-// Option configures a [Handler]. Options are applied in order by [New],
-// which validates the result; a later option overrides an earlier one of the
-// same kind, except [WithSecret], whose secrets accumulate.
+// Option configures a [Handler]. [New] applies options in order; a later one
+// overrides an earlier one of its kind, except that [WithSecret] adds secrets.
 type Option func(*config) error
 
 // SecretLookup returns the secrets that may have signed the delivery of id,
@@ -214,12 +213,10 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithRetry sets how many times a failing callback runs for one delivery
-// (attempts, at least 1) and the wait before the second attempt (backoff,
-// doubling on each later one, capped at one minute). Default 3 attempts, 1s.
-// With [WithCallbackTimeout] it also sets the lease of an id's claim: every
-// attempt's timeout, every backoff, and a minute (4m03s by default). A
-// redelivery within the lease is a duplicate; after it, it is processed
-// again. A queue set with [WithQueue] retries by its own policy.
+// (attempts, at least 1) and the wait before the second (backoff, doubling,
+// capped at one minute). Default 3 attempts, 1s. With [WithCallbackTimeout] it
+// sets the lease of an id's claim: all attempts' timeouts and backoffs plus a
+// minute (4m03s by default); a redelivery after it is processed again.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(c *config) error {
 		c.maxAttempts = attempts
@@ -228,30 +225,25 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 	}
 }
 
-// WithCallbackTimeout sets how long one attempt of a callback may run: its
-// context is cancelled after d, and an attempt that has not returned by then
-// fails with an error matching [context.DeadlineExceeded]. A callback that
-// ignores its context is not stopped; the worker goes on without it. Default
-// 1 minute; it must be positive.
+// WithCallbackTimeout sets how long one attempt of a callback may run: after
+// d its context is cancelled and the attempt fails with an error matching
+// [context.DeadlineExceeded]; a callback that ignores its context is not
+// stopped. Default 1 minute; it must be positive.
 func WithCallbackTimeout(d time.Duration) Option {
 	return func(c *config) error { c.callbackTimeout = d; return nil }
 }
 
 // WithErrorHandler sets a function called with a [*CallbackError] once per
-// dead letter. For a failed callback it runs on the worker with the
-// callbacks' context; for a delivery with no callback, on the request's
-// goroutine before the 200, so keep it quick. Default: none (dead letters are
-// logged either way).
+// dead letter, on the worker, or on the request's goroutine before the 200
+// for a delivery with no callback: keep it quick. Default: none.
 func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
 	return func(c *config) error { c.onError = fn; return nil }
 }
 
 // WithLegacySecretHeader also accepts deliveries that carry no signature but
-// the secret itself in X-Webhook-Secret ([signature.HeaderSecret]), compared
-// in constant time with the [WithSecret] and [SecretLookup] secrets. This is
-// weaker than a signature: the secret travels in every request and the body
-// is unprotected. A request with X-Webhook-Signature is decided by it alone.
-// Default: off (such a delivery is answered 401). It cannot be combined with
+// the secret itself in X-Webhook-Secret ([signature.HeaderSecret]), which is
+// weaker than a signature. A request with X-Webhook-Signature is decided by
+// it alone. Default: off (answered 401). It cannot be combined with
 // [WithInsecureSkipVerification].
 func WithLegacySecretHeader() Option {
 	return func(c *config) error {
@@ -269,9 +261,8 @@ func WithObserver(o observe.Observer) Option {
 	}
 }
 
-// WithPayloadLogging logs the body of every verified delivery at debug
-// level, with attributes id, status and body. Bodies may hold personal data:
-// enable it while debugging only. Default: off.
+// WithPayloadLogging logs every verified body at debug level (attributes
+// id, status, body); bodies may hold personal data. Default: off.
 func WithPayloadLogging() Option {
 	return func(c *config) error {
 		c.logPayloads = true

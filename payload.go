@@ -15,9 +15,8 @@ import (
 
 // Payload errors.
 var (
-	// ErrMalformedPayload means a verified body is not a JSON object, no
-	// identifying field ("id", "exec_id", "execution_id" with "workflow_id")
-	// gives its kind and id, or one of those or "status" is not a string or null.
+	// ErrMalformedPayload means a verified body is not a JSON object or its
+	// kind, id or status cannot be read.
 	ErrMalformedPayload = errors.New("eachhook: malformed payload")
 	// ErrOutputShape means Output does not have the shape a helper asked for.
 	ErrOutputShape = errors.New("eachhook: output has another shape")
@@ -57,10 +56,9 @@ type Failure struct {
 	ID    string          // the prediction id ("id", else "exec_id"); the dedupe key
 	Input json.RawMessage // as sent
 	Logs  string          // the "logs" field, else the error's message
-	// Code is the error's "error_code", such as "EXECUTION_TIMEOUT"; the error
-	// is that of the first "output" element whose "error" is set, else
-	// "output" itself or its "error" member, else the top-level "error".
-	// Empty when none; [CodeCancelled] for a cancelled prediction.
+	// Code is the "error_code" of the first "output" element with an "error",
+	// else of "output" or its "error", else of the top-level "error"; empty
+	// when none, [CodeCancelled] when cancelled.
 	Code      string
 	Retryable bool            // the error's "retryable"; false when absent
 	Category  string          // the error's "classification": {"category"}, such as "TIMEOUT"
@@ -357,11 +355,10 @@ func parseTime(raw json.RawMessage) time.Time {
 	return time.Time{}
 }
 
-// WorkflowKeyPrefix is put before a workflow execution id to make its key,
-// used for dedupe, [SecretLookup] and [CallbackError.ID]: "abc" becomes
-// "workflow:abc". A prediction id is its own key, unless it begins with
-// "workflow:" or "prediction:": then "prediction:" is put before it.
-// Callbacks get the ids as sent.
+// WorkflowKeyPrefix is put before a workflow execution id to make its key
+// ("abc" becomes "workflow:abc"). A prediction id is its own key, unless it
+// begins with "workflow:" or "prediction:": then "prediction:" is put before
+// it. Callbacks get the ids as sent.
 const WorkflowKeyPrefix = "workflow:"
 
 // predictionKeyPrefix escapes a prediction id that could be taken for

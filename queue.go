@@ -38,37 +38,31 @@ func (d *Delivery) request() context.Context {
 // Runner is what a [Queue] gets from the Handler in Start. It is safe for
 // concurrent use.
 type Runner interface {
-	// Run runs d's callback once as attempt number attempt (1 for the first,
-	// see [AttemptFromContext]) and returns its error. A panic or
-	// [runtime.Goexit] ends the attempt only, with an error matching
-	// [ErrCallbackPanic]; a status with no callback is an error too. On
-	// success Run marks d.ID done in the [Store]. Retrying is the queue's.
+	// Run runs d's callback once as attempt number attempt (1 for the first)
+	// and returns its error, one matching [ErrCallbackPanic] after a panic or
+	// [runtime.Goexit], or an error when no callback handles d.Status. On
+	// success it marks d.ID done in the [Store].
 	Run(ctx context.Context, d Delivery, attempt int) error
 	// GiveUp makes d a dead letter after attempts attempts, the last of which
-	// returned err, and reports it to [WithErrorHandler]. Call it once per
-	// delivery given up.
+	// returned err. Call it once per delivery given up.
 	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 	// CallbackTimeout is how long Run lets one attempt run ([WithCallbackTimeout]).
 	CallbackTimeout() time.Duration
 }
 
-// Queue queues and runs accepted deliveries; [WithQueue] replaces the
-// default in-memory one. A Queue serves one Handler: [Handler.Start] calls
-// Start, the Handler calls Enqueue once per accepted delivery (after its
-// dedupe claim) and Shutdown from [Handler.Shutdown]. The Queue calls the
-// Runner's Run once per attempt, retrying by its own policy, and GiveUp when
-// it stops. See also [DeadLetterQueue] and [DedupingQueue].
+// Queue queues and runs accepted deliveries ([WithQueue]). [Handler.Start]
+// calls Start, the Handler calls Enqueue once per accepted delivery and
+// Shutdown from [Handler.Shutdown]. The Queue calls [Runner.Run] once per
+// attempt, retrying by its own policy, and [Runner.GiveUp] when it stops.
 type Queue interface {
-	// Start begins running queued deliveries through r (for a durable
-	// queue, also those an earlier process left). ctx bounds the start only.
+	// Start begins running queued deliveries through r; ctx bounds the start only.
 	Start(ctx context.Context, r Runner) error
 	// Enqueue returns nil only once d is safely queued (for a durable queue:
 	// committed, with d.Claim) or was queued earlier under d.ID; the Handler
 	// answers 200 only then. On error it releases the claim and answers 503.
 	Enqueue(ctx context.Context, d Delivery) error
-	// Shutdown stops intake and running, waits for callbacks in progress
-	// until ctx ends, and then returns ctx.Err(). It may be called more
-	// than once, and without Start.
+	// Shutdown stops intake and running, waits for callbacks in progress until
+	// ctx ends, then returns ctx.Err(). It may be called again, and without Start.
 	Shutdown(ctx context.Context) error
 }
 
@@ -77,8 +71,7 @@ type Queue interface {
 // Handler then asks the queue, not only its [Store], whether a delivery is new.
 type DedupingQueue interface {
 	Queue
-	// EnqueueOnce is Enqueue that returns false, nil when the queue already
-	// holds a delivery of d.ID.
+	// EnqueueOnce is Enqueue, returning false, nil when d.ID is already queued.
 	EnqueueOnce(ctx context.Context, d Delivery) (queued bool, err error)
 }
 

@@ -249,11 +249,9 @@ func (h *Handler) settle(r *http.Request, o outcome) (int, string) {
 }
 
 // Receive is ServeHTTP for a delivery that did not arrive as an
-// *http.Request, such as an API Gateway event: it takes the method, headers
-// and raw body as sent and returns the status code ServeHTTP would answer,
-// with the same checks, logs and observer calls; ctx plays the request
-// context. Send a 503 with Retry-After (ServeHTTP sends 10 seconds) and a 405
-// with Allow: POST.
+// *http.Request: it takes the method, headers and raw body and returns the
+// status code ServeHTTP would answer; ctx plays the request context. Send a
+// 503 with Retry-After and a 405 with Allow: POST, as ServeHTTP does.
 func (h *Handler) Receive(ctx context.Context, method string, header http.Header, body []byte) int {
 	if header == nil {
 		header = http.Header{}
@@ -387,13 +385,11 @@ const readAhead = 64 << 10
 // could not take the delivery now; nothing was accepted.
 var ErrNotQueued = errors.New("eachhook: delivery not queued")
 
-// Deliver runs body, a trusted JSON object in one of the webhook's forms,
-// through the dedupe store and queue as a verified webhook, without checking
-// a signature. It returns (true, nil) when the callback will run, (false,
-// nil) when there is nothing to run (a duplicate, a non-terminal status, or
-// a dead letter at once), and otherwise an error matching
-// [ErrMalformedPayload] or [ErrNotQueued], or the [Store]'s error. Only the
-// observer's callback and queue functions are called for it.
+// Deliver runs body, a trusted JSON object in a webhook's form, through the
+// dedupe store and queue without checking a signature. It returns (true, nil)
+// when the callback will run, (false, nil) when there is nothing to run (such
+// as a duplicate), and otherwise an error matching [ErrMalformedPayload] or
+// [ErrNotQueued], or the [Store]'s error.
 func (h *Handler) Deliver(ctx context.Context, body []byte) (queued bool, err error) {
 	env, err := decodeEnvelope(body)
 	if err != nil {
@@ -428,11 +424,10 @@ var ErrShutdown = errors.New("eachhook: handler shut down")
 // [WithQueue] is not started.
 var errNotStarted = errors.New("eachhook: queue not started: call Handler.Start before serving")
 
-// Start fixes the configuration (later registrations panic) and starts the
-// [Queue]. With the default queue it is optional: the first request starts
-// it. With [WithQueue], call it before serving. ctx bounds the start only.
-// Start returns nil if the queue already runs, the queue's error (a later
-// call tries again), or [ErrShutdown] after [Handler.Shutdown].
+// Start fixes the configuration and starts the [Queue]; with [WithQueue], call
+// it before serving, and otherwise the first request does it. ctx bounds the
+// start only. It returns nil if the queue already runs, the queue's error (a
+// later call tries again), or [ErrShutdown] after [Handler.Shutdown].
 func (h *Handler) Start(ctx context.Context) error {
 	if h.started.Load() && !h.closing.Load() {
 		return nil
@@ -476,11 +471,9 @@ func (h *Handler) startLazily() (observe.Reason, error) {
 // shuts the queue down and stops the default [MemoryStore]; it may be called
 // more than once. The in-memory queue waits until every accepted delivery
 // ran, retries included, unless ctx ends first: it then cancels the
-// callbacks' context, logs the id of every delivery that never started
-// (lost: the sender saw a 200) and returns ctx.Err(). Callbacks still
-// running may then still use the [Store], record dead letters and call the
-// [WithErrorHandler] function: close a store you own only after that. A
-// durable queue keeps the deliveries it did not start.
+// callbacks' context, logs the id of every delivery that never started (it
+// is lost) and returns ctx.Err(). Callbacks still running may then still use
+// the [Store] and call the [WithErrorHandler] function.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing.Store(true)
@@ -513,10 +506,9 @@ const (
 )
 
 // Health returns a handler for a health endpoint. It answers GET and HEAD
-// (else 405) with 200 {"status":"ok"} while the Handler accepts deliveries,
-// else 503 {"status":"unavailable","reason":R}, R being "shutting down", "not
-// started", "queue full", "store unreachable" or "queue unreachable" (its
-// [Pinger] failed within 2 seconds; the error is logged).
+// with 200 {"status":"ok"} while the Handler accepts deliveries, else 503
+// {"status":"unavailable","reason":R}, R being "shutting down", "not started",
+// "queue full", "store unreachable" or "queue unreachable" (see [Pinger]).
 func (h *Handler) Health() http.Handler {
 	return http.HandlerFunc(h.serveHealth)
 }
