@@ -16,26 +16,17 @@ import (
 )
 
 // ErrCallbackPanic is matched by the error of a callback attempt that
-// panicked or called [runtime.Goexit] (as testing.T.FailNow does inside a
-// callback). Either ends that attempt only: it counts as a failed attempt,
-// the goroutine that ran it goes on, and nothing queued behind it is lost.
+// panicked or called [runtime.Goexit]. It counts as a failed attempt; the
+// goroutine that ran it goes on.
 var ErrCallbackPanic = errors.New("eachhook: callback panicked")
 
-// CallbackError reports a delivery that became a dead letter: its
-// callback failed on every attempt, or no callback was registered for its
-// status (Attempts 0). It is passed to the function set with
-// [WithErrorHandler].
+// CallbackError reports a delivery that became a dead letter to the
+// [WithErrorHandler] function.
 type CallbackError struct {
-	// ID is the delivery's key: the prediction id, or [WorkflowKeyPrefix]
-	// and the workflow execution id.
-	ID string
-	// Status is the delivery's status as sent, such as [StatusSuccess].
-	Status string
-	// Attempts is how many times the callback ran.
-	Attempts int
-	// Err is the last attempt's error; it matches [ErrCallbackPanic] if
-	// that attempt panicked or called [runtime.Goexit].
-	Err error
+	ID       string // the delivery's key (see [WorkflowKeyPrefix])
+	Status   string // as sent
+	Attempts int    // how many times the callback ran; 0 when none is registered
+	Err      error  // the last attempt's error
 }
 
 func (e *CallbackError) Error() string {
@@ -64,36 +55,28 @@ type callbacks struct {
 	workflowFailed    func(context.Context, *WorkflowRun) error
 }
 
-// OnSuccess registers fn to run for each prediction that succeeded
-// (status "success" or "succeeded"). fn must tolerate a context cancelled
-// at shutdown. A terminal delivery that arrives while no callback is
-// registered for its status is acknowledged and kept as a dead letter
-// (reason "no_callback"), never dropped. Register every callback before
-// [Handler.Start] or the first request: a registration after that panics,
-// since the Handler and its queue already decide with the callbacks they
-// have.
+// OnSuccess registers fn for each prediction that succeeded ("success" or
+// "succeeded"). fn must tolerate a context cancelled at shutdown. A terminal
+// delivery with no callback for its status becomes a dead letter. Register
+// before [Handler.Start] and the first request; later, it panics.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
 	h.register("OnSuccess", func(c *callbacks) { c.success = fn })
 }
 
-// OnFailed registers fn to run for each prediction that failed (status
-// "failed" or "error") or was cancelled ("cancelled" or "canceled", with
-// [Failure.Code] "CANCELLED"), under the same rules as [Handler.OnSuccess].
+// OnFailed registers fn for each prediction that failed ("failed" or
+// "error") or was cancelled, as [Handler.OnSuccess] does.
 func (h *Handler) OnFailed(fn func(ctx context.Context, f *Failure) error) {
 	h.register("OnFailed", func(c *callbacks) { c.failed = fn })
 }
 
-// OnWorkflowCompleted registers fn to run for each workflow execution that
-// completed (status "completed"), under the same rules as [Handler.OnSuccess]. One Handler can
-// serve predictions and workflow executions on one endpoint: each delivery
-// is routed by its fields (see the package documentation).
+// OnWorkflowCompleted registers fn for each workflow execution that
+// completed, as [Handler.OnSuccess] does.
 func (h *Handler) OnWorkflowCompleted(fn func(ctx context.Context, run *WorkflowRun) error) {
 	h.register("OnWorkflowCompleted", func(c *callbacks) { c.workflowCompleted = fn })
 }
 
-// OnWorkflowFailed registers fn to run for each workflow execution that
-// failed ("failed" or "error") or was cancelled ("cancelled" or
-// "canceled"), under the same rules as [Handler.OnSuccess].
+// OnWorkflowFailed registers fn for each workflow execution that failed
+// ("failed" or "error") or was cancelled, as [Handler.OnSuccess] does.
 func (h *Handler) OnWorkflowFailed(fn func(ctx context.Context, run *WorkflowRun) error) {
 	h.register("OnWorkflowFailed", func(c *callbacks) { c.workflowFailed = fn })
 }

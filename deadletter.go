@@ -32,9 +32,8 @@ const (
 	reasonUnknownStatus  = "unknown_status"  // a status the Handler does not know
 )
 
-// DeadLetter is a delivery that was acknowledged with 200 and whose
-// callback will not run again unless [Handler.Replay] says so: the sender
-// will not send it again, so this is the only copy of the event.
+// DeadLetter is a delivery acknowledged with 200 whose callback will not
+// run again unless [Handler.Replay] says so; it is the only copy of the event.
 type DeadLetter struct {
 	ID       string    // the delivery's dedupe key as reported elsewhere
 	Status   string    // as sent
@@ -45,44 +44,31 @@ type DeadLetter struct {
 	At       time.Time // when it became a dead letter
 }
 
-// DeadLetterStore keeps the [DeadLetter]s of a Handler, one per ID; see
-// [WithDeadLetters]. Implementations must be safe for concurrent use,
-// including by several processes when the store is shared, and must keep
-// Body byte for byte. They may keep At to the microsecond only and return
-// it in another location (compare with [time.Time.Equal]). An error is
-// for a system failure only (a missing dead letter is not one), and a
-// method called with a context that is already done returns its error.
-// Package deadlettertest is the conformance suite.
+// DeadLetterStore keeps the [DeadLetter]s of a Handler, one per ID.
+// Implementations must be safe for concurrent use, also across processes,
+// and keep Body byte for byte; At may come back truncated to the microsecond.
+// An error means a system failure only, or a context already done.
 type DeadLetterStore interface {
-	// Add stores dl, replacing the dead letter of the same ID if there is
-	// one.
+	// Add stores dl, replacing any dead letter of the same ID.
 	Add(ctx context.Context, dl DeadLetter) error
-	// List returns every dead letter, ordered by At and then by ID; an
-	// empty store returns no dead letters and a nil error.
+	// List returns every dead letter ordered by At, then ID.
 	List(ctx context.Context) ([]DeadLetter, error)
-	// Get returns the dead letter of id and true, or a zero DeadLetter
-	// and false (with a nil error) when there is none.
+	// Get returns id's dead letter and true, or a zero DeadLetter, false, nil.
 	Get(ctx context.Context, id string) (DeadLetter, bool, error)
-	// Delete removes the dead letter of id and reports whether there was
-	// one; deleting an id that has none returns false and a nil error.
+	// Delete removes id's dead letter and reports whether there was one.
 	Delete(ctx context.Context, id string) (bool, error)
 }
 
 // DeadLetterQueue is an optional interface of a [Queue] that keeps the
-// deliveries it gave up on itself, as the durable queue keeps its
-// discarded jobs. The Handler then lists the queue's dead letters with
-// those of its [DeadLetterStore] in [Handler.DeadLetters], sends
-// [Handler.Replay] and [Handler.Discard] to the queue for an id the store
-// does not hold, and no longer stores a dead letter in [Runner.GiveUp].
+// deliveries it gave up on itself. The Handler then lists them and sends it
+// the Replay and Discard of an id its own store does not hold.
 type DeadLetterQueue interface {
 	Queue
 	// DeadLetters lists the queue's dead letters, oldest first.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)
-	// Replay queues the dead letter id again; it returns an error
-	// matching [ErrNoDeadLetter] when the queue holds none of that id.
+	// Replay queues the dead letter id again, or returns [ErrNoDeadLetter].
 	Replay(ctx context.Context, id string) error
-	// Discard deletes the dead letter id; it returns an error matching
-	// [ErrNoDeadLetter] when the queue holds none of that id.
+	// Discard deletes the dead letter id, or returns [ErrNoDeadLetter].
 	Discard(ctx context.Context, id string) error
 }
 
@@ -136,13 +122,8 @@ func (h *Handler) succeeded(ctx context.Context, d Delivery) {
 	h.log.Info("eachhook: replayed dead letter succeeded", "id", d.ID, "status", d.Status)
 }
 
-// DeadLetters returns the dead letters, oldest first (by
-// [DeadLetter.At], then by ID): the deliveries acknowledged with 200 whose
-// callback failed on every attempt ("callback_failed"), whose terminal
-// status had no callback registered ("no_callback"), or whose status the
-// Handler does not know ("unknown_status"). They come from the store set
-// with [WithDeadLetters] and, with a queue that keeps its own (the durable
-// queue: its discarded jobs), from the queue as well.
+// DeadLetters returns the dead letters, oldest first (by [DeadLetter.At],
+// then ID), from the [DeadLetterStore] and from a [DeadLetterQueue].
 func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	list, err := h.dead.store.List(ctx)
 	if err != nil {
@@ -161,38 +142,14 @@ func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return list, nil
 }
 
-// Replay runs the callback of the dead letter id again, through the path
-// of a delivery: its dedupe claim in the [Store] is released and taken
-// again, the delivery is queued and retried as set by [WithRetry] (or the
-// queue's own policy), and if every attempt fails again it becomes a dead
-// letter again (replacing this one, and reported to the error handler
-// again). Replay returns once the delivery is queued, not when its
-// callback ran; the dead letter is removed once a replayed attempt
-// succeeded (in the meantime it is still listed and can be replayed or
-// discarded again). Replay returns:
-//
-//   - nil once the delivery is queued, or when, between the release and
-//     the claim, another delivery of id claimed it (a concurrent Replay on
-//     this or another replica): that one runs the callback;
-//   - [ErrNoDeadLetter] when id is not a dead letter (never was, was
-//     discarded, or a replay of it succeeded);
-//   - an error, keeping the dead letter, when the Handler has no callback
-//     registered for its status (or does not know the status), when the
-//     queue refused it (full or shut down: [ErrShutdown] after
-//     [Handler.Shutdown]) or when the store failed.
-//
-// Replay starts the default in-memory queue if no request did yet; with a
-// queue set by [WithQueue], call [Handler.Start] first.
-//
-// With a queue that keeps its own dead letters (the durable queue's
-// discarded jobs), Replay of an id the store does not hold retries the
-// queue's job instead, and that dead letter leaves the list as soon as its
-// job is queued again: see the queue's documentation. A dead letter of
-// the store is then queued as above and leaves the store as soon as the
-// queue holds a delivery of its id (this one, or one stored since), since
-// the queue keeps it as its own dead letter if it fails. Replay and
-// Discard may be called on any Handler that shares the dead letters'
-// store (or the durable queue's database).
+// Replay queues the dead letter id again, starting the default queue if
+// needed (with [WithQueue], call [Handler.Start] first), and returns nil once
+// queued; if every attempt fails, it becomes a dead letter again. It returns
+// [ErrNoDeadLetter] when id is not a dead letter, and another error, keeping
+// the dead letter, when no callback handles its status, the queue refused it
+// ([ErrShutdown] after [Handler.Shutdown]) or the store failed. The dead
+// letter stays listed until a replayed attempt succeeds, except with a
+// [DeadLetterQueue], which then keeps it (and replays ids the store lacks).
 func (h *Handler) Replay(ctx context.Context, id string) error {
 	dl, ok, err := h.dead.store.Get(ctx, id)
 	if err != nil {
@@ -256,10 +213,8 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 	return nil
 }
 
-// Discard deletes the dead letter id without running its callback: the
-// event is then gone. It returns [ErrNoDeadLetter] when id is not a dead
-// letter. With a queue that keeps its own dead letters (the durable
-// queue), Discard deletes id's dead letters in the store and in the queue.
+// Discard deletes the dead letter id (also from a [DeadLetterQueue]) without
+// running its callback, or returns [ErrNoDeadLetter].
 func (h *Handler) Discard(ctx context.Context, id string) error {
 	found, err := h.dead.store.Delete(ctx, id)
 	if err != nil {

@@ -17,35 +17,23 @@ import (
 	"github.com/eachhook/eachhook/observe"
 )
 
-// Store records which prediction ids have been accepted, so that a
-// redelivery or a concurrent copy of a delivery runs no callback twice.
-// An id is first claimed as in progress for a lease, long enough for its
-// callback to finish; once the callback succeeded it is marked done for
-// the dedupe TTL; if the process dies meanwhile, the lease runs out and a
-// redelivery (or the reconciler's delivery) of the id is processed again.
-// Implementations must be safe for concurrent use, including by several
-// processes when the store is shared.
+// Store records which delivery ids were accepted, so that no callback runs
+// twice for one id: an id is claimed for a lease, then marked done for the
+// dedupe TTL (see [WithRetry]). Implementations must be safe for concurrent
+// use, also across processes.
 type Store interface {
-	// Claim claims id as in progress for lease and returns a token naming
-	// this claim. It returns (token, true, nil) when it claimed id (id was
-	// unclaimed, or its lease or done record expired), and ("", false,
-	// nil) when id is in progress under a live lease, or done. A non-nil
-	// error means a system failure only; the Handler then answers 503 so
-	// that the sender retries. A Claim that fails must leave id
-	// unclaimed, or undo its claim before a later Claim of id can answer
-	// false: otherwise the retry would be taken for a duplicate and never
-	// run. Among simultaneous claims of one id exactly one returns true.
+	// Claim claims id for lease. It returns (token, true, nil) when it
+	// claimed id (unclaimed, or its lease or done record expired), and
+	// ("", false, nil) when id is in progress under a live lease, or done.
+	// Among simultaneous claims of one id exactly one returns true. An error
+	// means a system failure; a failed Claim must leave id unclaimed.
 	Claim(ctx context.Context, id string, lease time.Duration) (token string, claimed bool, err error)
-	// Complete marks id done for ttl when the claim named by token still
-	// holds it (or id is unclaimed): a later Claim within ttl returns
-	// false. A claim that another token took over is left alone. The done
-	// record keeps token, so that Release with the same token forgets it
-	// (a replayed dead letter is processed again). The error is nil
-	// unless a system failure.
+	// Complete marks id done for ttl if token's claim still holds it (or id is
+	// unclaimed), keeping token so that Release with it forgets the record.
+	// The error is nil unless a system failure.
 	Complete(ctx context.Context, id, token string, ttl time.Duration) error
-	// Release forgets the claim (in progress or done) named by token, so
-	// that a redelivery is processed. Releasing a claim that is not held
-	// (another token, or nothing) is not an error and changes nothing.
+	// Release forgets token's claim of id, in progress or done; a claim not
+	// held by token is left alone, and that is no error.
 	Release(ctx context.Context, id, token string) error
 }
 
@@ -53,16 +41,9 @@ type Store interface {
 // concurrent requests rarely wait for each other or for a sweep.
 const memoryShards = 64
 
-// MemoryStore is the default in-process [Store]. It keeps a 128-bit digest
-// of each id (not the id itself) with its expiry and its claim's token, in
-// maps that hold no pointers, so a million ids cost under a hundred
-// megabytes (about 84 bytes each, measured by the bench module's
-// BenchmarkDedupeMemory) and no garbage collector work. A background sweep drops
-// expired ids and shrinks the maps. Its tokens are sequence numbers,
-// distinct within one MemoryStore.
-//
-// It deduplicates within one process only and forgets everything when the
-// process ends; use a shared store when several replicas receive webhooks.
+// MemoryStore is the default in-process [Store], holding a 128-bit digest of
+// each id (about 84 bytes). It deduplicates within one process only and
+// forgets everything when the process ends.
 type MemoryStore struct {
 	seed1, seed2 maphash.Seed
 	now          func() time.Time
@@ -86,10 +67,8 @@ type memoryShard struct {
 	peak int                       // largest len(ids) since the map was last rebuilt
 }
 
-// NewMemoryStore returns an empty MemoryStore that reads the time from
-// [time.Now] and sweeps expired ids every minute. Call [MemoryStore.Close]
-// to stop the sweep. The Handler's own default store reads the time from
-// [WithClock] instead.
+// NewMemoryStore returns an empty MemoryStore that reads time.Now and sweeps
+// expired ids every minute until [MemoryStore.Close].
 func NewMemoryStore() *MemoryStore { return newMemoryStore(0, nil) }
 
 // newMemoryStore returns a MemoryStore whose sweep runs every interval
@@ -210,8 +189,7 @@ func (s *MemoryStore) Release(ctx context.Context, id, token string) error {
 	return nil
 }
 
-// Len reports how many ids are held, expired ones included until the next
-// sweep.
+// Len reports how many ids are held, including expired ones not yet swept.
 func (s *MemoryStore) Len() int {
 	n := 0
 	for i := range s.shards {
@@ -223,8 +201,7 @@ func (s *MemoryStore) Len() int {
 	return n
 }
 
-// Sweep drops expired ids now. The background sweep calls it; it is exported
-// for tests and for callers that want memory back at once.
+// Sweep drops expired ids now, as the background sweep does.
 func (s *MemoryStore) Sweep() {
 	now := s.now().UnixNano()
 	for i := range s.shards {
@@ -262,8 +239,7 @@ func (s *MemoryStore) sweepEvery(interval time.Duration) {
 	}
 }
 
-// Close stops the background sweep and waits for it to end. The store still
-// answers Claim, Complete and Release afterwards. Close is idempotent.
+// Close stops the background sweep; the store still works. It is idempotent.
 func (s *MemoryStore) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done

@@ -18,25 +18,18 @@ import (
 // configuration that cannot work.
 var ErrInvalidOption = errors.New("eachhook: invalid option")
 
-// Option configures a [Handler]. Options are applied in order by [New],
-// which validates the result; a later option overrides an earlier one of the
-// same kind, except [WithSecret], whose secrets accumulate.
+// Option configures a [Handler]. [New] applies options in order; a later one
+// overrides an earlier one of its kind, except that [WithSecret] adds secrets.
 type Option func(*config) error
 
-// SecretLookup returns the secrets that may have signed the delivery of
-// prediction id, for services that create each prediction with its own
-// webhook_secret. id is the delivery's key: the prediction id, or for a
-// workflow execution [WorkflowKeyPrefix] and the execution id. It returns
-// (nil, nil) when id has no secret (the delivery is refused with 401) and an
-// error only for a system failure (the delivery is answered 503 so that the
-// sender retries). id comes from a body that is not yet verified: treat it
-// as untrusted input.
+// SecretLookup returns the secrets that may have signed the delivery of id,
+// the delivery's key (see [WorkflowKeyPrefix]). It returns (nil, nil) when id
+// has no secret (answered 401) and an error only for a system failure
+// (answered 503). id comes from an unverified body: treat it as untrusted.
 type SecretLookup func(ctx context.Context, id string) ([]string, error)
 
 // DefaultDedupeTTL is how long an accepted id is remembered unless
-// [WithDedupeTTL] says otherwise; it is also the retention of every other
-// record this project keeps per delivery (the reconciler's expectations,
-// the adapters' rows), so that they are forgotten together.
+// [WithDedupeTTL] says otherwise.
 const DefaultDedupeTTL = 24 * time.Hour
 
 // Defaults of the other options, stated in their documentation.
@@ -114,10 +107,9 @@ func (c *config) validate() error {
 	return nil
 }
 
-// WithSecret accepts deliveries signed with any of secrets (list the old
-// and the new secret while rotating). An empty secret is an error. Without
-// WithSecret, [WithSecretLookup] or [WithInsecureSkipVerification], New
-// returns an error.
+// WithSecret accepts deliveries signed with any of secrets (list old and new
+// while rotating); an empty secret is an error. New needs WithSecret,
+// [WithSecretLookup] or [WithInsecureSkipVerification].
 func WithSecret(secrets ...string) Option {
 	return func(c *config) error {
 		if len(secrets) == 0 {
@@ -133,10 +125,8 @@ func WithSecret(secrets ...string) Option {
 	}
 }
 
-// WithSecretLookup verifies deliveries with per-prediction secrets. When
-// the signature matches none of the [WithSecret] secrets (or there are
-// none), the Handler reads the prediction id from the body, calls lookup and
-// verifies with the secrets it returns. Default: no lookup.
+// WithSecretLookup verifies a delivery that no [WithSecret] secret signed
+// with the secrets lookup returns for its id. Default: no lookup.
 func WithSecretLookup(lookup SecretLookup) Option {
 	return func(c *config) error {
 		if lookup == nil {
@@ -147,10 +137,8 @@ func WithSecretLookup(lookup SecretLookup) Option {
 	}
 }
 
-// WithInsecureSkipVerification accepts every delivery without checking its
-// signature. It exists for local development against a sender that has no
-// secret; never use it on a reachable endpoint, since anyone could then
-// trigger your callbacks. It cannot be combined with secrets.
+// WithInsecureSkipVerification accepts every delivery unchecked, for local
+// development only. It cannot be combined with secrets. Default: off.
 func WithInsecureSkipVerification() Option {
 	return func(c *config) error {
 		c.insecure = true
@@ -158,15 +146,13 @@ func WithInsecureSkipVerification() Option {
 	}
 }
 
-// WithWorkers sets how many goroutines run callbacks. Default 4. It must
-// be at least 1.
+// WithWorkers sets how many goroutines run callbacks. Default 4; at least 1.
 func WithWorkers(n int) Option {
 	return func(c *config) error { c.workers = n; return nil }
 }
 
-// WithQueueSize sets how many accepted deliveries may wait for a worker.
-// When the queue is full a delivery is answered 503 with Retry-After and the
-// sender retries it later. Default 1024; at least 1.
+// WithQueueSize sets how many accepted deliveries may wait for a worker; when
+// full, a delivery is answered 503. Default 1024; at least 1.
 func WithQueueSize(n int) Option {
 	return func(c *config) error { c.queueSize = n; return nil }
 }
@@ -177,9 +163,8 @@ func WithMaxBodyBytes(n int64) Option {
 	return func(c *config) error { c.maxBody = n; return nil }
 }
 
-// WithStore sets the dedupe store. Default: a [MemoryStore] owned by the
-// Handler and closed by [Handler.Shutdown]. A store given here is not
-// closed by the Handler.
+// WithStore sets the dedupe store, which the Handler does not close.
+// Default: a [MemoryStore] closed by [Handler.Shutdown].
 func WithStore(s Store) Option {
 	return func(c *config) error {
 		if s == nil {
@@ -190,26 +175,21 @@ func WithStore(s Store) Option {
 	}
 }
 
-// WithDedupeTTL sets how long an id is remembered as done once its
-// callback succeeded or it became a dead letter (while the callback runs,
-// the claim lasts for its lease instead, see [WithRetry]). Default
-// [DefaultDedupeTTL] (24h). It must be at least the tolerance, or a
-// replayed timestamped delivery could outlive its dedupe record.
+// WithDedupeTTL sets how long an id is remembered as done once its callback
+// succeeded or it became a dead letter. Default [DefaultDedupeTTL]; at least
+// the tolerance ([WithTolerance]).
 func WithDedupeTTL(d time.Duration) Option {
 	return func(c *config) error { c.dedupeTTL = d; return nil }
 }
 
-// WithTolerance sets how far the X-Webhook-Timestamp of a timestamped
-// signature may lie from the current time, in either direction. Default
-// [signature.DefaultTolerance] (15m): the sender reuses one timestamp for
-// every attempt of a delivery, the last about 12.5 minutes after the first.
+// WithTolerance sets how far the X-Webhook-Timestamp of a signature may lie
+// from the current time, either way. Default [signature.DefaultTolerance].
 func WithTolerance(d time.Duration) Option {
 	return func(c *config) error { c.tolerance = d; return nil }
 }
 
-// WithLogger sets the logger. Default [slog.Default] at the time New runs.
-// Secrets, signatures, the X-Webhook-Secret header and bodies are never
-// logged, except verified bodies under [WithPayloadLogging].
+// WithLogger sets the logger. Default [slog.Default] when New runs. Secrets
+// and bodies are never logged, except bodies under [WithPayloadLogging].
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
@@ -232,22 +212,11 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithRetry sets how often a callback that returns an error or panics is
-// run for one delivery (attempts, at least 1) and the wait before the
-// second attempt (backoff, doubling on each later attempt, capped at one
-// minute). Default 3 attempts with a 1s backoff.
-//
-// These and [WithCallbackTimeout] also set how long an accepted id stays
-// claimed as in progress while its callback runs, its lease: every
-// attempt at its timeout, every backoff, and a minute more (4m03s by
-// default). A redelivery (or the reconciler's delivery) of the id within
-// the lease is a duplicate, and one after it is processed again, so that
-// an event whose process died after the 200 is not lost to a claim that
-// never ends. Once the callback succeeds the id is marked done for the
-// dedupe TTL ([WithDedupeTTL]) instead. A queue set with [WithQueue]
-// retries by its own policy; a lease that runs out before it gave up
-// lets a redelivery reach the queue, which decides (a [DedupingQueue],
-// such as the durable one, refuses the copy).
+// WithRetry sets how many times a failing callback runs for one delivery
+// (attempts, at least 1) and the wait before the second (backoff, doubling,
+// capped at one minute). Default 3 attempts, 1s. With [WithCallbackTimeout] it
+// sets the lease of an id's claim: all attempts' timeouts and backoffs plus a
+// minute (4m03s by default); a redelivery after it is processed again.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(c *config) error {
 		c.maxAttempts = attempts
@@ -256,47 +225,26 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 	}
 }
 
-// WithCallbackTimeout sets how long one attempt of a callback may run:
-// its context is cancelled after d, and an attempt that has not returned
-// by then, or returned only after it, counts as failed with an error
-// matching [context.DeadlineExceeded] (and is retried as [WithRetry]
-// says). A callback that ignores its context is not stopped, which Go
-// cannot do: the worker stops waiting for it and goes on with the next
-// delivery while it ends on its own. Default 1 minute; it must be
-// positive. A durable queue takes its job timeout from this setting.
+// WithCallbackTimeout sets how long one attempt of a callback may run: after
+// d its context is cancelled and the attempt fails with an error matching
+// [context.DeadlineExceeded]; a callback that ignores its context is not
+// stopped. Default 1 minute; it must be positive.
 func WithCallbackTimeout(d time.Duration) Option {
 	return func(c *config) error { c.callbackTimeout = d; return nil }
 }
 
-// WithErrorHandler sets a function called once per dead letter (see
-// [Handler.DeadLetters]): when a delivery's callback failed on every
-// attempt, and when a delivery was acknowledged with no callback to run
-// for its status. err is a [*CallbackError]; its Attempts is 0 when no
-// callback ran. For a failed callback it runs on the worker goroutine and
-// ctx is the callbacks' context; for a delivery with no callback it runs
-// on the request's goroutine, before the 200, with the request's context,
-// so keep it quick. It also receives the errors the reconciler of package
-// eachloop reports, on its goroutine. Default: none (the dead letter is
-// logged either way).
+// WithErrorHandler sets a function called with a [*CallbackError] once per
+// dead letter, on the worker, or on the request's goroutine before the 200
+// for a delivery with no callback: keep it quick. Default: none.
 func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
 	return func(c *config) error { c.onError = fn; return nil }
 }
 
-// WithLegacySecretHeader accepts deliveries that carry no signature but
-// the secret itself in the X-Webhook-Secret header ([signature.HeaderSecret]),
-// the form the each::labs documentation currently describes. The value is compared in constant time with each [WithSecret]
-// secret and, when none matches and a [SecretLookup] is set, with the
-// secrets it returns for the delivery's id.
-//
-// This form is weaker than a signature: the secret travels in every
-// request, where anything that records headers can see it, and nothing
-// protects the body from being changed. Enable it when the account sends
-// it (eachhook history tells). A request that carries X-Webhook-Signature is always
-// decided by its signature, and X-Webhook-Secret is then ignored (newer
-// senders send both). The header's value is never logged.
-//
-// Default: off, and a delivery authenticated only by X-Webhook-Secret is
-// answered 401. It cannot be combined with [WithInsecureSkipVerification].
+// WithLegacySecretHeader also accepts deliveries that carry no signature but
+// the secret itself in X-Webhook-Secret ([signature.HeaderSecret]), which is
+// weaker than a signature. A request with X-Webhook-Signature is decided by
+// it alone. Default: off (answered 401). It cannot be combined with
+// [WithInsecureSkipVerification].
 func WithLegacySecretHeader() Option {
 	return func(c *config) error {
 		c.legacy = true
@@ -313,13 +261,8 @@ func WithObserver(o observe.Observer) Option {
 	}
 }
 
-// WithPayloadLogging logs the body of every verified delivery at debug
-// level through the logger ([WithLogger]), with the attributes id, status
-// and body, to debug what the sender sends. A body is logged only after
-// its signature verified, so a forged request cannot write into the logs;
-// under [WithInsecureSkipVerification] every body counts as verified.
-// Headers are never logged. Bodies may hold personal data and output URLs:
-// enable this while debugging only. Default: off.
+// WithPayloadLogging logs every verified body at debug level (attributes
+// id, status, body); bodies may hold personal data. Default: off.
 func WithPayloadLogging() Option {
 	return func(c *config) error {
 		c.logPayloads = true
@@ -328,10 +271,8 @@ func WithPayloadLogging() Option {
 }
 
 // WithQueue sets how accepted deliveries are queued and run. Default: an
-// in-memory queue of [WithWorkers] goroutines holding up to
-// [WithQueueSize] deliveries, retrying as set by [WithRetry]; those three
-// options have no effect on a Queue set here, which has its own settings.
-// [Handler.Start] starts q, outside any request, and [Handler.Shutdown]
+// in-memory queue set by [WithWorkers], [WithQueueSize] and [WithRetry],
+// which have no effect on q. [Handler.Start] starts q and [Handler.Shutdown]
 // shuts it down; until Start succeeds every delivery is answered 503.
 func WithQueue(q Queue) Option {
 	return func(c *config) error {
@@ -343,15 +284,10 @@ func WithQueue(q Queue) Option {
 	}
 }
 
-// WithDeadLetters keeps the Handler's dead letters (see [DeadLetter]) in
-// s, such as a store shared by every replica, so that [Handler.Replay]
-// and [Handler.Discard] work on any of them and the dead letters outlive
-// the process. Default: in memory, at most 1000 dead letters and 64 MiB
-// of bodies; beyond either bound the oldest dead letter is evicted and
-// logged at error level with its id (its event is then lost), and all
-// are lost when the process ends. With a queue that keeps its own dead
-// letters (the durable queue's discarded jobs), s holds only those the
-// queue never saw: deliveries with no callback for their status.
+// WithDeadLetters keeps the Handler's dead letters in s, such as a store
+// shared by every replica. Default: in memory, at most 1000 dead letters and
+// 64 MiB of bodies, evicting the oldest (logged at error level). With a
+// [DeadLetterQueue], s holds only dead letters the queue never saw.
 func WithDeadLetters(s DeadLetterStore) Option {
 	return func(c *config) error {
 		if s == nil {

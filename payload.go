@@ -15,104 +15,60 @@ import (
 
 // Payload errors.
 var (
-	// ErrMalformedPayload means a verified body is not a JSON object, or
-	// none of the fields that identify a delivery ("id", "exec_id",
-	// "execution_id" with "workflow_id") tells its kind and id, or one of
-	// those fields or "status" is neither a string nor null.
+	// ErrMalformedPayload means a verified body is not a JSON object or its
+	// kind, id or status cannot be read.
 	ErrMalformedPayload = errors.New("eachhook: malformed payload")
-	// ErrOutputShape means Output does not have the shape a helper asked
-	// for, such as [Success.URL] on an array.
+	// ErrOutputShape means Output does not have the shape a helper asked for.
 	ErrOutputShape = errors.New("eachhook: output has another shape")
 )
 
-// Statuses the sender reports in a terminal webhook. The Handler also
-// routes "error" as failed and "cancelled"/"canceled" as failed with code
-// "CANCELLED" (see [Handler.OnFailed]), and acknowledges the non-terminal
-// "created", "starting", "processing", "queued" and "running" with no
-// callback.
+// Statuses of a terminal webhook. The Handler also routes "error" as failed
+// and "cancelled"/"canceled" as failed with [CodeCancelled], and acknowledges
+// non-terminal statuses with no callback.
 const (
-	// StatusSuccess is a prediction that succeeded (the spec page's form).
-	StatusSuccess = "success"
-	// statusSucceeded is a prediction that succeeded (the exec_id form).
-	statusSucceeded = "succeeded"
-	// StatusFailed is a prediction or a workflow execution that failed.
-	StatusFailed = "failed"
-	// StatusCompleted is a workflow execution that completed.
-	StatusCompleted = "completed"
+	StatusSuccess   = "success"   // a prediction that succeeded
+	statusSucceeded = "succeeded" // a prediction that succeeded (the exec_id form)
+	StatusFailed    = "failed"    // a prediction or workflow execution that failed
+	StatusCompleted = "completed" // a workflow execution that completed
 )
 
-// CodeCancelled is the [Failure] code of a cancelled prediction, whether
-// it arrived with status "cancelled" or "canceled" or the reconciler
-// polled it.
+// CodeCancelled is the [Failure] code of a cancelled prediction.
 const CodeCancelled = "CANCELLED"
 
 // Metrics are the measurements the sender reports for a prediction.
 type Metrics struct {
-	// PredictTime is the time the model ran, in seconds.
-	PredictTime float64 `json:"predict_time"`
-	// Cost is what the prediction cost, in the account's currency.
-	Cost float64 `json:"cost"`
+	PredictTime float64 `json:"predict_time"` // seconds the model ran
+	Cost        float64 `json:"cost"`         // in the account's currency
 }
 
 // Success is a prediction that finished with an output.
 type Success struct {
-	// ID is the prediction id ("id", or "exec_id" when the body has no
-	// "id"); it is the idempotency key.
-	ID string
-	// Output is the model's output as sent: a URL string, an array of
-	// URLs, an object or text depending on the model. See [Success.URL],
-	// [Success.URLs] and [Success.Decode].
-	Output json.RawMessage
-	// Input is the prediction's input as sent.
-	Input json.RawMessage
-	// Metrics holds the reported run time and cost (zero when absent).
-	Metrics Metrics
-	// Logs holds the prediction's logs, if the sender included any.
-	Logs string
-	// Raw is the whole verified body.
-	Raw json.RawMessage
+	ID      string          // the prediction id ("id", else "exec_id"); the dedupe key
+	Output  json.RawMessage // as sent; see [Success.URL], [Success.URLs], [Success.Decode]
+	Input   json.RawMessage // as sent
+	Metrics Metrics         // zero when absent
+	Logs    string          // the "logs" field, if any
+	Raw     json.RawMessage // the whole verified body
 }
 
 // Failure is a prediction that failed.
 type Failure struct {
-	// ID is the prediction id ("id", or "exec_id" when the body has no
-	// "id"); it is the idempotency key.
-	ID string
-	// Input is the prediction's input as sent.
-	Input json.RawMessage
-	// Logs holds the failure's logs, such as "Error: Model timeout after
-	// 30s": the "logs" field when present, otherwise the error message of
-	// the exec_id form (see [Failure.Code]).
-	Logs string
-	// Code is the machine-readable error code of the exec_id form, such as
-	// "EXECUTION_TIMEOUT", taken from the first element of "output" whose
-	// "error" is set; else from "output" when it is itself an error object
-	// (the poll envelope's and the Video API's shape), or from its "error"
-	// member; else from the top-level "error". That error is either
-	// {"error_code", "error_message"} (Code and Logs) or a plain string
-	// (Logs only). Code is empty when the sender gave none, and
-	// "CANCELLED" for a cancelled prediction (status "cancelled" or
-	// "canceled"), as the reconciler of package eachloop reports one.
-	Code string
-	// Retryable is the "retryable" member of that error object: true when
-	// the sender says the same request may succeed if made again, false
-	// when it says otherwise or says nothing.
-	Retryable bool
-	// Category is the "classification": {"category"} of that error object,
-	// such as "VALIDATION", "PROVIDER", "RATE_LIMIT" or "TIMEOUT"; empty
-	// when the sender gave none.
-	Category string
-	// Output is the output as sent: null in the spec page's payload, an
-	// array of {"id", "status", "output", "error"} in the exec_id form.
-	Output json.RawMessage
-	// Metrics holds the reported run time and cost (zero when absent).
-	Metrics Metrics
-	// Raw is the whole verified body.
-	Raw json.RawMessage
+	ID    string          // the prediction id ("id", else "exec_id"); the dedupe key
+	Input json.RawMessage // as sent
+	Logs  string          // the "logs" field, else the error's message
+	// Code is the "error_code" of the first "output" element with an "error",
+	// else of "output" or its "error", else of the top-level "error"; empty
+	// when none, [CodeCancelled] when cancelled.
+	Code      string
+	Retryable bool            // the error's "retryable"; false when absent
+	Category  string          // the error's "classification": {"category"}, such as "TIMEOUT"
+	Output    json.RawMessage // as sent
+	Metrics   Metrics         // zero when absent
+	Raw       json.RawMessage // the whole verified body
 }
 
-// URL returns Output when it is a single JSON string, such as the URL of a
-// generated image. Otherwise it returns an error matching [ErrOutputShape].
+// URL returns Output when it is a single JSON string, else an error matching
+// [ErrOutputShape].
 func (s *Success) URL() (string, error) {
 	if isNull(s.Output) {
 		return "", fmt.Errorf("%w: want a string, output is null or absent", ErrOutputShape)
@@ -124,9 +80,8 @@ func (s *Success) URL() (string, error) {
 	return u, nil
 }
 
-// URLs returns Output as a list of strings: an array of strings as is, or a
-// single string as a list of one. Otherwise it returns an error matching
-// [ErrOutputShape].
+// URLs returns Output when it is an array of strings, or a single string as
+// a list of one; else an error matching [ErrOutputShape].
 func (s *Success) URLs() ([]string, error) {
 	var list []string
 	if err := json.Unmarshal(s.Output, &list); err == nil && list != nil {
@@ -376,43 +331,20 @@ func (p *wirePayload) failure(id string, body []byte) *Failure {
 	return f
 }
 
-// WorkflowRun is a workflow execution that reached a terminal status, as
-// delivered to the webhook_url given when the workflow was triggered
-// (POST /v1/workflows/trigger/{workflowID}/{versionID}).
+// WorkflowRun is a workflow execution that reached a terminal status.
 type WorkflowRun struct {
-	// ExecutionID is the execution id. The delivery is deduplicated under
-	// [WorkflowKeyPrefix] + ExecutionID.
-	ExecutionID string
-	// WorkflowID is the workflow's id.
-	WorkflowID string
-	// Status is as sent: [StatusCompleted] for OnWorkflowCompleted;
-	// [StatusFailed], "error", "cancelled" or "canceled" for
-	// OnWorkflowFailed.
-	Status string
-	// StartedAt is when the execution started; zero when absent or not an
-	// RFC 3339 time (Raw keeps the value as sent).
-	StartedAt time.Time
-	// CompletedAt is when the execution finished; zero when absent or not
-	// an RFC 3339 time (Raw keeps the value as sent).
-	CompletedAt time.Time
-	// BulkID is the bulk trigger the execution belongs to; empty when the
-	// workflow was triggered alone. Each execution of a bulk sends its own
-	// webhook.
-	BulkID string
-	// Inputs is the execution's inputs as sent.
-	Inputs json.RawMessage
-	// StepOutputs is the output of each step as sent.
-	StepOutputs json.RawMessage
-	// Output is the workflow's output as sent.
-	Output json.RawMessage
-	// Error is the error of a failed execution, such as "ExecutionFailed";
-	// empty when it completed.
-	Error string
-	// ErrorCause tells why a failed execution failed: a JSON string's
-	// value, or the JSON text of any other value.
-	ErrorCause string
-	// Raw is the whole verified body.
-	Raw json.RawMessage
+	ExecutionID string          // dedupe key: [WorkflowKeyPrefix] + ExecutionID
+	WorkflowID  string          // the workflow's id
+	Status      string          // as sent
+	StartedAt   time.Time       // zero when absent or not RFC 3339
+	CompletedAt time.Time       // zero when absent or not RFC 3339
+	BulkID      string          // the bulk trigger, if any
+	Inputs      json.RawMessage // as sent
+	StepOutputs json.RawMessage // as sent
+	Output      json.RawMessage // as sent
+	Error       string          // such as "ExecutionFailed"; empty when completed
+	ErrorCause  string          // a JSON string's value, or the JSON text of another value
+	Raw         json.RawMessage // the whole verified body
 }
 
 func (p *wirePayload) workflowRun(body []byte) *WorkflowRun {
@@ -443,16 +375,10 @@ func parseTime(raw json.RawMessage) time.Time {
 	return time.Time{}
 }
 
-// WorkflowKeyPrefix is put before a workflow execution id to make the key
-// under which the delivery is deduplicated, passed to a [SecretLookup] and
-// reported in logs and [CallbackError.ID]: the execution "abc" is known as
-// "workflow:abc". Prediction ids are used bare, so that keys already held
-// by a shared [Store] keep their meaning, except a prediction id that
-// itself begins with "workflow:" or "prediction:", whose key is
-// "prediction:" and the id ("workflow:E" is known as
-// "prediction:workflow:E"): so a prediction's key and a workflow
-// execution's never collide, whatever the ids. (each::labs prediction ids
-// are UUIDs, which never need it.) The callbacks get the ids as sent.
+// WorkflowKeyPrefix is put before a workflow execution id to make its key
+// ("abc" becomes "workflow:abc"). A prediction id is its own key, unless it
+// begins with "workflow:" or "prediction:": then "prediction:" is put before
+// it. Callbacks get the ids as sent.
 const WorkflowKeyPrefix = "workflow:"
 
 // predictionKeyPrefix escapes a prediction id that could be taken for

@@ -17,23 +17,12 @@ import (
 // Delivery is a verified webhook that the Handler accepted and handed to
 // its [Queue].
 type Delivery struct {
-	// ID is the idempotency key: the prediction id, or
-	// [WorkflowKeyPrefix] and the workflow execution id.
-	ID string
-	// Status is the delivery's status as sent, such as [StatusSuccess].
-	Status string
-	// Body is the verified body exactly as received. A queue that persists
-	// a delivery must store these bytes as they are.
-	Body []byte
-	// AcceptedAt is when the Handler accepted the delivery (for a
-	// durable queue: when its job was inserted); the observer reports the
-	// wait from it. Zero when unknown.
-	AcceptedAt time.Time
-	// Claim is the token of the Handler's claim of ID in its [Store], or
-	// "" when the Handler did not win the claim (a [DedupingQueue] decided
-	// the delivery was new). The [Runner] completes or releases that
-	// claim by this token, so a queue that persists a delivery must store
-	// it with the delivery and give it back unchanged.
+	ID         string    // the dedupe key (see [WorkflowKeyPrefix])
+	Status     string    // as sent, such as [StatusSuccess]
+	Body       []byte    // the verified body; a persisting queue must keep it byte for byte
+	AcceptedAt time.Time // when accepted (a durable queue: when inserted); zero when unknown
+	// Claim is the token of the Handler's [Store] claim of ID, or "" when a
+	// [DedupingQueue] decided. A persisting queue must give it back unchanged.
 	Claim string
 
 	req     context.Context // the request's context, kept for an observer; may be nil
@@ -47,94 +36,43 @@ func (d *Delivery) request() context.Context {
 	return d.req
 }
 
-// Runner is what a [Queue] gets from the Handler in Start: the two
-// operations that run a delivery. It is safe for concurrent use.
+// Runner is what a [Queue] gets from the Handler in Start. It is safe for
+// concurrent use.
 type Runner interface {
-	// Run runs the callback registered for d.Status once, as attempt
-	// number attempt (1 for the first), which the callback reads with
-	// [AttemptFromContext]. It returns the callback's error; a panic, or a
-	// call of [runtime.Goexit] (what testing.T.FailNow does), ends the
-	// attempt only: it is logged and returned as an error matching
-	// [ErrCallbackPanic], and the calling goroutine goes on. A status with
-	// no callback registered is an error too, so that the queue keeps the
-	// delivery. When the callback succeeded, Run marks d.ID done in the
-	// [Store] (by d.Claim, for the dedupe TTL), so that a redelivery is a
-	// duplicate. Errors are logged. Retrying is the queue's business.
+	// Run runs d's callback once as attempt number attempt (1 for the first)
+	// and returns its error, one matching [ErrCallbackPanic] after a panic or
+	// [runtime.Goexit], or an error when no callback handles d.Status. On
+	// success it marks d.ID done in the [Store].
 	Run(ctx context.Context, d Delivery, attempt int) error
-	// GiveUp records that the callback of d failed and will not be run
-	// again after attempts attempts, the last of which returned err: it
-	// releases the id's claim in the [Store] and makes d a dead letter
-	// (see [Handler.DeadLetters]; kept in the dead-letter store unless the
-	// queue keeps its own, see [Queue]), logged at error level and passed
-	// as a [*CallbackError] to the function set with [WithErrorHandler].
-	// Call it once per delivery given up.
+	// GiveUp makes d a dead letter after attempts attempts, the last of which
+	// returned err. Call it once per delivery given up.
 	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
-	// CallbackTimeout is how long Run lets one attempt run
-	// ([WithCallbackTimeout]). A queue with a timeout or a lease of its
-	// own (a durable queue's job timeout and rescue) derives them from
-	// it, so that the two never disagree.
+	// CallbackTimeout is how long Run lets one attempt run ([WithCallbackTimeout]).
 	CallbackTimeout() time.Duration
 }
 
-// Queue decides how accepted deliveries are queued and run; it is the
-// Handler's one extension point for that. By default the Handler uses an
-// in-memory queue sized by [WithWorkers] and [WithQueueSize]: fast, but a
-// delivery acknowledged with 200 is lost if the process dies before its
-// callback finished. [WithQueue] sets another Queue, such as the durable
-// one of module github.com/eachhook/eachhook/durable, which stores each
-// delivery in a database before the 200 and runs it from the stored copy,
-// so that a restarted process (or another replica) finishes it.
-//
-// A Queue serves one Handler. [Handler.Start] calls Start; the Handler
-// then calls Enqueue once per accepted delivery, and Shutdown from
-// [Handler.Shutdown]. A Queue runs each delivery by calling the Runner's
-// Run once per attempt, with its own retry policy, and GiveUp when it
-// stops retrying.
-//
-// The Handler keeps what is common to every queue: verification, the
-// dedupe claim before Enqueue, its release when Enqueue fails, decoding
-// the body for the callbacks and the attempt number in their context.
-// Retrying belongs to the queue, because only the queue knows where the
-// attempt count lives: in a goroutine's loop for the in-memory queue, in
-// the stored job for a durable one, which also survives a restart.
-//
-// A Queue that keeps the deliveries it gave up on itself implements
-// [DeadLetterQueue]; one that refuses a second delivery of an id by itself
-// implements [DedupingQueue].
+// Queue queues and runs accepted deliveries ([WithQueue]). [Handler.Start]
+// calls Start, the Handler calls Enqueue once per accepted delivery and
+// Shutdown from [Handler.Shutdown]. The Queue calls [Runner.Run] once per
+// attempt, retrying by its own policy, and [Runner.GiveUp] when it stops.
 type Queue interface {
-	// Start begins running queued deliveries through r, including, for
-	// a durable queue, those an earlier process left unfinished. ctx
-	// bounds the start only; running goes on until Shutdown. After an
-	// error the Handler answers 503 until a later [Handler.Start]
-	// succeeds.
+	// Start begins running queued deliveries through r; ctx bounds the start only.
 	Start(ctx context.Context, r Runner) error
-	// Enqueue queues d. It returns nil only once d is safely queued (for a
-	// durable queue: once the insert is committed, with d.Claim) or was
-	// queued earlier under the same id; the Handler answers 200 only then.
-	// On any error the Handler releases the id's claim and answers 503 with
-	// Retry-After, so that the sender retries. ctx is the request's.
+	// Enqueue returns nil only once d is safely queued (for a durable queue:
+	// committed, with d.Claim) or was queued earlier under d.ID; the Handler
+	// answers 200 only then. On error it releases the claim and answers 503.
 	Enqueue(ctx context.Context, d Delivery) error
-	// Shutdown stops intake and running, waiting for callbacks in
-	// progress until ctx ends, and then returns ctx.Err(). Each Queue
-	// documents what happens to deliveries it did not run. Shutdown may
-	// be called more than once, and without Start.
+	// Shutdown stops intake and running, waits for callbacks in progress until
+	// ctx ends, then returns ctx.Err(). It may be called again, and without Start.
 	Shutdown(ctx context.Context) error
 }
 
 // DedupingQueue is an optional interface of a [Queue] that refuses a second
-// delivery of an id by itself, such as a durable queue whose insert is
-// unique by id. The Handler then asks the queue, not only its [Store],
-// whether a delivery is new: a copy that arrives while the first copy's
-// insert is still running is answered only once that insert is decided (a
-// Store claim alone would answer it 200 at once, and the first insert could
-// still fail), and a redelivery is queued again whenever the queue no
-// longer holds the id, even if a claim on another replica was never
-// released.
+// delivery of an id itself, such as one whose insert is unique by id. The
+// Handler then asks the queue, not only its [Store], whether a delivery is new.
 type DedupingQueue interface {
 	Queue
-	// EnqueueOnce is Enqueue that also reports whether d was new: false,
-	// nil when the queue already holds a delivery of d.ID (so d's callback
-	// must not run again).
+	// EnqueueOnce is Enqueue, returning false, nil when d.ID is already queued.
 	EnqueueOnce(ctx context.Context, d Delivery) (queued bool, err error)
 }
 

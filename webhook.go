@@ -25,10 +25,10 @@ import (
 	"github.com/eachhook/eachhook/signature"
 )
 
-// Handler receives each::labs webhooks: it verifies each request, answers
-// at once, accepts each prediction id once and runs the registered
-// callback on a worker goroutine (at least once: a failed run is retried). Create it with [New], register its callbacks, then
-// serve it; it is an [http.Handler].
+// Handler receives each::labs webhooks: it verifies each request, answers at
+// once, accepts each id once and runs its callback on a worker goroutine, at
+// least once. Create it with [New] and register its callbacks; it is an
+// [http.Handler].
 type Handler struct {
 	cfg      config
 	log      *slog.Logger
@@ -51,9 +51,8 @@ type Handler struct {
 	closing atomic.Bool // Shutdown has begun
 }
 
-// New returns a Handler configured by opts. It returns an error matching
-// [ErrInvalidOption] for a configuration that cannot work, such as no secret
-// at all (see [WithSecret]) or an empty one.
+// New returns a Handler configured by opts, or an error matching
+// [ErrInvalidOption].
 func New(opts ...Option) (*Handler, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -252,15 +251,9 @@ func (h *Handler) settle(r *http.Request, o outcome) (int, string) {
 }
 
 // Receive is ServeHTTP for a delivery that did not arrive as an
-// *http.Request, such as an AWS API Gateway event or a message a queue
-// delivered: it takes the request's method, headers and raw body (decoded,
-// if the gateway encoded it, and byte for byte as the sender sent it) and
-// returns the status code ServeHTTP would have answered, after the same
-// checks in the same order, with the same secret lookup, dedupe and queue,
-// the same logs and the same observer calls; ctx plays the request
-// context's part. The answer table in the package documentation applies
-// unchanged. Answer a 503 with Retry-After (ServeHTTP sends 10 seconds)
-// and a 405 with Allow: POST, as ServeHTTP does.
+// *http.Request: it takes the method, headers and raw body and returns the
+// status code ServeHTTP would answer; ctx plays the request context. Send a
+// 503 with Retry-After and a 405 with Allow: POST, as ServeHTTP does.
 func (h *Handler) Receive(ctx context.Context, method string, header http.Header, body []byte) int {
 	if header == nil {
 		header = http.Header{}
@@ -390,22 +383,15 @@ func readBody(rc io.Reader, contentLength, max int64) ([]byte, error) {
 // readAhead bounds the buffer reserved from a Content-Length.
 const readAhead = 64 << 10
 
-// ErrNotQueued is matched by the error of [Handler.Deliver] when the
-// Handler could not take the delivery now (it shuts down, its queue is not
-// started, or the queue refused it). Nothing was accepted; try again later.
+// ErrNotQueued is matched by the error of [Handler.Deliver] when the Handler
+// could not take the delivery now; nothing was accepted.
 var ErrNotQueued = errors.New("eachhook: delivery not queued")
 
-// Deliver runs body, a JSON object in one of the webhook's forms, through
-// the Handler's dedupe store and queue as a verified webhook is, without
-// checking a signature: call it only with a body the caller already trusts,
-// such as a prediction it fetched from the each::labs API itself. It
-// returns (true, nil) when the delivery was accepted and its callback will
-// run, (false, nil) when there is nothing to run (a duplicate, a
-// non-terminal status, or a status kept as a dead letter at once), and an
-// error when nothing was accepted: one matching [ErrMalformedPayload] for a
-// body that cannot be routed, [ErrNotQueued] when the queue refused it or
-// the Handler is not serving, or the [Store]'s error. Of the observer's
-// functions, only those about callbacks and the queue are called for it.
+// Deliver runs body, a trusted JSON object in a webhook's form, through the
+// dedupe store and queue without checking a signature. It returns (true, nil)
+// when the callback will run, (false, nil) when there is nothing to run (such
+// as a duplicate), and otherwise an error matching [ErrMalformedPayload] or
+// [ErrNotQueued], or the [Store]'s error.
 func (h *Handler) Deliver(ctx context.Context, body []byte) (queued bool, err error) {
 	env, err := decodeEnvelope(body)
 	if err != nil {
@@ -440,16 +426,10 @@ var ErrShutdown = errors.New("eachhook: handler shut down")
 // [WithQueue] is not started.
 var errNotStarted = errors.New("eachhook: queue not started: call Handler.Start before serving")
 
-// Start fixes the Handler's configuration (callbacks registered later
-// panic) and starts its [Queue], outside any request. With the default
-// in-memory queue it is optional: the first request starts the queue.
-// With a queue set by [WithQueue], such as a durable one, call it once the
-// callbacks are registered and before serving: deliveries stored by an
-// earlier process then run without waiting for new traffic, and until it
-// succeeds every delivery is answered 503 (the sender retries). ctx bounds
-// the start only. Start returns nil if the queue already runs, the queue's
-// error if it cannot start (a later call tries again), and [ErrShutdown]
-// after [Handler.Shutdown].
+// Start fixes the configuration and starts the [Queue]; with [WithQueue], call
+// it before serving, and otherwise the first request does it. ctx bounds the
+// start only. It returns nil if the queue already runs, the queue's error (a
+// later call tries again), or [ErrShutdown] after [Handler.Shutdown].
 func (h *Handler) Start(ctx context.Context) error {
 	if h.started.Load() && !h.closing.Load() {
 		return nil
@@ -489,25 +469,13 @@ func (h *Handler) startLazily() (observe.Reason, error) {
 	return "", nil
 }
 
-// Shutdown stops accepting deliveries (new requests are answered 503) and
-// hands the accepted ones to the queue's Shutdown. The in-memory queue
-// waits until every delivery already accepted has run its callbacks,
-// retries included. If ctx ends first, it cancels the callbacks' context,
-// logs the id of every accepted delivery that never started (in memory
-// mode they are lost: the sender saw a 200 and will not retry), and
-// returns ctx.Err(); callbacks still running then end on their own. A
-// durable queue instead keeps the deliveries it did not start, for the
-// next process: see its documentation. Shutdown also stops the default
-// [MemoryStore], and may be called more than once. After a Shutdown that
-// returned ctx.Err(), callbacks still running may still complete claims in
-// the [Store], record dead letters and call the [WithErrorHandler] function when they end:
-// close a store you own only after that.
-//
-// Give it a context of its own, not one already cancelled: with the
-// in-memory queue a cancelled context drops every delivery not yet run.
-// Because the queues differ here, a test should not wait for callbacks by
-// calling Shutdown (with a durable queue that checks nothing): wait with
-// eachhooktest.Recorder, which works the same with every queue.
+// Shutdown stops accepting deliveries (new requests are answered 503),
+// shuts the queue down and stops the default [MemoryStore]; it may be called
+// more than once. The in-memory queue waits until every accepted delivery
+// ran, retries included, unless ctx ends first: it then cancels the
+// callbacks' context, logs the id of every delivery that never started (it
+// is lost) and returns ctx.Err(). Callbacks still running may then still use
+// the [Store] and call the [WithErrorHandler] function.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing.Store(true)
@@ -520,10 +488,8 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Pinger is an optional interface of a [Store] (or of a [Queue]) that can
-// tell whether it is reachable. [Handler.Health] calls Ping when the store
-// or the queue has it; Ping returns nil when it can serve. [MemoryStore]
-// does not implement it: it is always reachable.
+// Pinger is an optional interface of a [Store] or [Queue] that tells
+// whether it is reachable (Ping returns nil); see [Handler.Health].
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
@@ -541,20 +507,10 @@ const (
 	healthQueueUnreachable = "queue unreachable"
 )
 
-// Health returns a handler for a health endpoint, to mount beside the
-// webhook endpoint (for example at GET /healthz) for a load balancer or an
-// uptime monitor. It answers GET and HEAD (405 otherwise) with a one-line
-// JSON object:
-//
-//	200 {"status":"ok"}                                        accepting deliveries
-//	503 {"status":"unavailable","reason":"shutting down"}      Shutdown has begun
-//	503 {"status":"unavailable","reason":"not started"}        a WithQueue queue whose Start has not succeeded
-//	503 {"status":"unavailable","reason":"queue full"}         every worker busy, in-memory queue full
-//	503 {"status":"unavailable","reason":"store unreachable"}  the Store's Ping failed
-//	503 {"status":"unavailable","reason":"queue unreachable"}  the Queue's Ping failed
-//
-// The store and the queue are pinged when they implement [Pinger], each
-// bounded by 2 seconds; the error is logged, not sent.
+// Health returns a handler for a health endpoint. It answers GET and HEAD
+// with 200 {"status":"ok"} while the Handler accepts deliveries, else 503
+// {"status":"unavailable","reason":R}, R being "shutting down", "not started",
+// "queue full", "store unreachable" or "queue unreachable" (see [Pinger]).
 func (h *Handler) Health() http.Handler {
 	return http.HandlerFunc(h.serveHealth)
 }
