@@ -1401,7 +1401,6 @@ type obsRecorder struct {
 	maxDepth   int
 	capacity   int
 	requestVal []any // the value of reqKey in each run's Request context
-	callbackV  []any // the value of startedKey in each callback's context
 }
 
 type reqKey struct{}
