@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Checks the README's "Install" commands: in a new module outside the
 # repository, it depends on the core and on every adapter of this clone
-# with `go mod edit -replace` and `go get ...@v0.0.0`, builds a main that
-# imports them all, and runs `go install ./cmd/eachhook` from the clone.
+# and on the reconciler's module (eachloop) with `go mod edit -replace` and
+# `go get ...@v0.0.0`, builds a main that imports them all, and runs
+# `go install ./cmd/eachhook` from the clone (with its go.work: the command
+# is a module of its own).
 # Run by .ci/run; it can also be run on its own.
 set -euo pipefail
 clone=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,14 +19,15 @@ go mod init example.com/app >/dev/null 2>&1
 
 # The README's commands, for the core and each adapter.
 go mod edit -replace github.com/eachhook/eachhook="$clone"
-for m in redisstore pgstore durable eachhookotel; do
+for m in redisstore pgstore durable eachhookotel eachloop; do
   go mod edit -replace "github.com/eachhook/eachhook/$m=$clone/$m"
 done
 go get github.com/eachhook/eachhook@v0.0.0 \
   github.com/eachhook/eachhook/redisstore@v0.0.0 \
   github.com/eachhook/eachhook/pgstore@v0.0.0 \
   github.com/eachhook/eachhook/durable@v0.0.0 \
-  github.com/eachhook/eachhook/eachhookotel@v0.0.0
+  github.com/eachhook/eachhook/eachhookotel@v0.0.0 \
+  github.com/eachhook/eachhook/eachloop@v0.0.0
 
 cat > main.go <<'GO'
 // Command app checks that the core and every adapter can be depended on.
@@ -37,6 +40,11 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachhookotel"
+	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/pgexpect"
+	"github.com/eachhook/eachhook/eachloop/redisexpect"
+	"github.com/eachhook/eachhook/eachloop/sqliteexpect"
 	"github.com/eachhook/eachhook/pgstore"
 	"github.com/eachhook/eachhook/redisstore"
 )
@@ -52,6 +60,11 @@ func main() {
 	_ = eachhookotel.New
 	_ = pgstore.New
 	_ = redisstore.New
+	_ = eachloop.New
+	_ = eachlabs.NewClient
+	_ = pgexpect.New
+	_ = redisexpect.New
+	_ = sqliteexpect.New
 	fmt.Println("ok")
 }
 GO
@@ -60,6 +73,6 @@ go build -o app .
 [ "$(./app)" = ok ]
 
 # The command, from the clone.
-(cd "$clone" && GOBIN="$work/bin" go install ./cmd/eachhook)
+(cd "$clone" && GOWORK= GOBIN="$work/bin" go install ./cmd/eachhook)
 [ "$(printf '{"id":"a"}' | "$work/bin/eachhook" sign -secret whsec_demo | grep -c '^X-Webhook-Signature: ')" = 1 ]
 echo "install-check: the README's install commands work in a new module outside the repository"

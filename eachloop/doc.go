@@ -22,10 +22,11 @@
 //
 // [Loop.Create] records an [Expectation] (the prediction's id, its secret,
 // when it was created) in an [Expectations] store before it returns. The
-// in-memory [MemoryExpectations] forgets everything at a restart; the
-// Expectations of modules pgstore (PostgreSQL) and redisstore (Redis) keep
-// the expectations and their secrets across restarts and share them
-// between replicas. Package expectationstest is the conformance suite and
+// in-memory [MemoryExpectations] forgets everything at a restart; those
+// of packages pgexpect (PostgreSQL) and redisexpect (Redis) keep the
+// expectations and their secrets across restarts and share them between
+// replicas, and those of package sqliteexpect keep them in a SQLite file
+// for a single process. Package expectationstest is the conformance suite and
 // the restart test every implementation runs.
 //
 // # Guarantees
@@ -34,9 +35,9 @@
 // accepted by the Handler (from the webhook or from a poll, whichever
 // comes first: both go through the Handler's dedupe store, so they never
 // both run a callback), the prediction is found cancelled (see
-// [Loop.Run]), or the horizon passes and a [*GiveUpError] reaches the
-// Handler's error hook. An outcome is marked done only when its callback
-// finished (through [Loop.Store]: the Handler's Complete), so an outcome
+// [Loop.Run]), or the horizon passes and a [*GiveUpError] is logged and
+// reaches the Loop's error hook ([WithErrorHandler]). An outcome is
+// marked done only when its callback finished (through [Loop.Store]: the Handler's Complete), so an outcome
 // accepted by a process that died before its callback finished stays
 // pending and is dispatched again once the claim's lease ran out; one
 // whose callback failed on every attempt became a dead letter and is done.

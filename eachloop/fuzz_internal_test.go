@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/eachlabs"
-	"github.com/eachhook/eachhook/internal/inbox"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 // FuzzWebhookBody checks that any answer of GET /v1/prediction/{id} with a
@@ -47,7 +46,7 @@ func FuzzWebhookBody(f *testing.F) {
 		if err != nil {
 			t.Fatalf("webhookBody(%s): %v", answer, err)
 		}
-		if _, err := inbox.Of(h).Deliver(context.Background(), body); errors.Is(err, eachhook.ErrMalformedPayload) {
+		if _, err := h.Deliver(context.Background(), body); errors.Is(err, eachhook.ErrMalformedPayload) {
 			t.Fatalf("Deliver refused the body of %s: %v\n%s", answer, err, body)
 		}
 	})

@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 // Errors of [New], [NewMemoryExpectations], [Loop.Create] and [Loop.Run].
 var (
 	// ErrInvalidOption is matched by every error [New] and
-	// [NewMemoryExpectations] return for a configuration that cannot work.
+	// [NewMemoryExpectations] return for a configuration that cannot work,
+	// and by those of the constructors of packages redisexpect, pgexpect
+	// and sqliteexpect.
 	ErrInvalidOption = errors.New("eachloop: invalid option")
 	// ErrNotRecorded is matched by the error of [Loop.Create] when the
 	// prediction was created but its expectation could not be recorded:
@@ -97,6 +99,7 @@ type config struct {
 	now              func() time.Time
 	sleep            func(context.Context, time.Duration) error
 	logger           *slog.Logger
+	onError          func(ctx context.Context, err error)
 	dropCancelled    bool
 }
 
@@ -113,7 +116,7 @@ func WithGrace(d time.Duration) Option {
 // WithHorizon sets how long after its creation a prediction is polled at
 // most. The last poll happens at the horizon; if the prediction has not
 // finished by then the reconciler marks it done and reports an error
-// matching [ErrGaveUp] through the Handler's [eachhook.WithErrorHandler].
+// matching [ErrGaveUp] (see [WithErrorHandler]).
 // Default [DefaultHorizon] (6h). It must be longer than the grace period,
 // and should be shorter than the Handler's dedupe TTL.
 func WithHorizon(d time.Duration) Option {
@@ -168,9 +171,19 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithErrorHandler sets a function the reconciler calls, on its own
+// goroutine, with every error it reports: a [*GiveUpError] for each
+// prediction it gave up on at the horizon. Each such error is also logged
+// at Error level on the Loop's logger ([WithLogger]), with or without
+// this function. Pass the function given to the Handler's
+// [eachhook.WithErrorHandler] to see both in one place. Default: none.
+func WithErrorHandler(fn func(ctx context.Context, err error)) Option {
+	return func(c *config) error { c.onError = fn; return nil }
+}
+
 // WithDropCancelled makes the reconciler drop a prediction it finds
 // cancelled (logged, marked done, no callback) instead of dispatching it
-// to OnFailed with [CodeCancelled]. Default: dispatch.
+// to OnFailed with [eachhook.CodeCancelled]. Default: dispatch.
 func WithDropCancelled() Option {
 	return func(c *config) error { c.dropCancelled = true; return nil }
 }
@@ -386,6 +399,15 @@ func (s *trackingStore) Release(ctx context.Context, id, token string) error {
 		s.l.log.Warn("eachloop: reopening a released expectation failed", "id", id, "err", rerr)
 	}
 	return err
+}
+
+// reportError logs err and passes it to the WithErrorHandler function,
+// if any.
+func (l *Loop) reportError(ctx context.Context, err error) {
+	l.log.Error("eachloop: reported error", "err", err)
+	if l.cfg.onError != nil {
+		l.cfg.onError(ctx, err)
+	}
 }
 
 // unclaim forgets that id's callback runs in this process, so that the

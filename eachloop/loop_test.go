@@ -12,8 +12,8 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
-	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 	"github.com/stretchr/testify/require"
 )
@@ -178,7 +178,7 @@ func TestCancelled(t *testing.T) {
 		r.stop()
 		got := r.calls.failures[0]
 		require.JSONEq(t, `{"error_code": "CANCELLED", "error_message": "the prediction was cancelled"}`, jsonField(t, got.Raw, "error"))
-		require.Equal(t, eachloop.CodeCancelled, got.Code)
+		require.Equal(t, eachhook.CodeCancelled, got.Code)
 		require.Equal(t, "the prediction was cancelled", got.Logs)
 		require.Equal(t, `"cancelled"`, jsonField(t, got.Raw, "polled_status"))
 	})

@@ -11,22 +11,16 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/eachlabs"
-	"github.com/eachhook/eachhook/internal/inbox"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 // ErrGaveUp is matched by the [*GiveUpError] the reconciler reports when a
 // prediction has no outcome at the horizon.
 var ErrGaveUp = errors.New("eachloop: no outcome within the horizon")
 
-// CodeCancelled is the error code of the [eachhook.Failure] dispatched for
-// a prediction the reconciler found cancelled (see [Loop.Run]), the same
-// the Handler gives a webhook with status "cancelled".
-const CodeCancelled = inbox.CodeCancelled
-
 // GiveUpError reports a prediction the reconciler stopped polling at the
-// horizon without an outcome. It is passed to the Handler's error hook
-// ([eachhook.WithErrorHandler]) and matches [ErrGaveUp].
+// horizon without an outcome. It is logged and passed to the Loop's error
+// hook ([WithErrorHandler]), and matches [ErrGaveUp].
 type GiveUpError struct {
 	// ID is the prediction id.
 	ID string
@@ -90,7 +84,7 @@ type entry struct {
 //     the Handler's own dedupe and queue, after verification, so the dedupe store runs one callback
 //     whether the webhook or the poll comes first;
 //   - "cancelled", for which the sender sends no webhook, is dispatched to
-//     OnFailed with error code [CodeCancelled], or dropped with
+//     OnFailed with error code [eachhook.CodeCancelled], or dropped with
 //     [WithDropCancelled];
 //   - an answer 429 or 5xx, or any other failure, is retried after the
 //     wait, or after the answer's Retry-After when that is longer.
@@ -105,8 +99,8 @@ type entry struct {
 // (when the API sent no logs). An expectation whose outcome was
 // accepted (by a webhook or a poll) is marked done and no longer polled.
 // At the horizon ([WithHorizon]) the reconciler gives up: it marks the
-// expectation done and reports a [*GiveUpError] with
-// the Handler's error hook ([eachhook.WithErrorHandler]).
+// expectation done and reports a [*GiveUpError]: it logs it at Error
+// level and passes it to the function of [WithErrorHandler], if any.
 //
 // Run returns ctx.Err() when ctx ends, after the polls in progress have
 // returned, or [ErrRunning] at once if another Run of l is active. Stop Run
@@ -116,8 +110,7 @@ type entry struct {
 // expectations: they poll the same predictions, and the shared dedupe
 // store still runs one callback.
 func (l *Loop) Run(ctx context.Context, h *eachhook.Handler) error {
-	in := inbox.Of(h)
-	if in == nil {
+	if h == nil {
 		return errors.New("eachloop: nil handler")
 	}
 	if !l.running.CompareAndSwap(false, true) {
@@ -141,7 +134,7 @@ func (l *Loop) Run(ctx context.Context, h *eachhook.Handler) error {
 			l.scan(ctx, now)
 			nextScan = now.Add(l.cfg.scanInterval)
 		}
-		l.pollDue(ctx, in, now)
+		l.pollDue(ctx, h, now)
 
 		wake := nextScan
 		l.mu.Lock()
@@ -215,7 +208,7 @@ func (l *Loop) scan(ctx context.Context, now time.Time) {
 
 // pollDue polls every scheduled expectation due at now, at most
 // concurrency at a time, and returns when all polls have.
-func (l *Loop) pollDue(ctx context.Context, h inbox.Inbox, now time.Time) {
+func (l *Loop) pollDue(ctx context.Context, h *eachhook.Handler, now time.Time) {
 	l.mu.Lock()
 	var due []*entry
 	for _, e := range l.sched {
@@ -246,7 +239,7 @@ func (l *Loop) pollDue(ctx context.Context, h inbox.Inbox, now time.Time) {
 }
 
 // poll polls e once and dispatches, reschedules or gives up on it.
-func (l *Loop) poll(ctx context.Context, h inbox.Inbox, e *entry) {
+func (l *Loop) poll(ctx context.Context, h *eachhook.Handler, e *entry) {
 	p, err := l.client.GetPrediction(ctx, e.ID)
 	if ctx.Err() != nil {
 		return // Run is ending; the next Run polls e again
@@ -274,13 +267,13 @@ func (l *Loop) poll(ctx context.Context, h inbox.Inbox, e *entry) {
 // reschedule schedules the next poll of e, whose last poll reported
 // status (not terminal) or failed with err, or gives up on it at the
 // horizon.
-func (l *Loop) reschedule(ctx context.Context, h inbox.Inbox, e *entry, status string, err error) {
+func (l *Loop) reschedule(ctx context.Context, h *eachhook.Handler, e *entry, status string, err error) {
 	now := l.cfg.now()
 	deadline := e.CreatedAt.Add(l.cfg.horizon)
 	if !now.Before(deadline) {
 		l.settle(ctx, e.ID)
 		gerr := &GiveUpError{ID: e.ID, CreatedAt: e.CreatedAt, Horizon: l.cfg.horizon, Status: status, Err: err}
-		h.ReportError(ctx, gerr)
+		l.reportError(ctx, gerr)
 		return
 	}
 	wait := min(max(now.Sub(e.CreatedAt.Add(l.cfg.grace)), l.cfg.minWait), l.cfg.maxWait)
@@ -305,7 +298,7 @@ func (l *Loop) reschedule(ctx context.Context, h inbox.Inbox, e *entry, status s
 // until then id stays scheduled, so that an outcome whose callback never
 // finished (its process died) is delivered again once its claim's lease
 // ran out. done reports that id needs no more polling.
-func (l *Loop) dispatch(ctx context.Context, h inbox.Inbox, id string, p *eachlabs.Prediction) (done bool, err error) {
+func (l *Loop) dispatch(ctx context.Context, h *eachhook.Handler, id string, p *eachlabs.Prediction) (done bool, err error) {
 	if p.Status == eachlabs.StatusCancelled && l.cfg.dropCancelled {
 		l.log.Info("eachloop: dropped a cancelled prediction", "id", id)
 		l.settle(ctx, id)
@@ -371,7 +364,7 @@ func webhookBody(id string, p *eachlabs.Prediction) ([]byte, error) {
 		}
 	case eachlabs.StatusCancelled:
 		m["status"] = eachhook.StatusFailed
-		setError(CodeCancelled, "the prediction was cancelled")
+		setError(eachhook.CodeCancelled, "the prediction was cancelled")
 	default:
 		return nil, fmt.Errorf("eachloop: status %q is not terminal", p.Status)
 	}

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -68,7 +68,7 @@ type rig struct {
 	loop     *eachloop.Loop
 	h        *eachhook.Handler
 	calls    *calls
-	errs     chan error // the Handler's error hook
+	errs     chan error // the Handler's and the Loop's error hook
 	receiver *httptest.Server
 	store    *eachhook.MemoryStore // the store inside the Loop's tracking store
 
@@ -107,7 +107,8 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	if r.exp == nil {
 		r.exp = newMemoryExpectations(t, eachloop.WithMemoryClock(r.clock.Now))
 	}
-	opts := append([]eachloop.Option{eachloop.WithClock(r.clock.Now, r.clock.Sleep), eachloop.WithLogger(quiet)}, rc.loopOpts...)
+	onError := func(ctx context.Context, err error) { r.errs <- err }
+	opts := append([]eachloop.Option{eachloop.WithClock(r.clock.Now, r.clock.Sleep), eachloop.WithLogger(quiet), eachloop.WithErrorHandler(onError)}, rc.loopOpts...)
 	r.loop, err = eachloop.New(r.client, r.exp, r.receiver.URL+"/webhooks/prediction", opts...)
 	require.NoError(t, err)
 
@@ -119,7 +120,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 		eachhook.WithStore(r.loop.Store(store)),
 		eachhook.WithLogger(quiet),
 		eachhook.WithRetry(1, 0),
-		eachhook.WithErrorHandler(func(ctx context.Context, err error) { r.errs <- err }),
+		eachhook.WithErrorHandler(onError),
 	}, rc.hookOpts...)
 	r.h, err = eachhook.New(hookOpts...)
 	require.NoError(t, err)

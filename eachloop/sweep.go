@@ -6,8 +6,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/eachhook/eachhook/eachlabs"
-	"github.com/eachhook/eachhook/internal/inbox"
+	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 // sweepMin is how many predictions must be due at once for the
@@ -51,7 +51,7 @@ type sweepState struct {
 //
 // The API answering 404 to the list turns sweeping off for the rest of
 // the Run; a 400 for a status filter drops that status from later sweeps.
-func (l *Loop) sweep(ctx context.Context, h inbox.Inbox, due []*entry, now time.Time) []*entry {
+func (l *Loop) sweep(ctx context.Context, h *eachhook.Handler, due []*entry, now time.Time) []*entry {
 	want := make(map[string]*entry, len(due))
 	from := due[0].CreatedAt
 	for _, e := range due {

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 	"github.com/stretchr/testify/require"
 )
@@ -98,7 +99,7 @@ func TestSweepSettles500OutstandingPredictionsInAHandfulOfCalls(t *testing.T) {
 					require.True(t, x.Retryable)
 				}
 				if x.ID == cancelled[0] {
-					require.Equal(t, eachloop.CodeCancelled, x.Code)
+					require.Equal(t, eachhook.CodeCancelled, x.Code)
 				}
 			}
 			if tc.listing {

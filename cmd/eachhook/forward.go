@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 const forwardUsage = `usage: eachhook forward -api-key K -to URL -secret S [-interval D] [-since D] [-state FILE]

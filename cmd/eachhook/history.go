@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 	"github.com/eachhook/eachhook/signature"
 )
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook/eachhooktest"
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 const replayUsage = `usage: eachhook replay -api-key K -url URL -secret S EXECUTION_ID...

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook/eachhooktest"
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 // Guard bounds every wait of a Clock for the reconciler, so that a bug

@@ -13,8 +13,8 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
-	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 	"github.com/eachhook/eachhook/eachloop/eachlooptest"
 )
 

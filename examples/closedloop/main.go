@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/eachlabs"
 	"github.com/eachhook/eachhook/eachloop"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 func main() {

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 )
 
 func ExampleClient_GetWebhook() {

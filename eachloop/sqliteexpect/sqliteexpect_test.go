@@ -1,7 +1,8 @@
-package durable_test
+package sqliteexpect_test
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,27 +11,31 @@ import (
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/eachhook/eachhook/eachloop/expectationstest"
+	"github.com/eachhook/eachhook/eachloop/sqliteexpect"
 	"github.com/stretchr/testify/require"
 )
 
-func openExpectations(tb testing.TB, path string, opts ...durable.ExpectationsOption) *durable.SQLiteExpectations {
+var quiet = slog.New(slog.DiscardHandler)
+
+func openExpectations(tb testing.TB, path string, opts ...sqliteexpect.Option) *sqliteexpect.Expectations {
 	tb.Helper()
-	e, err := durable.OpenSQLiteExpectations(context.Background(), path, opts...)
+	e, err := sqliteexpect.New(path, opts...)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { require.NoError(tb, e.Close()) })
+	require.NoError(tb, e.Migrate(context.Background()))
 	return e
 }
 
-func TestSQLiteExpectationsConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	expectationstest.Run(t, func(t *testing.T) eachloop.Expectations {
 		return openExpectations(t, filepath.Join(t.TempDir(), "expectations.db"))
 	})
 }
 
-func TestSQLiteExpectationsRetention(t *testing.T) {
+func TestRetention(t *testing.T) {
 	ctx := context.Background()
 	// A retention of a microsecond has passed by the next statement.
-	e := openExpectations(t, filepath.Join(t.TempDir(), "expectations.db"), durable.WithRetention(time.Microsecond))
+	e := openExpectations(t, filepath.Join(t.TempDir(), "expectations.db"), sqliteexpect.WithRetention(time.Microsecond))
 	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: time.Now()}))
 	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "pending", Secret: "s2", CreatedAt: time.Now()}))
 	require.NoError(t, e.Done(ctx, "done"))
@@ -47,15 +52,15 @@ func TestSQLiteExpectationsRetention(t *testing.T) {
 	require.Equal(t, []string{"s2"}, got, "a pending expectation is never deleted")
 }
 
-func TestOpenSQLiteExpectationsValidates(t *testing.T) {
+func TestNewValidates(t *testing.T) {
 	for _, path := range []string{"", "a?b", "a#b"} {
-		_, err := durable.OpenSQLiteExpectations(context.Background(), path)
-		require.ErrorIs(t, err, durable.ErrInvalidConfig, path)
+		_, err := sqliteexpect.New(path)
+		require.ErrorIs(t, err, eachloop.ErrInvalidOption, path)
 	}
 	path := filepath.Join(t.TempDir(), "expectations.db")
 	for _, d := range []time.Duration{0, -time.Second} {
-		_, err := durable.OpenSQLiteExpectations(context.Background(), path, durable.WithRetention(d))
-		require.ErrorIs(t, err, durable.ErrInvalidConfig, "retention %v", d)
+		_, err := sqliteexpect.New(path, sqliteexpect.WithRetention(d))
+		require.ErrorIs(t, err, eachloop.ErrInvalidOption, "retention %v", d)
 	}
 }
 

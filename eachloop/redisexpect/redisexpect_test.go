@@ -1,20 +1,67 @@
-package redisstore_test
+package redisexpect_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/eachhook/eachhook/eachloop"
 	"github.com/eachhook/eachhook/eachloop/expectationstest"
+	"github.com/eachhook/eachhook/eachloop/redisexpect"
 	"github.com/eachhook/eachhook/redisstore"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
-func newExpectations(tb testing.TB, c redis.UniversalClient, prefix string, opts ...redisstore.ExpectationsOption) *redisstore.Expectations {
+// redisAddr returns the address of the test server (EACHHOOK_REDIS_ADDR,
+// default 127.0.0.1:6379), skipping the test when none answers (failing
+// it when CI is set).
+func redisAddr(tb testing.TB) string {
 	tb.Helper()
-	e, err := redisstore.NewExpectations(c, append([]redisstore.ExpectationsOption{redisstore.WithExpectationsPrefix(prefix)}, opts...)...)
+	addr := os.Getenv("EACHHOOK_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("redis at %s: %v (CI is set: a missing server is a failure)", addr, err)
+		}
+		tb.Skipf("redis at %s: %v (set EACHHOOK_REDIS_ADDR)", addr, err)
+	}
+	return addr
+}
+
+// newClient returns a client of the server at addr, closed when the test
+// ends.
+func newClient(tb testing.TB, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newPrefix returns a key prefix of the test's own, whose keys are deleted
+// when the test ends.
+func newPrefix(tb testing.TB, c *redis.Client) string {
+	prefix := fmt.Sprintf("eachhooktest:%d:", time.Now().UnixNano())
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
+}
+
+func newExpectations(tb testing.TB, c redis.UniversalClient, prefix string, opts ...redisexpect.Option) *redisexpect.Expectations {
+	tb.Helper()
+	e, err := redisexpect.New(c, append([]redisexpect.Option{redisexpect.WithPrefix(prefix)}, opts...)...)
 	require.NoError(tb, err)
 	return e
 }
@@ -29,7 +76,7 @@ func TestExpectationsConformance(t *testing.T) {
 func TestExpectationsKeyLayout(t *testing.T) {
 	c := newClient(t, redisAddr(t))
 	prefix := newPrefix(t, c)
-	e := newExpectations(t, c, prefix, redisstore.WithRetention(time.Hour))
+	e := newExpectations(t, c, prefix, redisexpect.WithRetention(time.Hour))
 	ctx := context.Background()
 	created := time.Date(2026, 11, 27, 8, 0, 0, 123456000, time.UTC)
 	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "pred-1", Secret: "s1", CreatedAt: created}))
@@ -51,7 +98,7 @@ func TestExpectationsKeyLayout(t *testing.T) {
 
 func TestExpectationsRetention(t *testing.T) {
 	c := newClient(t, redisAddr(t))
-	e := newExpectations(t, c, newPrefix(t, c), redisstore.WithRetention(time.Millisecond))
+	e := newExpectations(t, c, newPrefix(t, c), redisexpect.WithRetention(time.Millisecond))
 	ctx := context.Background()
 	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: time.Now()}))
 	require.NoError(t, e.Done(ctx, "done"))
@@ -62,15 +109,15 @@ func TestExpectationsRetention(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 }
 
-func TestNewExpectationsValidates(t *testing.T) {
-	_, err := redisstore.NewExpectations(nil)
-	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
+func TestNewValidates(t *testing.T) {
+	_, err := redisexpect.New(nil)
+	require.ErrorIs(t, err, eachloop.ErrInvalidOption)
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
-	_, err = redisstore.NewExpectations(c, redisstore.WithRetention(time.Microsecond))
-	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
-	_, err = redisstore.NewExpectations(c, redisstore.WithExpectationsPrefix("a{b}:"))
-	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
+	_, err = redisexpect.New(c, redisexpect.WithRetention(time.Microsecond))
+	require.ErrorIs(t, err, eachloop.ErrInvalidOption)
+	_, err = redisexpect.New(c, redisexpect.WithPrefix("a{b}:"))
+	require.ErrorIs(t, err, eachloop.ErrInvalidOption)
 }
 
 // TestRestartBetweenCreationAndOutcome runs the restart suite on Redis:
@@ -80,7 +127,10 @@ func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 	prefix := newPrefix(t, newClient(t, addr))
 	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
 		c := newClient(t, addr)
-		return expectationstest.Process{Expectations: newExpectations(t, c, prefix+"expect:"), Store: newStore(t, c, prefix+"claim:")}
+		store, err := redisstore.New(c, redisstore.WithKeyPrefix(prefix+"claim:"))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, store.Close()) })
+		return expectationstest.Process{Expectations: newExpectations(t, c, prefix+"expect:"), Store: store}
 	})
 }
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eachhook/eachhook/eachlabs"
+	"github.com/eachhook/eachhook/eachloop/eachlabs"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )

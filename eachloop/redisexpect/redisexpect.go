@@ -1,4 +1,7 @@
-package redisstore
+// Package redisexpect keeps the reconciler's [eachloop.Expectations] in
+// Redis: the predictions a service created and waits for, with their
+// webhook secrets, survive a restart and are shared by every replica.
+package redisexpect
 
 import (
 	"context"
@@ -13,19 +16,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultExpectationsPrefix is the default prefix of the keys of
-// [Expectations].
-const DefaultExpectationsPrefix = "eachhook:expect:"
+// DefaultPrefix is the default prefix of the keys of [Expectations].
+const DefaultPrefix = "eachhook:expect:"
 
 // Expectations is an [eachloop.Expectations] on Redis: the predictions a
 // service created and waits for, with their webhook secrets, survive a
 // restart and are shared by every replica (as far as the server persists
 // its data: enable AOF or RDB snapshots for that). Create it with
-// [NewExpectations]; it is safe for concurrent use.
+// [New]; it is safe for concurrent use.
 //
 // # Keys
 //
-// With the prefix P ([WithExpectationsPrefix]), an expectation is the hash
+// With the prefix P ([WithPrefix]), an expectation is the hash
 // P{x}:id:<prediction id> with the fields secret, created (Unix
 // microseconds) and, once done, done ("1"); a pending one is
 // also a member of the sorted set P{x}:pending, scored by its creation
@@ -44,22 +46,22 @@ type Expectations struct {
 
 var _ eachloop.Expectations = (*Expectations)(nil)
 
-type expConfig struct {
+type config struct {
 	prefix    string
 	retention time.Duration
 }
 
-// ExpectationsOption configures [Expectations].
-type ExpectationsOption func(*expConfig) error
+// Option configures [Expectations].
+type Option func(*config) error
 
-// WithExpectationsPrefix sets the prefix of every key; give each
+// WithPrefix sets the prefix of every key; give each
 // deployment that shares a database its own. It must not contain braces,
 // which would change the keys' hash tag. Default
-// [DefaultExpectationsPrefix].
-func WithExpectationsPrefix(prefix string) ExpectationsOption {
-	return func(c *expConfig) error {
+// [DefaultPrefix].
+func WithPrefix(prefix string) Option {
+	return func(c *config) error {
 		if strings.ContainsAny(prefix, "{}") {
-			return fmt.Errorf("%w: key prefix %q contains a brace", ErrInvalidOption, prefix)
+			return fmt.Errorf("%w: key prefix %q contains a brace", eachloop.ErrInvalidOption, prefix)
 		}
 		c.prefix = prefix
 		return nil
@@ -71,23 +73,24 @@ func WithExpectationsPrefix(prefix string) ExpectationsOption {
 // [eachhook.DefaultDedupeTTL] (24h), the Handler's default dedupe TTL, so
 // that a redelivery verifies for as long as it is recognised as a
 // duplicate; it must be at least a millisecond.
-func WithRetention(d time.Duration) ExpectationsOption {
-	return func(c *expConfig) error {
+func WithRetention(d time.Duration) Option {
+	return func(c *config) error {
 		if d < time.Millisecond {
-			return fmt.Errorf("%w: retention %v < 1ms", ErrInvalidOption, d)
+			return fmt.Errorf("%w: retention %v < 1ms", eachloop.ErrInvalidOption, d)
 		}
 		c.retention = d
 		return nil
 	}
 }
 
-// NewExpectations returns Expectations kept in client. It does not contact
-// the server.
-func NewExpectations(client redis.UniversalClient, opts ...ExpectationsOption) (*Expectations, error) {
+// New returns Expectations kept in client. It does not contact the
+// server. It returns an error matching [eachloop.ErrInvalidOption] for a
+// nil client or an invalid option.
+func New(client redis.UniversalClient, opts ...Option) (*Expectations, error) {
 	if client == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil client", eachloop.ErrInvalidOption)
 	}
-	cfg := expConfig{prefix: DefaultExpectationsPrefix, retention: eachhook.DefaultDedupeTTL}
+	cfg := config{prefix: DefaultPrefix, retention: eachhook.DefaultDedupeTTL}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -135,7 +138,7 @@ func (e *Expectations) Expect(ctx context.Context, x eachloop.Expectation) error
 	}
 	created := strconv.FormatInt(x.CreatedAt.UnixMicro(), 10)
 	if err := expect.Run(ctx, e.client, []string{e.idPrefix + x.ID, e.pending}, x.ID, x.Secret, created).Err(); err != nil {
-		return fmt.Errorf("redisstore: expect: %w", err)
+		return fmt.Errorf("redisexpect: expect: %w", err)
 	}
 	return nil
 }
@@ -147,7 +150,7 @@ func (e *Expectations) Secrets(ctx context.Context, id string) ([]string, error)
 	case errors.Is(err, redis.Nil):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("redisstore: secrets: %w", err)
+		return nil, fmt.Errorf("redisexpect: secrets: %w", err)
 	}
 	return []string{s}, nil
 }
@@ -157,7 +160,7 @@ func (e *Expectations) Secrets(ctx context.Context, id string) ([]string, error)
 func (e *Expectations) Done(ctx context.Context, id string) error {
 	err := done.Run(ctx, e.client, []string{e.idPrefix + id, e.pending}, id, e.retention.Milliseconds()).Err()
 	if err != nil {
-		return fmt.Errorf("redisstore: done: %w", err)
+		return fmt.Errorf("redisexpect: done: %w", err)
 	}
 	return nil
 }
@@ -165,7 +168,7 @@ func (e *Expectations) Done(ctx context.Context, id string) error {
 // Reopen implements [eachloop.Expectations].
 func (e *Expectations) Reopen(ctx context.Context, id string) error {
 	if err := reopen.Run(ctx, e.client, []string{e.idPrefix + id, e.pending}, id).Err(); err != nil {
-		return fmt.Errorf("redisstore: reopen: %w", err)
+		return fmt.Errorf("redisexpect: reopen: %w", err)
 	}
 	return nil
 }
@@ -178,7 +181,7 @@ func (e *Expectations) Pending(ctx context.Context, before time.Time) ([]eachloo
 		Min: "-inf", Max: strconv.FormatInt(before.UnixMicro(), 10),
 	}).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: pending: %w", err)
+		return nil, fmt.Errorf("redisexpect: pending: %w", err)
 	}
 	if len(members) == 0 {
 		return nil, nil
@@ -191,7 +194,7 @@ func (e *Expectations) Pending(ctx context.Context, before time.Time) ([]eachloo
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("redisstore: pending: %w", err)
+		return nil, fmt.Errorf("redisexpect: pending: %w", err)
 	}
 	out := make([]eachloop.Expectation, 0, len(members))
 	for i, m := range members {
@@ -200,7 +203,7 @@ func (e *Expectations) Pending(ctx context.Context, before time.Time) ([]eachloo
 			continue // done and expired since the range was read
 		}
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: pending: %w", err)
+			return nil, fmt.Errorf("redisexpect: pending: %w", err)
 		}
 		out = append(out, eachloop.Expectation{
 			ID: m.Member.(string), Secret: secret, CreatedAt: time.UnixMicro(int64(m.Score)).UTC(),

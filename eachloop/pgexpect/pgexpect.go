@@ -1,9 +1,13 @@
-package pgstore
+// Package pgexpect keeps the reconciler's [eachloop.Expectations] in
+// PostgreSQL: the predictions a service created and waits for, with their
+// webhook secrets, survive a restart and are shared by every replica.
+package pgexpect
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -14,9 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// DefaultExpectationsTable is the default name of the table of
-// [Expectations].
-const DefaultExpectationsTable = "eachhook_expectations"
+// DefaultTable is the default name of the table of [Expectations].
+const DefaultTable = "eachhook_expectations"
 
 // expectationsCleanupEvery is how often Pending also deletes the
 // expectations whose retention has passed.
@@ -25,10 +28,10 @@ const expectationsCleanupEvery = 5 * time.Minute
 // Expectations is an [eachloop.Expectations] on PostgreSQL: the
 // predictions a service created and waits for, with their webhook
 // secrets, survive a restart and are shared by every replica. Create it
-// with [NewExpectations] and its table with [Expectations.Migrate]. It is
+// with [New] and its table with [Expectations.Migrate]. It is
 // safe for concurrent use and does not close the pool.
 //
-// The table (default name [DefaultExpectationsTable]):
+// The table (default name [DefaultTable]):
 //
 //	CREATE TABLE IF NOT EXISTS eachhook_expectations (
 //		id         text        PRIMARY KEY,
@@ -58,21 +61,27 @@ type Expectations struct {
 
 var _ eachloop.Expectations = (*Expectations)(nil)
 
-type expConfig struct {
+type config struct {
 	table     string
 	retention time.Duration
 }
 
-// ExpectationsOption configures [Expectations].
-type ExpectationsOption func(*expConfig) error
+// Option configures [Expectations].
+type Option func(*config) error
 
-// WithExpectationsTable sets the table's name, optionally qualified by a
-// schema, under the rules of [WithTable]. Default
-// [DefaultExpectationsTable].
-func WithExpectationsTable(name string) ExpectationsOption {
-	return func(c *expConfig) error {
+// identifier matches a table name, optionally qualified by its schema. The
+// table part has at most 48 characters so that the name of its index
+// ("<table>_pending_idx") fits PostgreSQL's 63.
+var identifier = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+
+// WithTable sets the table's name, optionally qualified by a schema
+// ("webhooks.expectations"). Names are letters, digits and underscores,
+// at most 48 for the table and 63 for the schema, and are quoted, so they
+// are case-sensitive. Default [DefaultTable].
+func WithTable(name string) Option {
+	return func(c *config) error {
 		if !identifier.MatchString(name) {
-			return fmt.Errorf("%w: table name %q", ErrInvalidOption, name)
+			return fmt.Errorf("%w: table name %q", eachloop.ErrInvalidOption, name)
 		}
 		c.table = name
 		return nil
@@ -84,23 +93,25 @@ func WithExpectationsTable(name string) ExpectationsOption {
 // [eachhook.DefaultDedupeTTL] (24h), the Handler's default dedupe TTL, so
 // that a redelivery verifies for as long as it is recognised as a
 // duplicate; it must be positive.
-func WithRetention(d time.Duration) ExpectationsOption {
-	return func(c *expConfig) error {
+func WithRetention(d time.Duration) Option {
+	return func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: retention %v <= 0", ErrInvalidOption, d)
+			return fmt.Errorf("%w: retention %v <= 0", eachloop.ErrInvalidOption, d)
 		}
 		c.retention = d
 		return nil
 	}
 }
 
-// NewExpectations returns Expectations kept in pool. It does not contact
-// the server: call [Expectations.Migrate] once (at every start is fine).
-func NewExpectations(pool *pgxpool.Pool, opts ...ExpectationsOption) (*Expectations, error) {
+// New returns Expectations kept in pool. It does not contact the server:
+// call [Expectations.Migrate] once (at every start is fine). It returns
+// an error matching [eachloop.ErrInvalidOption] for a nil pool or an
+// invalid option.
+func New(pool *pgxpool.Pool, opts ...Option) (*Expectations, error) {
 	if pool == nil {
-		return nil, fmt.Errorf("%w: nil pool", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil pool", eachloop.ErrInvalidOption)
 	}
-	cfg := expConfig{table: DefaultExpectationsTable, retention: eachhook.DefaultDedupeTTL}
+	cfg := config{table: DefaultTable, retention: eachhook.DefaultDedupeTTL}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -141,7 +152,7 @@ func (e *Expectations) Migrate(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("pgstore: migrate %s: %w", e.table, err)
+		return fmt.Errorf("pgexpect: migrate %s: %w", e.table, err)
 	}
 	return nil
 }
@@ -153,7 +164,7 @@ func (e *Expectations) Expect(ctx context.Context, x eachloop.Expectation) error
 		return eachloop.ErrInvalidExpectation
 	}
 	if _, err := e.pool.Exec(ctx, e.expectSQL, x.ID, x.Secret, x.CreatedAt); err != nil {
-		return fmt.Errorf("pgstore: expect: %w", err)
+		return fmt.Errorf("pgexpect: expect: %w", err)
 	}
 	return nil
 }
@@ -166,7 +177,7 @@ func (e *Expectations) Secrets(ctx context.Context, id string) ([]string, error)
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("pgstore: secrets: %w", err)
+		return nil, fmt.Errorf("pgexpect: secrets: %w", err)
 	}
 	return []string{secret}, nil
 }
@@ -174,7 +185,7 @@ func (e *Expectations) Secrets(ctx context.Context, id string) ([]string, error)
 // Done implements [eachloop.Expectations].
 func (e *Expectations) Done(ctx context.Context, id string) error {
 	if _, err := e.pool.Exec(ctx, e.doneSQL, id); err != nil {
-		return fmt.Errorf("pgstore: done: %w", err)
+		return fmt.Errorf("pgexpect: done: %w", err)
 	}
 	return nil
 }
@@ -182,7 +193,7 @@ func (e *Expectations) Done(ctx context.Context, id string) error {
 // Reopen implements [eachloop.Expectations].
 func (e *Expectations) Reopen(ctx context.Context, id string) error {
 	if _, err := e.pool.Exec(ctx, e.reopenSQL, id, e.retention.Microseconds()); err != nil {
-		return fmt.Errorf("pgstore: reopen: %w", err)
+		return fmt.Errorf("pgexpect: reopen: %w", err)
 	}
 	return nil
 }
@@ -195,7 +206,7 @@ func (e *Expectations) Pending(ctx context.Context, before time.Time) ([]eachloo
 	}
 	rows, err := e.pool.Query(ctx, e.pendingSQL, before)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: pending: %w", err)
+		return nil, fmt.Errorf("pgexpect: pending: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (eachloop.Expectation, error) {
 		var x eachloop.Expectation
@@ -203,7 +214,7 @@ func (e *Expectations) Pending(ctx context.Context, before time.Time) ([]eachloo
 		return x, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: pending: %w", err)
+		return nil, fmt.Errorf("pgexpect: pending: %w", err)
 	}
 	return out, nil
 }
@@ -229,7 +240,7 @@ func (e *Expectations) cleanupSometimes(ctx context.Context) error {
 func (e *Expectations) Cleanup(ctx context.Context) (int64, error) {
 	tag, err := e.pool.Exec(ctx, e.cleanupSQL, e.retention.Microseconds())
 	if err != nil {
-		return 0, fmt.Errorf("pgstore: cleanup of expectations: %w", err)
+		return 0, fmt.Errorf("pgexpect: cleanup of expectations: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }
