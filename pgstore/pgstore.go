@@ -84,7 +84,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/internal/claimledger"
+	"github.com/eachhook/eachhook/claimledger"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
