@@ -225,7 +225,7 @@ func TestHealthWhileTheDatabaseIsDown(t *testing.T) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	defer pool.Close()
-	q, err := durable.NewPostgres(pool, schema, durable.Config{Logger: quiet})
+	q, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: schema})
 	require.NoError(t, err)
 	h := newHandler(t, q, newRecord().register)
 	health := func() (int, string) {

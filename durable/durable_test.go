@@ -111,6 +111,7 @@ func TestConfigValidation(t *testing.T) {
 		"negative retention":             {CompletedJobRetention: -time.Hour},
 		"cooldown below River's minimum": {FetchCooldown: time.Microsecond},
 		"poll faster than cooldown":      {FetchCooldown: time.Second, FetchPollInterval: time.Millisecond},
+		"a schema on SQLite":             {Schema: "webhooks"},
 	} {
 		_, err := durable.OpenSQLite(ctx, path, cfg)
 		require.ErrorIs(t, err, durable.ErrInvalidConfig, name)

@@ -118,7 +118,7 @@ func TestPostgresOutage(t *testing.T) {
 	require.NoError(t, err)
 	defer pool.Close()
 
-	q, err := durable.NewPostgres(pool, schema, durable.Config{Logger: quiet})
+	q, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: schema})
 	require.NoError(t, err)
 	rec := newRecord()
 	h := newHandler(t, q, rec.register)
