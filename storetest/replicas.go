@@ -35,9 +35,7 @@ type cluster struct {
 	t        *testing.T
 	replicas []*replica
 	client   *http.Client
-
-	mu    sync.Mutex
-	calls map[string]int
+	rec      *eachhooktest.Recorder // every replica's callback runs
 }
 
 // newCluster starts n replicas; replica i uses stores[i%len(stores)].
@@ -45,7 +43,7 @@ func newCluster(t *testing.T, stores []eachhook.Store, n int) *cluster {
 	t.Helper()
 	c := &cluster{
 		t:      t,
-		calls:  make(map[string]int),
+		rec:    eachhooktest.NewRecorder(),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}
 	for i := range n {
@@ -58,12 +56,7 @@ func newCluster(t *testing.T, stores []eachhook.Store, n int) *cluster {
 		if err != nil {
 			t.Fatalf("eachhook.New: %v", err)
 		}
-		h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
-			c.mu.Lock()
-			c.calls[s.ID]++
-			c.mu.Unlock()
-			return nil
-		})
+		h.OnSuccess(c.rec.Success(nil))
 		c.replicas = append(c.replicas, &replica{h: h, srv: httptest.NewServer(h)})
 	}
 	t.Cleanup(func() { c.shutdown() })
@@ -146,9 +139,13 @@ func (c *cluster) sendAllRetrying(ids []string, wait time.Duration) []int {
 }
 
 func (c *cluster) callCount(id string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls[id]
+	n := 0
+	for _, r := range c.rec.Runs() {
+		if r.ID == id {
+			n++
+		}
+	}
+	return n
 }
 
 // runSharedStore is the TwoHandlers subtest of [Run]: the first Handler
