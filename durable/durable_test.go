@@ -134,9 +134,9 @@ func TestRunsEachDeliveryOnceFromTheStoredBytes(t *testing.T) {
 			require.Equal(t, map[string][]int{"p-ok": {1}, "p-failed": {1}}, attempts(rec))
 			for _, r := range rec.Runs() {
 				if r.ID == "p-ok" {
-					require.Equal(t, success, r.Success.Raw)
+					require.Equal(t, success, []byte(r.Success.Raw))
 				} else {
-					require.Equal(t, failed, r.Failure.Raw)
+					require.Equal(t, failed, []byte(r.Failure.Raw))
 				}
 			}
 			require.Empty(t, rec2.Runs())
