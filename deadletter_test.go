@@ -19,9 +19,9 @@ import (
 )
 
 func TestMemoryDeadLettersConformance(t *testing.T) {
-	deadlettertest.Run(t, func(t *testing.T) eachhook.DeadLetterStore {
+	deadlettertest.Run(t, deadlettertest.Harness{New: func(t *testing.T) eachhook.DeadLetterStore {
 		return eachhook.NewMemoryDeadLettersForTest(quiet, 1000, 1<<20)
-	})
+	}})
 }
 
 // logLines collects the records of a JSON slog logger.

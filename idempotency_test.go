@@ -8,9 +8,9 @@ import (
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) eachhook.Store {
+	storetest.Run(t, storetest.Harness{New: func(t *testing.T) eachhook.Store {
 		s := eachhook.NewMemoryStore()
 		t.Cleanup(func() { s.Close() })
 		return s
-	})
+	}})
 }

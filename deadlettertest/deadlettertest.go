@@ -3,11 +3,13 @@
 // it; run it on your own:
 //
 //	func TestMyDeadLetters(t *testing.T) {
-//		deadlettertest.Run(t, func(t *testing.T) eachhook.DeadLetterStore { return newMyStore(t) })
+//		deadlettertest.Run(t, deadlettertest.Harness{
+//			New: func(t *testing.T) eachhook.DeadLetterStore { return newMyStore(t) },
+//		})
 //	}
 //
-// A store that several replicas share also passes [WithReplicas], so that
-// Run checks that a dead letter added through one replica is listed,
+// A store that several replicas share also sets [Harness.Replicas], so
+// that Run checks that a dead letter added through one replica is listed,
 // replayed and discarded through another.
 package deadlettertest
 
@@ -23,31 +25,20 @@ import (
 	"github.com/eachhook/eachhook"
 )
 
-// Option configures [Run]. An Option that cannot work fails the test.
-type Option func(*config) error
-
-type config struct {
-	newReplicas func(t *testing.T) (a, b eachhook.DeadLetterStore)
+// Harness describes the DeadLetterStore implementation under test to
+// [Run].
+type Harness struct {
+	// New returns an empty store. It is called once per subtest.
+	// Required.
+	New func(t *testing.T) eachhook.DeadLetterStore
+	// Replicas returns two stores on one empty backend (the same table or
+	// key prefix, each through a client of its own, as two processes'
+	// stores are). Default nil: the Replicas subtest is not run, as for a
+	// store whose instances share nothing (the in-memory one).
+	Replicas func(t *testing.T) (a, b eachhook.DeadLetterStore)
 }
 
-// WithReplicas makes [Run] also exercise a store shared by replicas:
-// newReplicas returns two stores on one empty backend (the same table or
-// key prefix, each through a client of its own, as two processes' stores
-// are). It is called once per replica subtest; a nil newReplicas is an
-// error. Default: the replica subtests are skipped, as for a store whose
-// instances share nothing (the in-memory one).
-func WithReplicas(newReplicas func(t *testing.T) (a, b eachhook.DeadLetterStore)) Option {
-	return func(c *config) error {
-		if newReplicas == nil {
-			return errors.New("deadlettertest: WithReplicas(nil)")
-		}
-		c.newReplicas = newReplicas
-		return nil
-	}
-}
-
-// Run exercises the DeadLetterStore contract on stores made by newStore,
-// which is called once per subtest and must return an empty store. The
+// Run exercises the DeadLetterStore contract on the stores h makes. The
 // subtests:
 //
 //   - AddGetDelete: a dead letter comes back from Get with every field as
@@ -65,19 +56,17 @@ func WithReplicas(newReplicas func(t *testing.T) (a, b eachhook.DeadLetterStore)
 //   - CancelledContext: every method called with a cancelled context
 //     returns an error matching context.Canceled, and the Add stored
 //     nothing.
-//   - Replicas (with [WithReplicas]): a dead letter added through one
+//   - Replicas (with [Harness.Replicas]): a dead letter added through one
 //     replica's store is listed and got through the other's; deleted
 //     through the other, it is gone from both.
 //
 // Times used are whole microseconds in UTC.
-func Run(t *testing.T, newStore func(t *testing.T) eachhook.DeadLetterStore, opts ...Option) {
+func Run(t *testing.T, h Harness) {
 	t.Helper()
-	var cfg config
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			t.Fatal(err)
-		}
+	if h.New == nil {
+		t.Fatal("deadlettertest: Harness.New is required")
 	}
+	newStore := h.New
 	ctx := context.Background()
 	base := time.Now().UTC().Truncate(time.Microsecond)
 
@@ -195,14 +184,13 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.DeadLetterStore, opt
 			t.Fatalf("Get after a cancelled Add = %v, %v; want false, nil", ok, err)
 		}
 	})
-	if cfg.newReplicas == nil {
-		// No WithReplicas: the stores share no backend (as the in-memory
-		// store's instances do not), so the replica subtests do not apply
-		// and are not run.
+	if h.Replicas == nil {
+		// The stores share no backend (as the in-memory store's instances
+		// do not), so the replica subtest does not apply and is not run.
 		return
 	}
 	t.Run("Replicas", func(t *testing.T) {
-		a, b := cfg.newReplicas(t)
+		a, b := h.Replicas(t)
 		dl := eachhook.DeadLetter{ID: "pred-shared", Status: "success", Reason: "callback_failed", Body: []byte(`{"id":"pred-shared"}`), Attempts: 1, Err: "boom", At: base}
 		mustAdd(t, a, dl)
 		list := mustList(t, b)

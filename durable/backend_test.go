@@ -97,7 +97,8 @@ func newBackend(tb testing.TB, name string) backend {
 		pool := postgresPool(tb)
 		schema := postgresSchema(tb, pool)
 		return backend{name: name, pool: pool, schema: schema, open: func(tb testing.TB, cfg durable.Config) *durable.Queue {
-			q, err := durable.NewPostgres(pool, schema, cfg)
+			cfg.Schema = schema
+			q, err := durable.NewPostgres(pool, cfg)
 			require.NoError(tb, err)
 			return q
 		}}

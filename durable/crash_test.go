@@ -70,7 +70,8 @@ func runChild() int {
 			return fail(err)
 		}
 		defer pool.Close()
-		q, err = durable.NewPostgres(pool, os.Getenv(childSchemaEnv), cfg)
+		cfg.Schema = os.Getenv(childSchemaEnv)
+		q, err = durable.NewPostgres(pool, cfg)
 	default:
 		err = errors.New("unknown backend")
 	}
@@ -545,7 +546,7 @@ func TestTwoProcessesShareABacklog(t *testing.T) {
 	pool := postgresPool(t)
 	schema := postgresSchema(t, pool)
 	const n = 120
-	seed, err := durable.NewPostgres(pool, schema, durable.Config{Logger: quiet})
+	seed, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: schema})
 	require.NoError(t, err)
 	for i := range n {
 		id := "backlog-" + strconv.Itoa(i)

@@ -14,6 +14,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/storetest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
@@ -215,8 +216,8 @@ func TestHealthWhileTheDatabaseIsDown(t *testing.T) {
 	cfg, err := pgxpool.ParseConfig(postgresDSN())
 	require.NoError(t, err)
 	target := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
-	proxy := startProxy(t, "127.0.0.1:0", target)
-	host, port, err := net.SplitHostPort(proxy.addr())
+	proxy := storetest.NewProxy(t, target)
+	host, port, err := net.SplitHostPort(proxy.Addr())
 	require.NoError(t, err)
 	p, err := strconv.Atoi(port)
 	require.NoError(t, err)
@@ -225,9 +226,9 @@ func TestHealthWhileTheDatabaseIsDown(t *testing.T) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	defer pool.Close()
-	q, err := durable.NewPostgres(pool, schema, durable.Config{Logger: quiet})
+	q, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: schema})
 	require.NoError(t, err)
-	h := newHandler(t, q, newRecord().register)
+	h := newHandler(t, q, eachhooktest.NewRecorder().Register)
 	health := func() (int, string) {
 		w := httptest.NewRecorder()
 		h.Health().ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
@@ -236,12 +237,12 @@ func TestHealthWhileTheDatabaseIsDown(t *testing.T) {
 	code, body := health()
 	require.Equal(t, 200, code, body)
 
-	proxy.stop()
+	proxy.Cut()
 	code, body = health()
 	require.Equal(t, 503, code)
 	require.JSONEq(t, `{"status":"unavailable","reason":"queue unreachable"}`, body)
 
-	startProxy(t, proxy.addr(), target)
+	proxy.Restore(t)
 	require.Eventually(t, func() bool { c, _ := health(); return c == 200 }, 30*time.Second, 50*time.Millisecond)
 }
 

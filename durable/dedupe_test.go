@@ -23,8 +23,8 @@ import (
 // is then answered 200 as a duplicate of the committed job.
 func TestResendWhileFirstInsertIsInFlight(t *testing.T) {
 	b := newBackend(t, "postgres")
-	rec := newRecord()
-	h := newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec.register)
+	rec := eachhooktest.NewRecorder()
+	h := newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec.Register)
 	ctx := context.Background()
 
 	tx, err := b.pool.Begin(ctx)
@@ -55,10 +55,8 @@ func TestResendWhileFirstInsertIsInFlight(t *testing.T) {
 	var n int
 	require.NoError(t, b.pool.QueryRow(ctx, "SELECT count(*) FROM "+b.schema+".river_job").Scan(&n))
 	require.Equal(t, 1, n, "the 200 came with one committed job")
-	rec.wait(t, 1)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	require.Equal(t, []int{1}, rec.runs["inflight"], "one callback, on attempt 1")
+	wait(t, rec, 1)
+	require.Equal(t, []int{1}, attempts(rec)["inflight"], "one callback, on attempt 1")
 }
 
 // TestRedeliveryAfterDiscardOnAnyReplica: two replicas on one Postgres, each

@@ -215,6 +215,7 @@ var ErrInvalidConfig = errors.New("durable: invalid config")
 //   - RetryPolicy: RetryPolicy
 //   - Logger: Logger
 //   - Plugins: Plugins
+//   - Schema: Schema
 //   - FetchCooldown: FetchCooldown
 //   - FetchPollInterval: FetchPollInterval
 //
@@ -278,6 +279,10 @@ type Config struct {
 	// middleware (github.com/riverqueue/rivercontrib/otelriver), which
 	// traces each insert and each attempt. Default: none.
 	Plugins []rivertype.Plugin
+	// Schema is the Postgres schema of River's tables, created by
+	// [MigratePostgres] in the same schema. Default "": the pool's
+	// search_path. [OpenSQLite] refuses any other value.
+	Schema string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -324,7 +329,7 @@ func (c Config) withDefaults() (Config, error) {
 
 // riverConfig is the River client configuration for c, working the
 // deliveries with w.
-func (c Config) riverConfig(w *deliveryWorker, schema string) *river.Config {
+func (c Config) riverConfig(w *deliveryWorker) *river.Config {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)
 	return &river.Config{
@@ -340,7 +345,7 @@ func (c Config) riverConfig(w *deliveryWorker, schema string) *river.Config {
 		Queues:                      map[string]river.QueueConfig{c.QueueName: {MaxWorkers: c.Workers}},
 		RescueStuckJobsAfter:        c.RescueStuckJobsAfter,
 		RetryPolicy:                 c.RetryPolicy,
-		Schema:                      schema,
+		Schema:                      c.Schema,
 		Workers:                     workers,
 	}
 }

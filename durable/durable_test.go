@@ -65,40 +65,21 @@ func newHandler(t *testing.T, q *durable.Queue, register func(h *eachhook.Handle
 	return h
 }
 
-// record collects callback runs.
-type record struct {
-	mu   sync.Mutex
-	runs map[string][]int // id -> attempt numbers
-	raw  map[string][]byte
-	done chan string
-}
-
-func newRecord() *record {
-	return &record{runs: map[string][]int{}, raw: map[string][]byte{}, done: make(chan string, 1000)}
-}
-
-func (r *record) add(ctx context.Context, id string, raw []byte) {
-	r.mu.Lock()
-	r.runs[id] = append(r.runs[id], eachhook.AttemptFromContext(ctx))
-	r.raw[id] = raw
-	r.mu.Unlock()
-	r.done <- id
-}
-
-func (r *record) register(h *eachhook.Handler) {
-	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error { r.add(ctx, s.ID, s.Raw); return nil })
-	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error { r.add(ctx, f.ID, f.Raw); return nil })
-}
-
-func (r *record) wait(t *testing.T, n int) {
+// wait waits for n callback runs of rec in all.
+func wait(t *testing.T, rec *eachhooktest.Recorder, n int) {
 	t.Helper()
-	for range n {
-		select {
-		case <-r.done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("callback did not run")
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, rec.Wait(ctx, n))
+}
+
+// attempts returns the attempt numbers of rec's runs, by id.
+func attempts(rec *eachhooktest.Recorder) map[string][]int {
+	m := map[string][]int{}
+	for _, r := range rec.Runs() {
+		m[r.ID] = append(m[r.ID], r.Attempt)
 	}
+	return m
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -111,6 +92,7 @@ func TestConfigValidation(t *testing.T) {
 		"negative retention":             {CompletedJobRetention: -time.Hour},
 		"cooldown below River's minimum": {FetchCooldown: time.Microsecond},
 		"poll faster than cooldown":      {FetchCooldown: time.Second, FetchPollInterval: time.Millisecond},
+		"a schema on SQLite":             {Schema: "webhooks"},
 	} {
 		_, err := durable.OpenSQLite(ctx, path, cfg)
 		require.ErrorIs(t, err, durable.ErrInvalidConfig, name)
@@ -125,8 +107,8 @@ func TestRunsEachDeliveryOnceFromTheStoredBytes(t *testing.T) {
 	for _, name := range backendNames {
 		t.Run(name, func(t *testing.T) {
 			b := newBackend(t, name)
-			rec := newRecord()
-			h := newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec.register)
+			rec := eachhooktest.NewRecorder()
+			h := newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec.Register)
 
 			// Odd spacing and key order: the callback must see these bytes,
 			// not a re-encoding.
@@ -137,24 +119,27 @@ func TestRunsEachDeliveryOnceFromTheStoredBytes(t *testing.T) {
 			for range 3 { // redeliveries: acknowledged, not run again
 				require.Equal(t, 200, serve(h, signed(success)))
 			}
-			rec.wait(t, 2)
+			wait(t, rec, 2)
 			require.Equal(t, 200, serve(h, signed(success))) // after completion too
 
 			// A second Handler on the same database, as after a restart: its
 			// in-memory dedupe store is empty, River's unique job is not.
-			rec2 := newRecord()
+			rec2 := eachhooktest.NewRecorder()
 			if name == "postgres" {
-				h2 := newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec2.register)
+				h2 := newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec2.Register)
 				require.Equal(t, 200, serve(h2, signed(success)))
 			}
 
 			require.NoError(t, h.Shutdown(context.Background()))
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			require.Equal(t, map[string][]int{"p-ok": {1}, "p-failed": {1}}, rec.runs)
-			require.Equal(t, success, rec.raw["p-ok"])
-			require.Equal(t, failed, rec.raw["p-failed"])
-			require.Empty(t, rec2.runs)
+			require.Equal(t, map[string][]int{"p-ok": {1}, "p-failed": {1}}, attempts(rec))
+			for _, r := range rec.Runs() {
+				if r.ID == "p-ok" {
+					require.Equal(t, success, []byte(r.Success.Raw))
+				} else {
+					require.Equal(t, failed, []byte(r.Failure.Raw))
+				}
+			}
+			require.Empty(t, rec2.Runs())
 		})
 	}
 }
@@ -250,13 +235,11 @@ func TestShutdownDeadlineKeepsJobsForTheNextStart(t *testing.T) {
 			require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
 			require.Empty(t, started, "one worker: nothing else started")
 
-			rec := newRecord()
-			newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec.register)
-			rec.wait(t, 3)
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			require.Contains(t, rec.runs, first)
-			require.Equal(t, map[string][]int{"w0": {1}, "w1": {1}, "w2": {1}}, rec.runs)
+			rec := eachhooktest.NewRecorder()
+			newHandler(t, b.open(t, durable.Config{Logger: quiet}), rec.Register)
+			wait(t, rec, 3)
+			require.Contains(t, attempts(rec), first)
+			require.Equal(t, map[string][]int{"w0": {1}, "w1": {1}, "w2": {1}}, attempts(rec))
 		})
 	}
 }
@@ -360,8 +343,8 @@ func TestRequestBeforeStartIs503(t *testing.T) {
 			h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithQueue(q),
 				eachhook.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			require.NoError(t, err)
-			rec := newRecord()
-			rec.register(h)
+			rec := eachhooktest.NewRecorder()
+			rec.Register(h)
 			t.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -376,7 +359,7 @@ func TestRequestBeforeStartIs503(t *testing.T) {
 			queued, err := q.EnqueueOnce(context.Background(), eachhook.Delivery{ID: "early", Status: eachhook.StatusSuccess, Body: eachhooktest.SuccessBody("early")})
 			require.NoError(t, err)
 			require.True(t, queued, "the refused request stored a job")
-			rec.wait(t, 1)
+			wait(t, rec, 1)
 		})
 	}
 }

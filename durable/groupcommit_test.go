@@ -125,8 +125,8 @@ func TestFailedBatchIs503AndTheRetriesRunOnce(t *testing.T) {
 			q := be.open(t, durable.Config{Logger: quiet})
 			store := eachhook.NewMemoryStore()
 			t.Cleanup(func() { require.NoError(t, store.Close()) })
-			rec := newRecord()
-			h := newHandler(t, q, rec.register, eachhook.WithStore(store))
+			rec := eachhooktest.NewRecorder()
+			h := newHandler(t, q, rec.Register, eachhook.WithStore(store))
 
 			restore := failInserts(t, be)
 			unlock := lockJobs(t, be)
@@ -153,12 +153,10 @@ func TestFailedBatchIs503AndTheRetriesRunOnce(t *testing.T) {
 			for _, id := range ids {
 				require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, id)), id)
 			}
-			rec.wait(t, len(ids))
+			wait(t, rec, len(ids))
 			require.Equal(t, len(ids), countJobs(t, be))
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
 			for _, id := range ids {
-				require.Equal(t, []int{1}, rec.runs[id], id)
+				require.Equal(t, []int{1}, attempts(rec)[id], id)
 			}
 		})
 	}
@@ -172,8 +170,8 @@ func TestCopiesInOneBatchMakeOneJob(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			be := newBackend(t, name)
 			q := be.open(t, durable.Config{Logger: quiet})
-			rec := newRecord()
-			h := newHandler(t, q, rec.register)
+			rec := eachhooktest.NewRecorder()
+			h := newHandler(t, q, rec.Register)
 
 			unlock := lockJobs(t, be)
 			ids := []string{"dup-a", "dup-b", "dup-a", "dup-first", "dup-c"}
@@ -194,10 +192,8 @@ func TestCopiesInOneBatchMakeOneJob(t *testing.T) {
 				require.Equal(t, 200, <-c, ids[i])
 			}
 			require.Equal(t, 4, countJobs(t, be))
-			rec.wait(t, 4)
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			require.Equal(t, map[string][]int{"dup-first": {1}, "dup-a": {1}, "dup-b": {1}, "dup-c": {1}}, rec.runs)
+			wait(t, rec, 4)
+			require.Equal(t, map[string][]int{"dup-first": {1}, "dup-a": {1}, "dup-b": {1}, "dup-c": {1}}, attempts(rec))
 		})
 	}
 }

@@ -27,17 +27,16 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, schema string) err
 }
 
 // NewPostgres returns a Queue on the Postgres database of pool, whose
-// River tables are in schema ("" for the pool's search_path) and were
-// created by [MigratePostgres]. Every replica uses its own Queue on the
+// River tables are in cfg.Schema and were created by [MigratePostgres]. Every replica uses its own Queue on the
 // same database. The pool stays the caller's: Shutdown does not close it,
 // and it must stay open until Shutdown returned.
-func NewPostgres(pool *pgxpool.Pool, schema string, cfg Config) (*Queue, error) {
+func NewPostgres(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	w := &deliveryWorker{}
-	client, err := river.NewClient(riverpgxv5.New(pool), cfg.riverConfig(w, schema))
+	client, err := river.NewClient(riverpgxv5.New(pool), cfg.riverConfig(w))
 	if err != nil {
 		return nil, fmt.Errorf("durable: %w", err)
 	}

@@ -40,6 +40,9 @@ func OpenSQLite(ctx context.Context, path string, cfg Config) (*Queue, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("%w: SQLite path %q must be non-empty, without ? or #", ErrInvalidConfig, path)
 	}
+	if cfg.Schema != "" {
+		return nil, fmt.Errorf("%w: a schema (%q) is for Postgres", ErrInvalidConfig, cfg.Schema)
+	}
 	db := sql.OpenDB(stmtCachingConnector{dsn: "file:" + path + sqlitePragmas, driver: &sqlite.Driver{}})
 	// SQLite runs one writer at a time; River's riversqlite asks for a
 	// single connection so that its concurrent work queues here instead of
@@ -63,7 +66,7 @@ func newSQLiteQueue(ctx context.Context, db *sql.DB, cfg Config) (*Queue, error)
 		return nil, fmt.Errorf("durable: migrate: %w", err)
 	}
 	w := &deliveryWorker{}
-	client, err := river.NewClient(driver, cfg.riverConfig(w, ""))
+	client, err := river.NewClient(driver, cfg.riverConfig(w))
 	if err != nil {
 		return nil, fmt.Errorf("durable: %w", err)
 	}

@@ -22,12 +22,15 @@ func openDeadLetters(t *testing.T, path string) *durable.SQLiteDeadLetters {
 // The replicas are two connections on one file, as a restarted process
 // (or a tool run beside the service) opens it.
 func TestSQLiteDeadLettersConformance(t *testing.T) {
-	deadlettertest.Run(t, func(t *testing.T) eachhook.DeadLetterStore {
-		return openDeadLetters(t, filepath.Join(t.TempDir(), "dead.db"))
-	}, deadlettertest.WithReplicas(func(t *testing.T) (a, b eachhook.DeadLetterStore) {
-		path := filepath.Join(t.TempDir(), "dead.db")
-		return openDeadLetters(t, path), openDeadLetters(t, path)
-	}))
+	deadlettertest.Run(t, deadlettertest.Harness{
+		New: func(t *testing.T) eachhook.DeadLetterStore {
+			return openDeadLetters(t, filepath.Join(t.TempDir(), "dead.db"))
+		},
+		Replicas: func(t *testing.T) (a, b eachhook.DeadLetterStore) {
+			path := filepath.Join(t.TempDir(), "dead.db")
+			return openDeadLetters(t, path), openDeadLetters(t, path)
+		},
+	})
 }
 
 func TestOpenSQLiteDeadLettersRejectsBadPaths(t *testing.T) {

@@ -24,6 +24,9 @@ type Run struct {
 	// ID is the delivery's id: the prediction id, or the workflow
 	// execution's id.
 	ID string
+	// Attempt is the run's attempt number, 1 for the first
+	// ([eachhook.AttemptFromContext]).
+	Attempt int
 	// Err is what the callback returned (an error means the Handler
 	// retries it), or an error describing its panic.
 	Err error
@@ -57,7 +60,7 @@ func NewRecorder() *Recorder {
 // and returns nil) and records the run when it ends.
 func (r *Recorder) Success(fn func(context.Context, *eachhook.Success) error) func(context.Context, *eachhook.Success) error {
 	return func(ctx context.Context, s *eachhook.Success) (err error) {
-		defer r.record(Run{Kind: KindSuccess, ID: s.ID, Success: s}, &err)
+		defer r.record(Run{Kind: KindSuccess, ID: s.ID, Attempt: eachhook.AttemptFromContext(ctx), Success: s}, &err)
 		if fn == nil {
 			return nil
 		}
@@ -69,7 +72,7 @@ func (r *Recorder) Success(fn func(context.Context, *eachhook.Success) error) fu
 // returns nil) and records the run when it ends.
 func (r *Recorder) Failed(fn func(context.Context, *eachhook.Failure) error) func(context.Context, *eachhook.Failure) error {
 	return func(ctx context.Context, f *eachhook.Failure) (err error) {
-		defer r.record(Run{Kind: KindFailed, ID: f.ID, Failure: f}, &err)
+		defer r.record(Run{Kind: KindFailed, ID: f.ID, Attempt: eachhook.AttemptFromContext(ctx), Failure: f}, &err)
 		if fn == nil {
 			return nil
 		}
@@ -86,7 +89,7 @@ func (r *Recorder) Workflow(fn func(context.Context, *eachhook.WorkflowRun) erro
 		if w.Status == eachhook.StatusFailed {
 			kind = KindWorkflowFailed
 		}
-		defer r.record(Run{Kind: kind, ID: w.ExecutionID, Workflow: w}, &err)
+		defer r.record(Run{Kind: kind, ID: w.ExecutionID, Attempt: eachhook.AttemptFromContext(ctx), Workflow: w}, &err)
 		if fn == nil {
 			return nil
 		}

@@ -11,14 +11,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// DefaultDeadLetterTable is the table of [NewDeadLetters] when it is given
-// none.
+// DefaultDeadLetterTable is the table of [NewDeadLetters] without
+// [WithTable].
 const DefaultDeadLetterTable = "eachhook_dead_letters"
 
 // DeadLetters is an [eachhook.DeadLetterStore] on PostgreSQL, shared by
 // every replica that uses the same table, for [eachhook.WithDeadLetters]:
 //
-//	dead, err := pgstore.NewDeadLetters(pool, "")
+//	dead, err := pgstore.NewDeadLetters(pool)
 //	if err != nil { ... }
 //	if err := dead.Migrate(ctx); err != nil { ... }
 //	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithStore(store), eachhook.WithDeadLetters(dead))
@@ -52,20 +52,15 @@ type DeadLetters struct {
 
 var _ eachhook.DeadLetterStore = (*DeadLetters)(nil)
 
-// NewDeadLetters returns a DeadLetters on pool in table
-// ([DefaultDeadLetterTable] if empty), optionally qualified by a schema,
-// under the rules of [WithTable]. It does not contact the server: create
-// the table with [DeadLetters.Migrate].
-func NewDeadLetters(pool *pgxpool.Pool, table string) (*DeadLetters, error) {
-	if pool == nil {
-		return nil, fmt.Errorf("%w: nil pool", ErrInvalidOption)
+// NewDeadLetters returns a DeadLetters on pool, configured by opts: in
+// the table of [WithTable] ([DefaultDeadLetterTable] without it). It does
+// not contact the server: create the table with [DeadLetters.Migrate].
+func NewDeadLetters(pool *pgxpool.Pool, opts ...Option) (*DeadLetters, error) {
+	cfg, err := newConfig(pool, DefaultDeadLetterTable, opts)
+	if err != nil {
+		return nil, err
 	}
-	if table == "" {
-		table = DefaultDeadLetterTable
-	}
-	if !identifier.MatchString(table) {
-		return nil, fmt.Errorf("%w: table name %q", ErrInvalidOption, table)
-	}
+	table := cfg.table
 	parts := strings.Split(table, ".")
 	t := pgx.Identifier(parts).Sanitize()
 	index := pgx.Identifier{parts[len(parts)-1] + "_at_idx"}.Sanitize()

@@ -20,7 +20,7 @@ import (
 // newDeadLetters returns migrated DeadLetters on table.
 func newDeadLetters(tb testing.TB, pool *pgxpool.Pool, table string) *pgstore.DeadLetters {
 	tb.Helper()
-	d, err := pgstore.NewDeadLetters(pool, table)
+	d, err := pgstore.NewDeadLetters(pool, pgstore.WithTable(table))
 	require.NoError(tb, err)
 	require.NoError(tb, d.Migrate(context.Background()))
 	return d
@@ -29,22 +29,25 @@ func newDeadLetters(tb testing.TB, pool *pgxpool.Pool, table string) *pgstore.De
 func TestDeadLettersConformance(t *testing.T) {
 	dsn := dsn(t)
 	pool, other := newPool(t, dsn, ""), newPool(t, dsn, "")
-	deadlettertest.Run(t, func(t *testing.T) eachhook.DeadLetterStore {
-		return newDeadLetters(t, pool, newTable(t, pool))
-	}, deadlettertest.WithReplicas(func(t *testing.T) (a, b eachhook.DeadLetterStore) {
-		table := newTable(t, pool)
-		return newDeadLetters(t, pool, table), newDeadLetters(t, other, table)
-	}))
+	deadlettertest.Run(t, deadlettertest.Harness{
+		New: func(t *testing.T) eachhook.DeadLetterStore {
+			return newDeadLetters(t, pool, newTable(t, pool))
+		},
+		Replicas: func(t *testing.T) (a, b eachhook.DeadLetterStore) {
+			table := newTable(t, pool)
+			return newDeadLetters(t, pool, table), newDeadLetters(t, other, table)
+		},
+	})
 }
 
 func TestNewDeadLettersRejectsUnworkableConfig(t *testing.T) {
-	_, err := pgstore.NewDeadLetters(nil, "")
+	_, err := pgstore.NewDeadLetters(nil)
 	require.ErrorIs(t, err, pgstore.ErrInvalidOption)
 	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none")
 	require.NoError(t, err)
 	defer pool.Close()
-	for _, name := range []string{"a b", "x;drop", `"q"`} {
-		_, err = pgstore.NewDeadLetters(pool, name)
+	for _, name := range []string{"", "a b", "x;drop", `"q"`} {
+		_, err = pgstore.NewDeadLetters(pool, pgstore.WithTable(name))
 		require.ErrorIs(t, err, pgstore.ErrInvalidOption, "table %q", name)
 	}
 }

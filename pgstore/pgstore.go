@@ -84,7 +84,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/internal/claimledger"
+	"github.com/eachhook/eachhook/claimledger"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -138,7 +138,8 @@ type config struct {
 	maxTokens int
 }
 
-// Option configures a [Store].
+// Option configures a [Store] or [DeadLetters]; an option that concerns
+// only claims does nothing for DeadLetters.
 type Option func(*config) error
 
 // identifier matches a table name, optionally qualified by its schema. The
@@ -147,11 +148,12 @@ type Option func(*config) error
 // truncate them to the table's own name and skip the index.
 var identifier = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 
-// WithTable sets the name of the claims table, optionally qualified by a
-// schema ("webhooks.claims"). Names are letters, digits and underscores,
-// at most 48 for the table and 63 for the schema, and are quoted, so they
-// are case-sensitive. Default [DefaultTable]
-// ("eachhook_claims").
+// WithTable sets the name of the table, optionally qualified by a schema
+// ("webhooks.claims"). Names are letters, digits and underscores, at most
+// 48 for the table and 63 for the schema, and are quoted, so they are
+// case-sensitive. Default [DefaultTable] ("eachhook_claims") for [New],
+// and [DefaultDeadLetterTable] ("eachhook_dead_letters") for
+// [NewDeadLetters].
 func WithTable(name string) Option {
 	return func(c *config) error {
 		if !identifier.MatchString(name) {
@@ -201,21 +203,30 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// New returns a Store that keeps its claims in pool, configured by opts,
-// and starts its background cleanup. It does not contact the server or
-// create the table: call [Store.Migrate] once (at every start is fine).
-func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+// newConfig applies opts over the defaults, with table the default table.
+func newConfig(pool *pgxpool.Pool, table string, opts []Option) (config, error) {
+	cfg := config{table: table, interval: DefaultCleanupInterval, maxTokens: DefaultMaxTokens}
 	if pool == nil {
-		return nil, fmt.Errorf("%w: nil pool", ErrInvalidOption)
+		return cfg, fmt.Errorf("%w: nil pool", ErrInvalidOption)
 	}
-	cfg := config{table: DefaultTable, interval: DefaultCleanupInterval, maxTokens: DefaultMaxTokens}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
-			return nil, err
+			return cfg, err
 		}
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// New returns a Store that keeps its claims in pool, configured by opts,
+// and starts its background cleanup. It does not contact the server or
+// create the table: call [Store.Migrate] once (at every start is fine).
+func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	cfg, err := newConfig(pool, DefaultTable, opts)
+	if err != nil {
+		return nil, err
 	}
 	parts := strings.Split(cfg.table, ".")
 	s := &Store{

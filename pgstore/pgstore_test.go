@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/internal/replicatest"
 	"github.com/eachhook/eachhook/pgstore"
 	"github.com/eachhook/eachhook/storetest"
 	"github.com/jackc/pgx/v5"
@@ -93,10 +92,27 @@ func TestConformance(t *testing.T) {
 	d := dsn(t)
 	pool, other := newPool(t, d, ""), newPool(t, d, "")
 	table := newTable(t, pool)
-	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, pool, table) },
-		storetest.WithReplicas(func(t *testing.T) (a, b eachhook.Store) {
+	cfg, err := pgx.ParseConfig(d)
+	require.NoError(t, err)
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) eachhook.Store { return newStore(t, pool, table) },
+		Replicas: func(t *testing.T) (a, b eachhook.Store) {
 			return newStore(t, pool, table), newStore(t, other, table)
-		}))
+		},
+		Outage: &storetest.Outage{
+			Target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
+			NewStore: func(t *testing.T, addr string) eachhook.Store {
+				return newStore(t, newPool(t, d, addr), table)
+			},
+			Claimed: func(t *testing.T, id string) bool {
+				var ok bool
+				err := pool.QueryRow(context.Background(),
+					"SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1 AND expires_at > now())", id).Scan(&ok)
+				require.NoError(t, err)
+				return ok
+			},
+		},
+	})
 }
 
 func TestNewRejectsUnworkableConfig(t *testing.T) {
@@ -195,32 +211,12 @@ func TestCleanup(t *testing.T) {
 	require.False(t, ok, "cleanup deleted a live claim")
 }
 
-func TestTwoHandlersSharePostgres(t *testing.T) {
-	d := dsn(t)
-	pool := newPool(t, d, "")
-	table := newTable(t, pool)
-	t.Run("OneStore", func(t *testing.T) {
-		s := newStore(t, pool, table)
-		replicatest.RunSharedStore(t, s, s)
-	})
-	t.Run("StorePerReplica", func(t *testing.T) {
-		replicatest.RunSharedStore(t, newStore(t, pool, table), newStore(t, newPool(t, d, ""), table))
-	})
-}
-
-func TestLeaseExpiryAfterCrash(t *testing.T) {
-	d := dsn(t)
-	pool := newPool(t, d, "")
-	table := newTable(t, pool)
-	replicatest.RunLeaseExpiry(t, newStore(t, pool, table), newStore(t, newPool(t, d, ""), table))
-}
-
 // Ping is a real round trip: it fails while the server is unreachable.
 func TestPing(t *testing.T) {
 	d := dsn(t)
 	cfg, err := pgx.ParseConfig(d)
 	require.NoError(t, err)
-	proxy := replicatest.NewProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	proxy := storetest.NewProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	direct := newPool(t, d, "")
 	s := newStore(t, newPool(t, d, proxy.Addr()), newTable(t, direct))
 	ctx := context.Background()
@@ -229,27 +225,6 @@ func TestPing(t *testing.T) {
 	require.Error(t, s.Ping(ctx))
 	proxy.Restore(t)
 	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
-}
-
-func TestPostgresOutage(t *testing.T) {
-	d := dsn(t)
-	direct := newPool(t, d, "")
-	table := newTable(t, direct)
-	cfg, err := pgx.ParseConfig(d)
-	require.NoError(t, err)
-	replicatest.RunOutage(t, replicatest.Outage{
-		Target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
-		NewStore: func(t *testing.T, addr string) eachhook.Store {
-			return newStore(t, newPool(t, d, addr), table)
-		},
-		Claimed: func(t *testing.T, id string) bool {
-			var ok bool
-			err := direct.QueryRow(context.Background(),
-				"SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1 AND expires_at > now())", id).Scan(&ok)
-			require.NoError(t, err)
-			return ok
-		},
-	})
 }
 
 // A Claim whose answer is lost after PostgreSQL committed it returns an
@@ -271,7 +246,7 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 	}
 	for _, sameStore := range []bool{false, true} {
 		id := fmt.Sprintf("pred-lost-%v", sameStore)
-		proxy := replicatest.NewReplyDropper(t, target, id)
+		proxy := storetest.NewReplyDropper(t, target, id)
 		s := newStore(t, newPool(t, d, proxy.Addr()), table)
 
 		_, ok, err := s.Claim(ctx, id, time.Hour)

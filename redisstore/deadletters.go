@@ -11,14 +11,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultDeadLetterPrefix is the key prefix of [NewDeadLetters] when it is
-// given none.
+// DefaultDeadLetterPrefix is the key prefix of [NewDeadLetters] without
+// [WithKeyPrefix].
 const DefaultDeadLetterPrefix = "eachhook:deadletters:"
 
 // DeadLetters is an [eachhook.DeadLetterStore] on Redis, shared by every
 // replica that uses the same key prefix, for [eachhook.WithDeadLetters]:
 //
-//	dead, err := redisstore.NewDeadLetters(rdb, "")
+//	dead, err := redisstore.NewDeadLetters(rdb)
 //	if err != nil { ... }
 //	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithStore(store), eachhook.WithDeadLetters(dead))
 //
@@ -40,17 +40,16 @@ type DeadLetters struct {
 
 var _ eachhook.DeadLetterStore = (*DeadLetters)(nil)
 
-// NewDeadLetters returns a DeadLetters on client whose keys start with
-// prefix ([DefaultDeadLetterPrefix] if empty). It does not contact the
-// server and does not close the client.
-func NewDeadLetters(client redis.UniversalClient, prefix string) (*DeadLetters, error) {
-	if client == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+// NewDeadLetters returns a DeadLetters on client, configured by opts:
+// its keys start with the prefix of [WithKeyPrefix]
+// ([DefaultDeadLetterPrefix] without it). It does not contact the server
+// and does not close the client.
+func NewDeadLetters(client redis.UniversalClient, opts ...Option) (*DeadLetters, error) {
+	cfg, err := newConfig(client, DefaultDeadLetterPrefix, opts)
+	if err != nil {
+		return nil, err
 	}
-	if prefix == "" {
-		prefix = DefaultDeadLetterPrefix
-	}
-	return &DeadLetters{client: client, data: prefix + "{deadletters}:data", order: prefix + "{deadletters}:at"}, nil
+	return &DeadLetters{client: client, data: cfg.prefix + "{deadletters}:data", order: cfg.prefix + "{deadletters}:at"}, nil
 }
 
 // storedDeadLetter is the JSON encoding of a dead letter in the hash.

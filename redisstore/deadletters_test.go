@@ -19,24 +19,27 @@ import (
 
 func TestDeadLettersConformance(t *testing.T) {
 	addr := redisAddr(t)
-	deadlettertest.Run(t, func(t *testing.T) eachhook.DeadLetterStore {
-		c := newClient(t, addr)
-		d, err := redisstore.NewDeadLetters(c, newPrefix(t, c))
-		require.NoError(t, err)
-		return d
-	}, deadlettertest.WithReplicas(func(t *testing.T) (a, b eachhook.DeadLetterStore) {
-		c1, c2 := newClient(t, addr), newClient(t, addr)
-		prefix := newPrefix(t, c1)
-		a, err := redisstore.NewDeadLetters(c1, prefix)
-		require.NoError(t, err)
-		b, err = redisstore.NewDeadLetters(c2, prefix)
-		require.NoError(t, err)
-		return a, b
-	}))
+	deadlettertest.Run(t, deadlettertest.Harness{
+		New: func(t *testing.T) eachhook.DeadLetterStore {
+			c := newClient(t, addr)
+			d, err := redisstore.NewDeadLetters(c, redisstore.WithKeyPrefix(newPrefix(t, c)))
+			require.NoError(t, err)
+			return d
+		},
+		Replicas: func(t *testing.T) (a, b eachhook.DeadLetterStore) {
+			c1, c2 := newClient(t, addr), newClient(t, addr)
+			prefix := newPrefix(t, c1)
+			a, err := redisstore.NewDeadLetters(c1, redisstore.WithKeyPrefix(prefix))
+			require.NoError(t, err)
+			b, err = redisstore.NewDeadLetters(c2, redisstore.WithKeyPrefix(prefix))
+			require.NoError(t, err)
+			return a, b
+		},
+	})
 }
 
 func TestNewDeadLettersRejectsNilClient(t *testing.T) {
-	_, err := redisstore.NewDeadLetters(nil, "")
+	_, err := redisstore.NewDeadLetters(nil)
 	require.ErrorIs(t, err, redisstore.ErrInvalidOption)
 }
 
@@ -54,7 +57,7 @@ func TestDeadLettersReplayAndDiscardOnAnotherReplica(t *testing.T) {
 	replica := func(c *redis.Client) *eachhook.Handler {
 		claims, err := redisstore.New(c, redisstore.WithKeyPrefix(prefix+"claim:"))
 		require.NoError(t, err)
-		dead, err := redisstore.NewDeadLetters(c, prefix)
+		dead, err := redisstore.NewDeadLetters(c, redisstore.WithKeyPrefix(prefix))
 		require.NoError(t, err)
 		h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(slog.New(slog.DiscardHandler)), eachhook.WithRetry(2, time.Millisecond),
 			eachhook.WithStore(claims), eachhook.WithDeadLetters(dead))

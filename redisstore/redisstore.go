@@ -52,7 +52,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/internal/claimledger"
+	"github.com/eachhook/eachhook/claimledger"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -103,13 +103,15 @@ type config struct {
 	maxTokens int
 }
 
-// Option configures a [Store].
+// Option configures a [Store] or [DeadLetters]; an option that concerns
+// only claims does nothing for DeadLetters.
 type Option func(*config) error
 
-// WithKeyPrefix sets the prefix of every key the store writes, followed by
-// the prediction id. Give each deployment that shares a Redis database its
-// own prefix. Default [DefaultKeyPrefix] ("eachhook:claim:"); it may be
-// empty.
+// WithKeyPrefix sets the prefix of every key the store writes. Give each
+// deployment that shares a Redis database its own prefix. Default
+// [DefaultKeyPrefix] ("eachhook:claim:") for [New], followed by the
+// prediction id, and [DefaultDeadLetterPrefix] ("eachhook:deadletters:")
+// for [NewDeadLetters]; it may be empty.
 func WithKeyPrefix(prefix string) Option {
 	return func(c *config) error { c.prefix = prefix; return nil }
 }
@@ -132,18 +134,28 @@ func WithMaxTokens(n int) Option {
 // It does not contact the server; a server that cannot be reached makes
 // Claim fail (and the Handler answer 503).
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
-	if client == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
-	}
-	cfg := config{prefix: DefaultKeyPrefix, maxTokens: DefaultMaxTokens}
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	cfg, err := newConfig(client, DefaultKeyPrefix, opts)
+	if err != nil {
+		return nil, err
 	}
 	s := &Store{client: client, prefix: cfg.prefix}
 	s.ledger = claimledger.New(cfg.maxTokens, claimledger.UndoInterval, s.deleteIfHeld)
 	return s, nil
+}
+
+// newConfig applies opts over the defaults, with prefix the default key
+// prefix.
+func newConfig(client redis.UniversalClient, prefix string, opts []Option) (config, error) {
+	cfg := config{prefix: prefix, maxTokens: DefaultMaxTokens}
+	if client == nil {
+		return cfg, fmt.Errorf("%w: nil client", ErrInvalidOption)
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
 }
 
 // releaseHorizon bounds how long a Release that failed is retried in the

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/internal/replicatest"
 	"github.com/eachhook/eachhook/redisstore"
 	"github.com/eachhook/eachhook/storetest"
 	"github.com/redis/go-redis/v9"
@@ -70,11 +69,25 @@ func newStore(tb testing.TB, c redis.UniversalClient, prefix string, opts ...red
 func TestConformance(t *testing.T) {
 	addr := redisAddr(t)
 	c, other := newClient(t, addr), newClient(t, addr)
-	storetest.Run(t, func(t *testing.T) eachhook.Store { return newStore(t, c, newPrefix(t, c)) },
-		storetest.WithReplicas(func(t *testing.T) (a, b eachhook.Store) {
+	prefix := newPrefix(t, c)
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) eachhook.Store { return newStore(t, c, newPrefix(t, c)) },
+		Replicas: func(t *testing.T) (a, b eachhook.Store) {
 			prefix := newPrefix(t, c)
 			return newStore(t, c, prefix), newStore(t, other, prefix)
-		}))
+		},
+		Outage: &storetest.Outage{
+			Target: addr,
+			NewStore: func(t *testing.T, addr string) eachhook.Store {
+				return newStore(t, newClient(t, addr), prefix)
+			},
+			Claimed: func(t *testing.T, id string) bool {
+				n, err := c.Exists(context.Background(), prefix+id).Result()
+				require.NoError(t, err)
+				return n == 1
+			},
+		},
+	})
 }
 
 func TestNewRejectsUnworkableConfig(t *testing.T) {
@@ -127,7 +140,7 @@ func TestClaimWonThroughClientRetry(t *testing.T) {
 	direct := newClient(t, addr)
 	prefix := newPrefix(t, direct)
 	const id = "pred-retried"
-	proxy := replicatest.NewReplyDropper(t, addr, prefix+id)
+	proxy := storetest.NewReplyDropper(t, addr, prefix+id)
 	s := newStore(t, newClient(t, proxy.Addr()), prefix)
 	ctx := context.Background()
 
@@ -145,30 +158,10 @@ func TestClaimWonThroughClientRetry(t *testing.T) {
 	require.Zero(t, n, "release after a retried claim kept the claim")
 }
 
-func TestTwoHandlersShareRedis(t *testing.T) {
-	addr := redisAddr(t)
-	c := newClient(t, addr)
-	prefix := newPrefix(t, c)
-	t.Run("OneStore", func(t *testing.T) {
-		s := newStore(t, c, prefix)
-		replicatest.RunSharedStore(t, s, s)
-	})
-	t.Run("StorePerReplica", func(t *testing.T) {
-		replicatest.RunSharedStore(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
-	})
-}
-
-func TestLeaseExpiryAfterCrash(t *testing.T) {
-	addr := redisAddr(t)
-	c := newClient(t, addr)
-	prefix := newPrefix(t, c)
-	replicatest.RunLeaseExpiry(t, newStore(t, c, prefix), newStore(t, newClient(t, addr), prefix))
-}
-
 // Ping is a real round trip: it fails while the server is unreachable.
 func TestPing(t *testing.T) {
 	addr := redisAddr(t)
-	proxy := replicatest.NewProxy(t, addr)
+	proxy := storetest.NewProxy(t, addr)
 	noRetry := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { noRetry.Close() })
 	s := newStore(t, noRetry, "eachhooktest:ping:")
@@ -178,23 +171,6 @@ func TestPing(t *testing.T) {
 	require.Error(t, s.Ping(ctx))
 	proxy.Restore(t)
 	require.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
-}
-
-func TestRedisOutage(t *testing.T) {
-	addr := redisAddr(t)
-	direct := newClient(t, addr)
-	prefix := newPrefix(t, direct)
-	replicatest.RunOutage(t, replicatest.Outage{
-		Target: addr,
-		NewStore: func(t *testing.T, addr string) eachhook.Store {
-			return newStore(t, newClient(t, addr), prefix)
-		},
-		Claimed: func(t *testing.T, id string) bool {
-			n, err := direct.Exists(context.Background(), prefix+id).Result()
-			require.NoError(t, err)
-			return n == 1
-		},
-	})
 }
 
 // A Claim whose answer is lost after Redis applied it returns an error (the
@@ -207,7 +183,7 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 	ctx := context.Background()
 	for _, sameStore := range []bool{false, true} {
 		id := fmt.Sprintf("pred-lost-%v", sameStore)
-		proxy := replicatest.NewReplyDropper(t, addr, prefix+id)
+		proxy := storetest.NewReplyDropper(t, addr, prefix+id)
 		// No client retries, so the lost answer is Claim's error.
 		noRetry := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { noRetry.Close() })

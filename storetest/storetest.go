@@ -2,17 +2,27 @@
 // eachhook.Store. Every store in this project runs it; run it on your own:
 //
 //	func TestMyStore(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) eachhook.Store { return newMyStore(t) })
+//		storetest.Run(t, storetest.Harness{
+//			New: func(t *testing.T) eachhook.Store { return newMyStore(t) },
+//		})
 //	}
 //
 // A store that several replicas share (one database behind many
-// processes) also passes [WithReplicas], so that Run checks what replicas
-// rely on:
+// processes) also sets [Harness.Replicas], so that Run checks what
+// replicas rely on, over real HTTP between two Handlers too; and
+// [Harness.Outage], so that Run checks the Handler's answers while the
+// store's server is unreachable:
 //
-//	storetest.Run(t, newMyStore, storetest.WithReplicas(func(t *testing.T) (a, b eachhook.Store) {
-//		table := newTable(t)
-//		return newMyStore(t, conn1, table), newMyStore(t, conn2, table)
-//	}))
+//	storetest.Run(t, storetest.Harness{
+//		New: newMyStore,
+//		Replicas: func(t *testing.T) (a, b eachhook.Store) {
+//			table := newTable(t)
+//			return newMyStore(t, conn1, table), newMyStore(t, conn2, table)
+//		},
+//	})
+//
+// [Proxy] and [ReplyDropper], the TCP proxies the Outage subtests use,
+// serve a store's own tests of connection failures too.
 package storetest
 
 import (
@@ -27,35 +37,42 @@ import (
 	"github.com/eachhook/eachhook"
 )
 
-// Option configures [Run]. An Option that cannot work fails the test.
-type Option func(*config) error
-
-type config struct {
-	newReplicas func(t *testing.T) (a, b eachhook.Store)
+// Harness describes the Store implementation under test to [Run].
+type Harness struct {
+	// New returns a store, called once per subtest: an empty one, or one
+	// whose ids cannot collide with other subtests' (the suite's ids
+	// include the test's name and the time). Required.
+	New func(t *testing.T) eachhook.Store
+	// Replicas returns two stores on one backend (the same table or key
+	// prefix, each through a client of its own, as two processes' stores
+	// are), empty or keyed apart from other subtests'. It is called once
+	// per replica subtest. Default nil: the replica subtests are not run,
+	// as for a store whose instances share nothing (the in-memory store).
+	Replicas func(t *testing.T) (a, b eachhook.Store)
+	// Outage describes how to make the store's server unreachable.
+	// Default nil: the Outage subtest is not run.
+	Outage *Outage
 }
 
-// WithReplicas makes [Run] also exercise a store shared by replicas:
-// newReplicas returns two stores on one backend (the same table or key
-// prefix, each through a client of its own, as two processes' stores are),
-// empty or keyed apart from other subtests'. It is called once per replica
-// subtest; a nil newReplicas is an error. Default: the replica subtests are
-// skipped, as for a store whose instances share nothing (the in-memory
-// store).
-func WithReplicas(newReplicas func(t *testing.T) (a, b eachhook.Store)) Option {
-	return func(c *config) error {
-		if newReplicas == nil {
-			return errors.New("storetest: WithReplicas(nil)")
-		}
-		c.newReplicas = newReplicas
-		return nil
-	}
+// Outage describes a store whose server a test can make unreachable, for
+// [Harness.Outage].
+type Outage struct {
+	// Target is the server's address (host:port).
+	Target string
+	// NewStore returns a store whose every connection goes to addr (a
+	// proxy to Target) instead of Target. It is called once for each of
+	// two replicas; the stores it returns in one test must share their
+	// server-side state, which must be empty or keyed apart from other
+	// tests'. The stores must implement [eachhook.Pinger].
+	NewStore func(t *testing.T, addr string) eachhook.Store
+	// Claimed reports whether a claim of id is committed on the server,
+	// asked over a connection of its own (not through the proxy).
+	Claimed func(t *testing.T, id string) bool
 }
 
-// Run exercises the Store contract on stores made by newStore, which is
-// called once per subtest and must return an empty store (or one whose
-// ids cannot collide with other subtests'). Expiry is tested with real
-// time: leases and TTLs of a few hundred milliseconds, so stores may count
-// time in milliseconds.
+// Run exercises the Store contract on the stores h makes. Expiry is
+// tested with real time: leases and TTLs of a few hundred milliseconds,
+// so stores may count time in milliseconds.
 //
 // The subtests:
 //
@@ -77,7 +94,7 @@ func WithReplicas(newReplicas func(t *testing.T) (a, b eachhook.Store)) Option {
 //   - CancelledContext: every method fails with the context's error and
 //     claims nothing.
 //
-// The subtests under Replicas need [WithReplicas]:
+// The subtests under Replicas need [Harness.Replicas]:
 //
 //   - ClaimIsShared, CompleteIsShared: a claim, and a done record, made
 //     through one replica's store are seen through the other's.
@@ -87,14 +104,35 @@ func WithReplicas(newReplicas func(t *testing.T) (a, b eachhook.Store)) Option {
 //     taken through the other replica's store survives a Release and a
 //     Complete by the first claim's token; a Release by the holder's
 //     token does remove it.
-func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Option) {
+//   - TwoHandlers/OneStore, TwoHandlers/StorePerReplica: two Handlers,
+//     each behind its own HTTP server, on one store or on the two
+//     replicas' stores, answer 100 concurrent copies of one delivery
+//     split between them with 200 and run its callback exactly once.
+//   - LeaseExpiryOverHTTP: a delivery whose claim was taken through one
+//     replica's store by a process that then died is a duplicate for a
+//     Handler on the other's while the lease lasts, and is processed
+//     exactly once by it after the lease ran out.
+//
+// The Outage subtest needs [Harness.Outage]; it cuts the server's
+// connections with a [Proxy], with two Handlers sharing the store:
+//
+//   - while the server is unreachable, every delivery (new ones and
+//     copies of accepted ones) is answered 503 with Retry-After and no
+//     claim is committed, and Health answers 503 "store unreachable";
+//     once it is back, Health answers 200 and the resent deliveries are
+//     answered 200 and processed exactly once;
+//   - when the server goes away in the middle of a stream of deliveries,
+//     every delivery is answered 200 or 503, every 200 has a committed
+//     claim and its callback runs exactly once; every 503 leaves no claim
+//     once the server is back (a claim the server applied although its
+//     answer was lost with the connection must be undone by the store),
+//     and is processed exactly once when resent.
+func Run(t *testing.T, h Harness) {
 	t.Helper()
-	var cfg config
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			t.Fatal(err)
-		}
+	if h.New == nil {
+		t.Fatal("storetest: Harness.New is required")
 	}
+	newStore := h.New
 	ctx := context.Background()
 	id := func(t *testing.T) string { return fmt.Sprintf("pred-%s-%d", t.Name(), time.Now().UnixNano()) }
 	const short, long = 300 * time.Millisecond, time.Hour
@@ -223,21 +261,23 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 			t.Fatalf("Release with a cancelled context = %v; want context.Canceled", err)
 		}
 	})
-	if cfg.newReplicas == nil {
-		// No WithReplicas: the stores share no backend (as the in-memory
-		// store's instances do not), so the replica subtests do not apply
-		// and are not run.
+	if h.Outage != nil {
+		t.Run("Outage", func(t *testing.T) { runOutage(t, *h.Outage) })
+	}
+	if h.Replicas == nil {
+		// The stores share no backend (as the in-memory store's instances
+		// do not), so the replica subtests do not apply and are not run.
 		return
 	}
 	t.Run("Replicas", func(t *testing.T) {
 		t.Run("ClaimIsShared", func(t *testing.T) {
-			a, b := cfg.newReplicas(t)
+			a, b := h.Replicas(t)
 			k := id(t)
 			mustClaim(t, a, k, long, true)
 			mustClaimBecause(t, b, k, long, false, "a claim through one replica must be a duplicate through the other")
 		})
 		t.Run("CompleteIsShared", func(t *testing.T) {
-			a, b := cfg.newReplicas(t)
+			a, b := h.Replicas(t)
 			k := id(t)
 			tok := mustClaim(t, a, k, short, true)
 			mustComplete(t, a, k, tok, long)
@@ -247,7 +287,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 			mustClaimBecause(t, a, k, long, true, "a Release by the token through the other replica must forget the done record")
 		})
 		t.Run("LeaseExpiryIsShared", func(t *testing.T) {
-			a, b := cfg.newReplicas(t)
+			a, b := h.Replicas(t)
 			k := id(t)
 			mustClaim(t, a, k, short, true) // then a's process dies
 			mustClaim(t, b, k, long, false)
@@ -255,7 +295,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 			mustClaimBecause(t, b, k, long, true, "the claim of a replica that died must be claimable through the other once its lease ran out")
 		})
 		t.Run("ReleaseKeepsAnotherReplicasClaim", func(t *testing.T) {
-			a, b := cfg.newReplicas(t)
+			a, b := h.Replicas(t)
 			k := id(t)
 			ta := mustClaim(t, a, k, short, true)
 			pastShort() // a's lease runs out
@@ -269,6 +309,20 @@ func Run(t *testing.T, newStore func(t *testing.T) eachhook.Store, opts ...Optio
 
 			mustRelease(t, b, k, tb)
 			mustClaimBecause(t, a, k, long, true, "the release by b's token kept b's claim")
+		})
+		t.Run("TwoHandlers", func(t *testing.T) {
+			t.Run("OneStore", func(t *testing.T) {
+				a, _ := h.Replicas(t)
+				runSharedStore(t, a, a)
+			})
+			t.Run("StorePerReplica", func(t *testing.T) {
+				a, b := h.Replicas(t)
+				runSharedStore(t, a, b)
+			})
+		})
+		t.Run("LeaseExpiryOverHTTP", func(t *testing.T) {
+			a, b := h.Replicas(t)
+			runLeaseExpiry(t, a, b)
 		})
 	})
 }

@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/eachhook/eachhook"
+	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -26,14 +26,6 @@ func event(t *testing.T, name string) events.APIGatewayProxyRequest {
 	require.NoError(t, json.Unmarshal(data, &ev))
 	return ev
 }
-
-// recorder counts the callbacks of a Handler built like main's.
-type recorder struct {
-	mu  sync.Mutex
-	ids []string
-}
-
-func (r *recorder) add(id string) { r.mu.Lock(); r.ids = append(r.ids, id); r.mu.Unlock() }
 
 func TestRecordedGatewayEvents(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
@@ -68,14 +60,10 @@ func TestRecordedGatewayEvents(t *testing.T) {
 }
 
 func TestCallbacksRunOncePerPrediction(t *testing.T) {
-	var rec recorder
+	rec := eachhooktest.NewRecorder()
 	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
-	h.OnSuccess(func(_ context.Context, s *eachhook.Success) error { rec.add("success " + s.ID); return nil })
-	h.OnFailed(func(_ context.Context, f *eachhook.Failure) error {
-		rec.add("failed " + f.ID + ": " + f.Logs)
-		return nil
-	})
+	rec.Register(h)
 	g := gateway{h}
 	ctx := context.Background()
 	for _, name := range []string{"success-base64.json", "forged.json", "success-base64.json", "failed.json", "failed.json"} {
@@ -85,7 +73,14 @@ func TestCallbacksRunOncePerPrediction(t *testing.T) {
 	shutdown, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	require.NoError(t, h.Shutdown(shutdown))
-	require.ElementsMatch(t, []string{"success pred-lambda-1", "failed pred-lambda-2: Error: Model timeout after 30s"}, rec.ids)
+	var runs []string
+	for _, r := range rec.Runs() {
+		if r.Failure != nil {
+			r.ID += ": " + r.Failure.Logs
+		}
+		runs = append(runs, r.Kind+" "+r.ID)
+	}
+	require.ElementsMatch(t, []string{"success pred-lambda-1", "failed pred-lambda-2: Error: Model timeout after 30s"}, runs)
 }
 
 func TestBadBase64Is400(t *testing.T) {

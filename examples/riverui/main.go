@@ -142,7 +142,8 @@ func run(ctx context.Context, ln net.Listener, cfg config) error {
 		EnableTracePropagation: true,
 		TracerProvider:         tp,
 	}))
-	q, err := durable.NewPostgres(cfg.Pool, cfg.Schema, dcfg)
+	dcfg.Schema = cfg.Schema
+	q, err := durable.NewPostgres(cfg.Pool, dcfg)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,7 @@
-// Package replicatest tests an [eachhook.Store] shared by several Handlers,
-// as replicas behind a load balancer share it, over real HTTP and a real
-// server: duplicate suppression across Handlers, and the Handler's answers
-// while the store's server is unreachable. The shared stores' modules run
-// it against Redis and PostgreSQL. It imports only the standard library
-// and the core module.
-package replicatest
+package storetest
+
+// The subtests of Run over real HTTP: several Handlers sharing one store,
+// as replicas behind a load balancer share it.
 
 import (
 	"context"
@@ -23,7 +20,7 @@ import (
 	"github.com/eachhook/eachhook/eachhooktest"
 )
 
-const secret = "whsec_replicatest"
+const secret = "whsec_storetest"
 
 // replica is one Handler behind its own HTTP server, with its callback
 // counts.
@@ -38,9 +35,7 @@ type cluster struct {
 	t        *testing.T
 	replicas []*replica
 	client   *http.Client
-
-	mu    sync.Mutex
-	calls map[string]int
+	rec      *eachhooktest.Recorder // every replica's callback runs
 }
 
 // newCluster starts n replicas; replica i uses stores[i%len(stores)].
@@ -48,7 +43,7 @@ func newCluster(t *testing.T, stores []eachhook.Store, n int) *cluster {
 	t.Helper()
 	c := &cluster{
 		t:      t,
-		calls:  make(map[string]int),
+		rec:    eachhooktest.NewRecorder(),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}
 	for i := range n {
@@ -61,12 +56,7 @@ func newCluster(t *testing.T, stores []eachhook.Store, n int) *cluster {
 		if err != nil {
 			t.Fatalf("eachhook.New: %v", err)
 		}
-		h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
-			c.mu.Lock()
-			c.calls[s.ID]++
-			c.mu.Unlock()
-			return nil
-		})
+		h.OnSuccess(c.rec.Success(nil))
 		c.replicas = append(c.replicas, &replica{h: h, srv: httptest.NewServer(h)})
 	}
 	t.Cleanup(func() { c.shutdown() })
@@ -149,17 +139,18 @@ func (c *cluster) sendAllRetrying(ids []string, wait time.Duration) []int {
 }
 
 func (c *cluster) callCount(id string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls[id]
+	n := 0
+	for _, r := range c.rec.Runs() {
+		if r.ID == id {
+			n++
+		}
+	}
+	return n
 }
 
-// RunSharedStore checks that two Handlers, each behind its own HTTP server,
-// answer 100 concurrent copies of one delivery split between them with 200
-// and run its callback exactly once. The first Handler uses a, the second
-// b: two stores sharing their state, as two replicas' stores do (or one
-// store twice).
-func RunSharedStore(t *testing.T, a, b eachhook.Store) {
+// runSharedStore is the TwoHandlers subtest of [Run]: the first Handler
+// uses a, the second b.
+func runSharedStore(t *testing.T, a, b eachhook.Store) {
 	t.Helper()
 	c := newCluster(t, []eachhook.Store{a, b}, 2)
 	id := fmt.Sprintf("pred-shared-%d", time.Now().UnixNano())
@@ -190,12 +181,9 @@ func RunSharedStore(t *testing.T, a, b eachhook.Store) {
 	}
 }
 
-// RunLeaseExpiry checks, over real HTTP, that a delivery whose claim was
-// taken through store a by a process that then died (the claim is never
-// completed nor released) is a duplicate for a Handler on store b while
-// the claim's lease lasts, and is processed exactly once by it after the
-// lease ran out.
-func RunLeaseExpiry(t *testing.T, a, b eachhook.Store) {
+// runLeaseExpiry is the LeaseExpiryOverHTTP subtest of [Run]: the
+// process that dies claims through a, the Handler uses b.
+func runLeaseExpiry(t *testing.T, a, b eachhook.Store) {
 	t.Helper()
 	c := newCluster(t, []eachhook.Store{b}, 1)
 	id := fmt.Sprintf("pred-crashed-%d", time.Now().UnixNano())
@@ -225,38 +213,8 @@ func (c *cluster) health(i int) (int, string) {
 	return w.Code, w.Body.String()
 }
 
-// Outage describes a store whose server a test can make unreachable.
-type Outage struct {
-	// Target is the server's address (host:port).
-	Target string
-	// NewStore returns a store whose every connection goes to addr (a
-	// proxy to Target) instead of Target. It is called once for each of
-	// two replicas; the stores it returns in one test must share their
-	// server-side state, which must be empty or keyed apart from other
-	// tests'.
-	NewStore func(t *testing.T, addr string) eachhook.Store
-	// Claimed reports whether a claim of id is committed on the server,
-	// asked over a connection of its own (not through the proxy).
-	Claimed func(t *testing.T, id string) bool
-}
-
-// RunOutage checks a shared store's behaviour across an outage of its
-// server, simulated by a TCP proxy the test cuts and restores, with two
-// Handlers sharing the store:
-//
-//   - while the server is unreachable, every delivery (new ones and
-//     copies of accepted ones) is answered 503 with Retry-After and no
-//     claim is committed, and Health answers 503 "store unreachable"
-//     (the store must implement [eachhook.Pinger]); once it is back,
-//     Health answers 200 and the resent deliveries are answered 200 and
-//     processed exactly once;
-//   - when the server goes away in the middle of a stream of deliveries,
-//     every delivery is answered 200 or 503, every 200 has a committed
-//     claim and its callback runs exactly once; every 503 leaves no claim
-//     once the server is back (a claim the server applied although its
-//     answer was lost with the connection must be undone by the store),
-//     and is processed exactly once when resent.
-func RunOutage(t *testing.T, o Outage) {
+// runOutage is the Outage subtest of [Run].
+func runOutage(t *testing.T, o Outage) {
 	t.Helper()
 	proxy := NewProxy(t, o.Target)
 	c := newCluster(t, []eachhook.Store{o.NewStore(t, proxy.Addr()), o.NewStore(t, proxy.Addr())}, 2)

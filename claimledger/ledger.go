@@ -1,16 +1,20 @@
-// Package claimledger is the local memory of a shared store's claims of
-// unknown outcome, by per-claim token, used by the Redis and PostgreSQL
-// stores. Such a claim was sent, then the connection broke, so the server
-// may have applied it while the Handler answered 503 (or a Release was
-// sent and its outcome is unknown). Nobody will process such a claim, and
-// the sender's retry would be taken for a duplicate of it until its lease
-// runs out, so the ledger undoes it (deletes it by its token) as soon as
-// the server answers again, from a goroutine that runs only while there
-// are such claims (or until [Ledger.Close]), and before this store claims
-// the same id again.
+// Package claimledger is for implementers of a shared [eachhook.Store]
+// (one on a database server, such as modules redisstore and pgstore): the
+// per-claim tokens such a store hands out, and the local memory of its
+// claims of unknown outcome. Such a claim was sent, then the connection
+// broke, so the server may have applied it while the Handler answered 503
+// (or a Release was sent and its outcome is unknown). Nobody will process
+// such a claim, and the sender's retry would be taken for a duplicate of
+// it until its lease runs out, so the ledger undoes it (deletes it by its
+// token, with the store's [Undo]) as soon as the server answers again,
+// from a goroutine that runs only while there are such claims (or until
+// [Ledger.Close]), and before this store claims the same id again.
 //
 // The Handler names the claim to complete or release by its token, so the
-// ledger keeps no record of the claims a store won.
+// ledger keeps no record of the claims a store won. The package imports
+// only the standard library.
+//
+// [eachhook.Store]: https://pkg.go.dev/github.com/eachhook/eachhook#Store
 package claimledger
 
 import (
