@@ -2,9 +2,9 @@
 //
 //	EACHHOOK_SECRET=whsec_demo go run ./examples/nethttp -addr 127.0.0.1:8080
 //
-// It logs each verified event and each duplicate, serves GET /healthz, and
-// on SIGINT or SIGTERM stops the server first, then runs the deliveries
-// already accepted.
+// It logs each verified event, serves GET /healthz, and on SIGINT or
+// SIGTERM stops the server first, then runs the deliveries already
+// accepted.
 package main
 
 import (
@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook"
-	"github.com/eachhook/eachhook/observe"
 )
 
 func main() {
@@ -31,7 +30,6 @@ func main() {
 	defer stop()
 	ln, err := net.Listen("tcp", *addr)
 	if err == nil {
-		log.Info("listening", "url", "http://"+ln.Addr().String()+"/webhooks/prediction")
 		err = run(ctx, ln, os.Getenv("EACHHOOK_SECRET"), log)
 	}
 	if err != nil {
@@ -42,44 +40,25 @@ func main() {
 
 // run serves webhooks on ln until ctx ends, then shuts down gracefully.
 func run(ctx context.Context, ln net.Listener, secret string, log *slog.Logger) error {
-	defer ln.Close()
-	h, err := eachhook.New(
-		eachhook.WithSecret(secret),
-		eachhook.WithLogger(log), // refusals are logged at Warn, with the reason
-		eachhook.WithObserver(observe.Observer{
-			Duplicate: func(ctx context.Context, d observe.DeliveryInfo) {
-				log.Info("duplicate delivery acknowledged, no callback", "id", d.ID, "status", d.Status)
-			},
-		}),
-	)
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(log))
 	if err != nil {
-		return errors.New("set EACHHOOK_SECRET to the webhook_secret of your predictions: " + err.Error())
+		return errors.New("set EACHHOOK_SECRET to your predictions' webhook_secret: " + err.Error())
 	}
 	// Register every callback before serving. A callback runs at least
-	// once per prediction: make it idempotent.
+	// once per prediction id: make it idempotent.
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
 		urls, err := s.URLs() // or s.URL(), or s.Decode(&v) for object outputs
-		if err != nil {
-			return err
-		}
 		log.Info("prediction succeeded", "id", s.ID, "output", urls, "predict_time", s.Metrics.PredictTime, "cost", s.Metrics.Cost)
-		return nil
+		return err
 	})
 	h.OnFailed(func(ctx context.Context, f *eachhook.Failure) error {
-		log.Info("prediction failed", "id", f.ID, "logs", f.Logs)
+		log.Info("prediction failed", "id", f.ID, "code", f.Code, "logs", f.Logs)
 		return nil
 	})
-
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/prediction", h)
 	mux.Handle("GET /healthz", h.Health())
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -87,12 +66,10 @@ func run(ctx context.Context, ln net.Listener, secret string, log *slog.Logger) 
 		return err
 	case <-ctx.Done(): // SIGINT or SIGTERM
 	}
-
-	// ctx is cancelled now: shut down with a fresh context. The server
-	// first, so that no delivery is accepted after the Handler stops, then
-	// the Handler, which runs every delivery it accepted.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// ctx is done: shut down with a fresh context, the server first (no
+	// delivery is accepted after the Handler stops), then the Handler,
+	// which runs every delivery it accepted.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	return errors.Join(err, h.Shutdown(shutdownCtx))
+	return errors.Join(srv.Shutdown(ctx), h.Shutdown(ctx))
 }
