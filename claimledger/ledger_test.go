@@ -15,8 +15,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func nopUndo(context.Context, string, Token) error { return nil }
-
 func TestParseToken(t *testing.T) {
 	a := NewToken()
 	got, ok := ParseToken(a.String())

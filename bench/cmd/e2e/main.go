@@ -214,7 +214,6 @@ type scenario struct {
 	key     string // name for -only
 	title   string
 	eachArg []string
-	dup     float64
 	bare    bool // alternate with the bare server
 }
 
