@@ -53,6 +53,8 @@ type callbacks struct {
 	failed            func(context.Context, *Failure) error
 	workflowCompleted func(context.Context, *WorkflowRun) error
 	workflowFailed    func(context.Context, *WorkflowRun) error
+	// has tells, by event, whether its callback is registered.
+	has [eventCount]bool
 }
 
 // OnSuccess registers fn for each prediction that succeeded ("success" or
@@ -60,53 +62,39 @@ type callbacks struct {
 // delivery with no callback for its status becomes a dead letter. Register
 // before [Handler.Start] and the first request; later, it panics.
 func (h *Handler) OnSuccess(fn func(ctx context.Context, s *Success) error) {
-	h.register("OnSuccess", func(c *callbacks) { c.success = fn })
+	h.register("OnSuccess", eventSuccess, fn != nil, func(c *callbacks) { c.success = fn })
 }
 
 // OnFailed registers fn for each prediction that failed ("failed" or
 // "error") or was cancelled, as [Handler.OnSuccess] does.
 func (h *Handler) OnFailed(fn func(ctx context.Context, f *Failure) error) {
-	h.register("OnFailed", func(c *callbacks) { c.failed = fn })
+	h.register("OnFailed", eventFailed, fn != nil, func(c *callbacks) { c.failed = fn })
 }
 
 // OnWorkflowCompleted registers fn for each workflow execution that
 // completed, as [Handler.OnSuccess] does.
 func (h *Handler) OnWorkflowCompleted(fn func(ctx context.Context, run *WorkflowRun) error) {
-	h.register("OnWorkflowCompleted", func(c *callbacks) { c.workflowCompleted = fn })
+	h.register("OnWorkflowCompleted", eventWorkflowCompleted, fn != nil, func(c *callbacks) { c.workflowCompleted = fn })
 }
 
 // OnWorkflowFailed registers fn for each workflow execution that failed
 // ("failed" or "error") or was cancelled, as [Handler.OnSuccess] does.
 func (h *Handler) OnWorkflowFailed(fn func(ctx context.Context, run *WorkflowRun) error) {
-	h.register("OnWorkflowFailed", func(c *callbacks) { c.workflowFailed = fn })
+	h.register("OnWorkflowFailed", eventWorkflowFailed, fn != nil, func(c *callbacks) { c.workflowFailed = fn })
 }
 
 // register sets a callback unless serving has started. Serving starts
 // under h.mu, after every registration made before it, and is published
 // through h.started and h.serving, which the request and worker
 // goroutines read before the callbacks.
-func (h *Handler) register(name string, set func(*callbacks)) {
+func (h *Handler) register(name string, ev event, registered bool, set func(*callbacks)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.serving.Load() {
 		panic("eachhook: " + name + " called after the Handler started serving: register every callback before Handler.Start and the first request")
 	}
 	set(&h.callbacks)
-}
-
-// has reports whether a callback is registered for ev.
-func (c *callbacks) has(ev event) bool {
-	switch ev {
-	case eventSuccess:
-		return c.success != nil
-	case eventFailed:
-		return c.failed != nil
-	case eventWorkflowCompleted:
-		return c.workflowCompleted != nil
-	case eventWorkflowFailed:
-		return c.workflowFailed != nil
-	}
-	return false
+	h.callbacks.has[ev] = registered
 }
 
 // errNoCallback is the error of an attempt whose status has no callback

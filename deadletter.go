@@ -178,7 +178,7 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("eachhook: replay %s: %w", dl.ID, err)
 	}
-	if !h.callbacks.has(eventOf(env.Kind, env.Status)) {
+	if !h.callbacks.has[env.Event] {
 		return fmt.Errorf("eachhook: replay %s: %w: %q", dl.ID, errNoCallback, env.Status)
 	}
 	// A dead letter keeps its id claimed as done, so that a redelivery

@@ -255,7 +255,7 @@ func (s *MemoryStore) Close() error {
 // or a terminal one with no callback registered, is acknowledged and kept
 // as a dead letter.
 func (h *Handler) admit(ctx context.Context, env envelope, d Delivery) outcome {
-	ev := eventOf(env.Kind, env.Status)
+	ev := env.Event
 	reason := ""
 	switch {
 	case ev == eventNone:
@@ -263,7 +263,7 @@ func (h *Handler) admit(ctx context.Context, env envelope, d Delivery) outcome {
 		return outcome{result: ignored, env: env}
 	case ev == eventUnknown:
 		reason = reasonUnknownStatus
-	case !h.callbacks.has(ev):
+	case !h.callbacks.has[ev]:
 		reason = reasonNoCallback
 	}
 	token, claimed, err := h.store.Claim(ctx, env.ID, h.claimLease)

@@ -110,6 +110,7 @@ type envelope struct {
 	ID     string
 	Status string
 	Kind   kind
+	Event  event // the callback it is routed to
 }
 
 // decodeEnvelope decodes the identifying fields and the status of a body
@@ -411,6 +412,7 @@ const (
 	eventFailed
 	eventWorkflowCompleted
 	eventWorkflowFailed
+	eventCount // the number of events
 )
 
 // identity holds the fields that tell a delivery's kind and id. Both the
@@ -459,7 +461,7 @@ func (p *identity) envelope() (envelope, error) {
 	if err != nil {
 		return envelope{}, err
 	}
-	return envelope{ID: keyOf(k, id), Status: p.Status, Kind: k}, nil
+	return envelope{ID: keyOf(k, id), Status: p.Status, Kind: k, Event: eventOf(k, p.Status)}, nil
 }
 
 // keyOf returns the dedupe key of a delivery of kind k about id.
