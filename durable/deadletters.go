@@ -245,4 +245,7 @@ func (q *Queue) Discard(ctx context.Context, id string) error {
 	return q.deleteDiscarded(ctx, id, jobs)
 }
 
-var _ eachhook.Pinger = (*Queue)(nil)
+var (
+	_ eachhook.Pinger          = (*Queue)(nil)
+	_ eachhook.DeadLetterQueue = (*Queue)(nil)
+)
