@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,11 +21,16 @@ import (
 
 const secret = "whsec_lambda_test"
 
-// awsEvent returns the named event of aws-lambda-go's own events/testdata,
-// read from the module this example builds with.
+// awsModule is the directory of the aws-lambda-go module this example
+// builds with.
+var awsModule = sync.OnceValues(func() ([]byte, error) {
+	return exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/aws/aws-lambda-go").Output()
+})
+
+// awsEvent returns the named event of aws-lambda-go's own events/testdata.
 func awsEvent(t *testing.T, name string) map[string]any {
 	t.Helper()
-	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/aws/aws-lambda-go").Output()
+	dir, err := awsModule()
 	require.NoError(t, err)
 	data, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(dir)), "events", "testdata", name))
 	require.NoError(t, err)
