@@ -1,8 +1,8 @@
 // Package eachhookotel reports what an [eachhook.Handler] does through
 // OpenTelemetry: counters of deliveries by outcome and refusal reason, a
 // histogram of callback durations, the depth of the queue, and a span for
-// each callback run, linked to the span of the request that delivered the
-// prediction.
+// each callback run. The README says how that span relates to the
+// request's span in each mode.
 //
 //	obs, err := eachhookotel.New() // the global meter and tracer providers
 //	if err != nil { ... }
@@ -45,8 +45,9 @@ const (
 	MetricCallbackDuration = "eachhook.callback.duration"
 	// MetricQueueWait is how long each accepted delivery waited between
 	// its acceptance (the 200; for a durable queue, its job's insert) and
-	// the start of its first attempt, by [AttrPredictionStatus].
-	// Histogram, seconds.
+	// the start of its first attempt, by [AttrPredictionStatus]. A
+	// delivery whose wait is unknown ([observe.WaitUnknown]: its queue did
+	// not say when it accepted it) is not recorded. Histogram, seconds.
 	MetricQueueWait = "eachhook.queue.wait"
 	// MetricQueueDepth is the number of accepted deliveries waiting for a
 	// worker. UpDownCounter, {delivery}.
@@ -58,8 +59,11 @@ const (
 )
 
 // SpanCallback is the name of the span of each callback run. Its kind is
-// consumer; it links to the span of the request that delivered the
-// prediction when that request had one (for example from otelhttp).
+// consumer; its parent is the span in the context the queue runs the
+// callback with, if any. It links to the span of the request that
+// delivered the prediction when the queue kept that request's context
+// (the in-memory queue does, a durable queue does not) and the request
+// had a span (for example from otelhttp).
 const SpanCallback = "eachhook.callback"
 
 // Attribute keys.
@@ -311,7 +315,7 @@ func (o *observer) delivery(ctx context.Context, outcome int, name string, d obs
 }
 
 func (o *observer) onCallbackStarted(ctx context.Context, run observe.CallbackRun) context.Context {
-	if run.Attempt == 1 {
+	if run.Attempt == 1 && run.Waited >= 0 { // not observe.WaitUnknown
 		o.wait.Record(ctx, run.Waited.Seconds(), o.waited[statusIndex(run.Status)])
 	}
 	opts := []trace.SpanStartOption{

@@ -15,6 +15,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhookotel"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/observe"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -328,4 +329,120 @@ func TestQueueWaitHistogram(t *testing.T) {
 		"eachhook.prediction.status=success": 3, // a, b and flaky's first attempt only
 		"eachhook.prediction.status=failed":  1,
 	}, tel.points(t, eachhookotel.MetricQueueWait))
+}
+
+// callbackSpans returns the ended eachhook.callback spans, in the order
+// they ended.
+func (tel *telemetry) callbackSpans() []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range tel.spans.Ended() {
+		if s.Name() == eachhookotel.SpanCallback {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestMemoryModeSpansLinkToTheRequest: with the in-memory queue every
+// attempt's callback span starts a trace of its own and links to the span
+// of the request that delivered the prediction; a request without a span
+// gives a callback span without a link.
+func TestMemoryModeSpansLinkToTheRequest(t *testing.T) {
+	tel := newTelemetry(t)
+	obs, err := eachhookotel.New(eachhookotel.WithMeterProvider(tel.mp), eachhookotel.WithTracerProvider(tel.tp))
+	require.NoError(t, err)
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithObserver(obs), eachhook.WithWorkers(1),
+		eachhook.WithRetry(3, time.Millisecond), eachhook.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
+		if s.ID == "retried" && eachhook.AttemptFromContext(ctx) < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	reqCtx, reqSpan := tel.tp.Tracer("test").Start(context.Background(), "POST /webhook", trace.WithSpanKind(trace.SpanKindServer))
+	require.Equal(t, 200, serve(h, signed("retried").WithContext(reqCtx)))
+	reqSpan.End()
+	require.Equal(t, 200, serve(h, signed("untraced")))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, h.Shutdown(ctx))
+
+	request := reqSpan.SpanContext()
+	spans := tel.callbackSpans()
+	require.Len(t, spans, 4) // one worker: retried's three attempts, then untraced
+	for i, s := range spans[:3] {
+		require.Contains(t, s.Attributes(), eachhookotel.AttrCallbackAttempt.Int(i+1))
+		require.False(t, s.Parent().IsValid(), "a trace of its own")
+		require.NotEqual(t, request.TraceID(), s.SpanContext().TraceID())
+		require.Len(t, s.Links(), 1)
+		require.Equal(t, request, s.Links()[0].SpanContext, "linked to the request's span")
+	}
+	require.Contains(t, spans[3].Attributes(), eachhookotel.AttrPredictionID.String("untraced"))
+	require.False(t, spans[3].Parent().IsValid())
+	require.Empty(t, spans[3].Links())
+}
+
+// forgetfulQueue is a queue like the durable one as the observer sees
+// it: it keeps only a delivery's exported fields, not its request's
+// context, and runs each attempt with a context of its own carrying a
+// worker span, as River does with otelriver.
+type forgetfulQueue struct {
+	tracer trace.Tracer
+	r      eachhook.Runner
+}
+
+func (q *forgetfulQueue) Start(_ context.Context, r eachhook.Runner) error { q.r = r; return nil }
+func (q *forgetfulQueue) Shutdown(context.Context) error                   { return nil }
+
+func (q *forgetfulQueue) Enqueue(_ context.Context, d eachhook.Delivery) error {
+	stored := eachhook.Delivery{ID: d.ID, Status: d.Status, Body: d.Body, Claim: d.Claim, AcceptedAt: d.AcceptedAt}
+	ctx, work := q.tracer.Start(context.Background(), "river.work", trace.WithSpanKind(trace.SpanKindConsumer))
+	defer work.End()
+	return q.r.Run(ctx, stored, 1)
+}
+
+// TestDurableModeSpansAreChildrenOfTheWorkerSpan: with a queue that does
+// not keep the request's context, the callback span is a child of the span
+// the queue runs it with and links to nothing.
+func TestDurableModeSpansAreChildrenOfTheWorkerSpan(t *testing.T) {
+	tel := newTelemetry(t)
+	obs, err := eachhookotel.New(eachhookotel.WithMeterProvider(tel.mp), eachhookotel.WithTracerProvider(tel.tp))
+	require.NoError(t, err)
+	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithObserver(obs),
+		eachhook.WithQueue(&forgetfulQueue{tracer: tel.tp.Tracer("river")}), eachhook.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
+	require.NoError(t, h.Start(context.Background()))
+	reqCtx, reqSpan := tel.tp.Tracer("test").Start(context.Background(), "POST /webhook", trace.WithSpanKind(trace.SpanKindServer))
+	require.Equal(t, 200, serve(h, signed("stored").WithContext(reqCtx)))
+	reqSpan.End()
+	require.NoError(t, h.Shutdown(context.Background()))
+
+	var work sdktrace.ReadOnlySpan
+	for _, s := range tel.spans.Ended() {
+		if s.Name() == "river.work" {
+			work = s
+		}
+	}
+	require.NotNil(t, work)
+	spans := tel.callbackSpans()
+	require.Len(t, spans, 1)
+	require.Equal(t, work.SpanContext(), spans[0].Parent())
+	require.Equal(t, work.SpanContext().TraceID(), spans[0].SpanContext().TraceID())
+	require.Empty(t, spans[0].Links())
+}
+
+// TestUnknownWaitIsNotRecorded: a first attempt whose wait is unknown adds
+// no point to the queue-wait histogram; a known wait of zero does.
+func TestUnknownWaitIsNotRecorded(t *testing.T) {
+	tel := newTelemetry(t)
+	obs, err := eachhookotel.New(eachhookotel.WithMeterProvider(tel.mp), eachhookotel.WithTracerProvider(tel.tp))
+	require.NoError(t, err)
+	for _, waited := range []time.Duration{observe.WaitUnknown, 0, observe.WaitUnknown} {
+		run := observe.CallbackRun{ID: "w", Status: eachhook.StatusSuccess, Attempt: 1, Request: context.Background(), Waited: waited}
+		obs.CallbackFinished(obs.CallbackStarted(context.Background(), run), run)
+	}
+	require.Equal(t, map[string]int64{"eachhook.prediction.status=success": 1}, tel.points(t, eachhookotel.MetricQueueWait))
+	require.Len(t, tel.callbackSpans(), 3, "the runs are traced all the same")
 }

@@ -86,6 +86,11 @@ type DeliveryInfo struct {
 	Status string
 }
 
+// WaitUnknown is [CallbackRun.Waited] when the queue did not say when it
+// accepted the delivery (eachhook.Delivery.AcceptedAt zero). It is
+// negative, so that no wait that was measured equals it.
+const WaitUnknown time.Duration = -1
+
 // CallbackRun describes one run (attempt) of a callback.
 type CallbackRun struct {
 	// ID is the delivery's key, as in [DeliveryInfo].
@@ -101,7 +106,8 @@ type CallbackRun struct {
 	Request context.Context
 	// Waited is how long the delivery waited between its acceptance (the
 	// 200; for a durable queue, its job's insert) and the start of this
-	// attempt; zero when the queue did not say when it accepted it.
+	// attempt; [WaitUnknown] when the queue did not say when it accepted
+	// it.
 	Waited time.Duration
 	// Duration is how long the callback ran; zero in CallbackStarted.
 	Duration time.Duration

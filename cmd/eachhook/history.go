@@ -149,7 +149,7 @@ func formAdvice(f form) string {
 	case formA:
 		return `this account signs the body (form A, X-Webhook-Signature: <hex>): eachhook.WithSecret verifies it as it is; eachhook replay and forward send this form by default`
 	case formB:
-		return `this account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader, or every delivery is refused with 401`
+		return `this account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader (eachhook listen -legacy-secret-header), or every delivery is refused with 401`
 	case formC:
 		return `this account signs "<timestamp>.<body>" (form C, X-Webhook-Signature: sha256=… with X-Webhook-Timestamp; not publicly documented): eachhook verifies it as it is if the clock is within -tolerance (WithTolerance, 15m); replay and forward send it with -scheme timestamp`
 	case formCB:

@@ -31,13 +31,16 @@ It listens on 127.0.0.1 (this machine only) unless -addr says otherwise:
 machine needs.
 
 Give -secret more than once to accept any of several secrets (rotation).
-The secret may come from $EACHHOOK_SECRET instead of -secret.`
+The secret may come from $EACHHOOK_SECRET instead of -secret. With
+-legacy-secret-header it also accepts a delivery that carries no signature
+but the secret itself in X-Webhook-Secret (eachhook.WithLegacySecretHeader).`
 
 const listenExamples = `examples:
   eachhook listen -secret whsec_123
   eachhook listen -addr 127.0.0.1:9000 -path /hooks/eachlabs -secret whsec_old -secret whsec_new
   eachhook listen -secret whsec_123 -json | jq .
   eachhook listen -addr :8080 -secret whsec_123   # every interface
+  eachhook listen -secret whsec_123 -legacy-secret-header   # also the plain X-Webhook-Secret form
   # in another terminal:
   eachhook send -url http://localhost:8080/webhooks/prediction -secret whsec_123`
 
@@ -56,6 +59,7 @@ func (a *app) listen(args []string) int {
 	jsonOut := fs.Bool("json", false, "print one JSON object per line")
 	tolerance := fs.Duration("tolerance", signature.DefaultTolerance, "how far a signed timestamp may lie from now, either way")
 	verbose := fs.Bool("v", false, "also print the library's own log on standard error")
+	legacy := fs.Bool("legacy-secret-header", false, "also accept the plain secret in "+signature.HeaderSecret+" instead of a signature")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
@@ -87,6 +91,7 @@ func (a *app) listen(args []string) int {
 		secrets:   secrets,
 		path:      *path,
 		tolerance: *tolerance,
+		legacy:    *legacy,
 		now:       a.now,
 		logger:    logger,
 		onSuccess: func(_ context.Context, s *eachhook.Success) error { out.success(a.now(), s); return nil },

@@ -206,14 +206,14 @@ func TestHistoryTellsEachForm(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"pred-a": "A", "pred-a2": "A", "pred-b": "B", "pred-b2": "B", "pred-c": "C", "pred-b3": "B (by body)"}, forms)
 	require.Equal(t, []string{
-		"3 of 6 deliveries: this account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader, or every delivery is refused with 401",
+		"3 of 6 deliveries: this account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader (eachhook listen -legacy-secret-header), or every delivery is refused with 401",
 		"2 of 6 deliveries: this account signs the body (form A, X-Webhook-Signature: <hex>): eachhook.WithSecret verifies it as it is; eachhook replay and forward send this form by default",
 		`1 of 6 deliveries: this account signs "<timestamp>.<body>" (form C, X-Webhook-Signature: sha256=… with X-Webhook-Timestamp; not publicly documented): eachhook verifies it as it is if the clock is within -tolerance (WithTolerance, 15m); replay and forward send it with -scheme timestamp`,
 	}, lines[7:10])
 
 	r = runCmd(t, runOpts{}, "history", "-api-key", testAPIKey, "-api-url", srv.URL, "pred-b")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "\nform       B\nthis account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader, or every delivery is refused with 401\n")
+	require.Contains(t, r.stdout, "\nform       B\nthis account sends the plain secret header (form B, X-Webhook-Secret, the documented behaviour): enable eachhook.WithLegacySecretHeader (eachhook listen -legacy-secret-header), or every delivery is refused with 401\n")
 }
 
 func TestReplayRunsEachCallbackOnceAndAgainIsADuplicate(t *testing.T) {

@@ -88,7 +88,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"send no url", []string{"send", "-secret", "s"}, "-url is required"},
 		{"send no secret", []string{"send", "-url", "http://127.0.0.1:1/"}, "-secret is required"},
 		{"send bad status", []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "s", "-status", "done"}, "-status must be success or failed"},
-		{"send bad scheme", []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "s", "-scheme", "v2"}, "-scheme must be body or timestamp"},
+		{"send bad scheme", []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "s", "-scheme", "v2"}, "-scheme must be body, timestamp or secret, not \"v2\""},
 		{"send bad retries", []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "s", "-retries", "3"}, "-retries must be spec or none"},
 		{"send zero scale", []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "s", "-time-scale", "0"}, "-time-scale must be > 0"},
 		{"send file and id", []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "s", "-file", "x.json", "-id", "a"}, "cannot be combined with -file"},

@@ -42,6 +42,7 @@ type receiverConfig struct {
 	secrets   []string
 	path      string
 	tolerance time.Duration
+	legacy    bool // accept X-Webhook-Secret: eachhook.WithLegacySecretHeader
 	now       func() time.Time
 	logger    *slog.Logger
 	onSuccess func(context.Context, *eachhook.Success) error
@@ -86,7 +87,7 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	h, err := eachhook.New(
+	opts := []eachhook.Option{
 		eachhook.WithSecret(cfg.secrets...),
 		eachhook.WithTolerance(cfg.tolerance),
 		eachhook.WithClock(cfg.now),
@@ -102,7 +103,11 @@ func newReceiver(cfg receiverConfig) (*receiver, error) {
 			Ignored:   note(kindIgnored),
 			Accepted:  note(kindAccepted),
 		}),
-	)
+	}
+	if cfg.legacy {
+		opts = append(opts, eachhook.WithLegacySecretHeader())
+	}
+	h, err := eachhook.New(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +181,7 @@ func (rc *receiver) explainRefusal(r *http.Request, body []byte, ref observe.Ref
 		sig, ts := r.Header.Get(signature.Header), r.Header.Get(signature.HeaderTimestamp)
 		reason := signature.Explain(err, body, sig, ts, rc.cfg.now(), rc.cfg.tolerance, rc.cfg.secrets...)
 		if errors.Is(err, signature.ErrMissing) && r.Header.Get(signature.HeaderSecret) != "" {
-			reason += "; the request carries the legacy " + signature.HeaderSecret + " header instead, which this receiver does not accept: create the prediction with a webhook_secret so that it is signed"
+			reason += "; the request carries the plain " + signature.HeaderSecret + " header instead, which this receiver accepts only when run with -legacy-secret-header"
 		}
 		return reason, err
 	case observe.ReasonMalformed:

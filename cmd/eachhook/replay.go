@@ -71,16 +71,9 @@ func (a *app) setupLive(fs *flag.FlagSet, lf liveFlags) (*eachlabs.Client, eachh
 	if *lf.secret == "" {
 		*lf.secret = a.getenv("EACHHOOK_SECRET")
 	}
-	var sch eachhooktest.Scheme
-	switch *lf.scheme {
-	case "body":
-		sch = eachhooktest.BodyScheme
-	case "timestamp":
-		sch = eachhooktest.TimestampScheme
-	case "secret":
-		sch = eachhooktest.LegacySecretScheme
-	default:
-		return nil, 0, a.usageError(fs, "-scheme must be body, timestamp or secret, not %q", *lf.scheme), false
+	sch, err := parseScheme(*lf.scheme)
+	if err != nil {
+		return nil, 0, a.usageError(fs, "%v", err), false
 	}
 	switch {
 	case *lf.apiKey == "":

@@ -28,7 +28,8 @@ const sendUsage = `usage: eachhook send -url URL -secret S [flags]
 
 Signs a prediction webhook and POSTs it to URL exactly as the each::labs
 sender does (Content-Type, X-Webhook-Signature and, with -scheme timestamp,
-X-Webhook-Timestamp; every attempt carries the same bytes and headers).
+X-Webhook-Timestamp; with -scheme secret, no signature but the secret itself
+in X-Webhook-Secret; every attempt carries the same bytes and headers).
 Prints each attempt's answer and latency. The endpoint acknowledges with a
 2xx answer (the spec asks for 200). Redirects are not followed.
 
@@ -39,6 +40,7 @@ const sendExamples = `examples:
   eachhook send -url http://localhost:8080/webhooks/prediction -secret whsec_123
   eachhook send -url https://example.com/hook -secret whsec_123 -status failed -id abc123-def456-ghi789
   eachhook send -url https://example.com/hook -scheme timestamp -file payload.json
+  eachhook send -url http://localhost:8080/webhooks/prediction -secret whsec_123 -scheme secret
   eachhook send -url https://example.com/hook -retries spec               # 30s, 2m, 10m like the sender
   eachhook send -url https://example.com/hook -retries spec -time-scale 0.01  # 0.3s, 1.2s, 6s`
 
@@ -49,7 +51,7 @@ func (a *app) send(args []string) int {
 	status := fs.String("status", eachhook.StatusSuccess, "payload to send: success or failed (the documented example payloads)")
 	file := fs.String("file", "", "send this file's bytes as the payload instead (- for stdin)")
 	id := fs.String("id", "", "prediction id of the payload (default: a new random id, so that each send is a new prediction)")
-	scheme := fs.String("scheme", "body", "signing scheme: body (HMAC of the body) or timestamp (HMAC of \"<unix time>.<body>\")")
+	scheme := fs.String("scheme", "body", "how to authenticate the delivery: body (HMAC of the body), timestamp (HMAC of \"<unix time>.<body>\") or secret (plain "+signature.HeaderSecret+")")
 	retries := fs.String("retries", "none", "none (one attempt) or spec (retry after 30s, 2m, 10m, scaled by -time-scale)")
 	scale := fs.Float64("time-scale", 1, "multiply the retry waits by this factor (> 0)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up on an attempt after this long")
@@ -144,8 +146,10 @@ func parseScheme(s string) (eachhooktest.Scheme, error) {
 		return eachhooktest.BodyScheme, nil
 	case "timestamp":
 		return eachhooktest.TimestampScheme, nil
+	case "secret":
+		return eachhooktest.LegacySecretScheme, nil
 	}
-	return 0, fmt.Errorf("-scheme must be body or timestamp, not %q", s)
+	return 0, fmt.Errorf("-scheme must be body, timestamp or secret, not %q", s)
 }
 
 // scaled returns schedule with every wait multiplied by f.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -152,7 +153,7 @@ func TestListenJSON(t *testing.T) {
 	require.Equal(t, signature.ErrInvalid.Error(), forged["error"])
 	require.Equal(t, "signature does not match: the secret is wrong or the body was changed", forged["reason"])
 	require.Equal(t, signature.ErrMissing.Error(), legacy["error"])
-	require.Contains(t, legacy["reason"], "legacy X-Webhook-Secret header")
+	require.Equal(t, "no signature: the X-Webhook-Signature header is missing or empty; the request carries the plain X-Webhook-Secret header instead, which this receiver accepts only when run with -legacy-secret-header", legacy["reason"])
 	require.NotContains(t, l.stdout, `"s3cret"`, "the plain secret is never printed")
 }
 
@@ -356,4 +357,54 @@ func TestListenExplainsEveryRefusal(t *testing.T) {
 	// -v adds the library's own log, which never contains the secret.
 	require.Greater(t, strings.Count(l.stderr, "\n"), 1, l.stderr)
 	require.NotContains(t, l.stderr, secret)
+}
+
+func TestListenLegacySecretHeader(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprint("legacy=", legacy), func(t *testing.T) {
+			args := []string{"-secret", "whsec_plain"}
+			if legacy {
+				args = append(args, "-legacy-secret-header")
+			}
+			base, stop := startListen(t, args...)
+			url := base + "/webhooks/prediction"
+			want := 1
+			if legacy {
+				want = 0
+			}
+			r := runCmd(t, runOpts{}, "send", "-url", url, "-secret", "whsec_plain", "-scheme", "secret", "-id", "plain-1")
+			require.Equal(t, want, r.code, r.stdout)
+			r = runCmd(t, runOpts{}, "send", "-url", url, "-secret", "whsec_wrong", "-scheme", "secret", "-id", "plain-2")
+			require.Equal(t, 1, r.code, r.stdout)
+			require.Contains(t, r.stdout, "attempt 1: 401 Unauthorized in ")
+
+			l := stop()
+			require.Equal(t, 0, l.code, l.stderr)
+			hint := "; the request carries the plain X-Webhook-Secret header instead, which this receiver accepts only when run with -legacy-secret-header\n"
+			if legacy {
+				require.Regexp(t, `(?m)^\d\d:\d\d:\d\d success plain-1$`, l.stdout)
+				require.Regexp(t, `(?m)^\d\d:\d\d:\d\d refused 401 Unauthorized from 127\.0\.0\.1:\d+: signature does not match: the secret is wrong or the body was changed$`, l.stdout)
+				require.NotContains(t, l.stdout, hint)
+			} else {
+				require.Equal(t, 2, strings.Count(l.stdout, hint), l.stdout)
+				require.NotContains(t, l.stdout, "success")
+			}
+			require.NotContains(t, l.stdout, "whsec_", "the plain secret is never printed")
+		})
+	}
+}
+
+func TestSendSchemeSecret(t *testing.T) {
+	f := &flakyServer{}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	r := runCmd(t, runOpts{}, "send", "-url", srv.URL, "-secret", "whsec_plain", "-scheme", "secret", "-id", "plain-3")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stdout, "success payload for plain-3, secret scheme, one attempt")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.Len(t, f.headers, 1)
+	require.Equal(t, "whsec_plain", f.headers[0].Get(signature.HeaderSecret))
+	require.Empty(t, f.headers[0].Values(signature.Header))
+	require.Empty(t, f.headers[0].Values(signature.HeaderTimestamp))
 }

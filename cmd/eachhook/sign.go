@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,7 +17,8 @@ const signUsage = `usage: eachhook sign -secret S [-timestamp T] < body
 Prints the headers the each::labs sender sets on a delivery of the body read
 from standard input (or -file), signed with the prediction's webhook_secret.
 The body is signed byte for byte: "echo" adds a newline the sender would not
-send, so use printf or a file. Without -timestamp the signature is the hex
+send, so use printf or a file; a body that ends in a newline is signed with
+it, and said so on standard error. Without -timestamp the signature is the hex
 HMAC-SHA256 of the body; with it, "sha256=" and the HMAC of
 "<timestamp>.<body>", and X-Webhook-Timestamp is set.
 
@@ -60,6 +62,9 @@ func (a *app) sign(args []string) int {
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eachhook sign: %v\n", err)
 		return 1
+	}
+	if bytes.HasSuffix(body, []byte("\n")) {
+		fmt.Fprintln(a.stderr, "eachhook sign: the body ends in a newline, which is signed with it; if the sender's body does not (echo and many editors add one), this signature will not match")
 	}
 	h := eachhooktest.Headers(*secret, body, scheme, at)
 	for _, k := range []string{"Content-Type", signature.HeaderTimestamp, signature.Header} {

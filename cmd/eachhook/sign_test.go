@@ -62,6 +62,7 @@ func TestVerifyAcceptsSeedPayloadSignedByOpenSSL(t *testing.T) {
 			r = runCmd(t, runOpts{stdin: string(body)}, "sign", "-secret", secret)
 			require.Equal(t, 0, r.code)
 			require.Equal(t, "Content-Type: application/json\nX-Webhook-Signature: "+sig+"\n", r.stdout)
+			require.Empty(t, r.stderr, "no note for a body without a trailing newline")
 
 			// The timestamp scheme: openssl signs "<ts>.<body>".
 			now := time.Now()
@@ -181,4 +182,12 @@ func TestSignThenVerifyRoundTrip(t *testing.T) {
 	r = runCmd(t, runOpts{}, "sign", "-secret", "k", "-file", filepath.Join(t.TempDir(), "missing.json"))
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "missing.json")
+}
+
+func TestSignSaysWhenTheBodyEndsInANewline(t *testing.T) {
+	body := append(eachhooktest.SuccessBody(seedID), '\n')
+	r := runCmd(t, runOpts{stdin: string(body)}, "sign", "-secret", "whsec_n")
+	require.Equal(t, 0, r.code)
+	require.Equal(t, "Content-Type: application/json\nX-Webhook-Signature: "+signature.Sign("whsec_n", "", body)+"\n", r.stdout, "the newline is signed")
+	require.Equal(t, "eachhook sign: the body ends in a newline, which is signed with it; if the sender's body does not (echo and many editors add one), this signature will not match\n", r.stderr)
 }

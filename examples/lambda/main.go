@@ -1,12 +1,31 @@
-// Command lambda receives each::labs webhooks in an AWS Lambda function
-// behind API Gateway (REST API proxy integration, or a Lambda function URL
-// in the same payload format), with the same checks, dedupe and callbacks
-// as the net/http receiver: the event's method, headers and body go to
-// [eachhook.Handler.Receive], whose status code is the function's answer.
+// Command lambda receives each::labs webhooks in an AWS Lambda function,
+// with the same checks, dedupe and callbacks as the net/http receiver. It
+// serves the four ways an HTTP request reaches a function, each answered
+// in the response format its sender expects:
 //
-// API Gateway base64-encodes a body it takes for binary
-// (IsBase64Encoded); it is decoded before verifying, so that the
-// signature is checked over the bytes the sender signed.
+//   - API Gateway REST API proxy integration (payload format 1.0, also an
+//     HTTP API set to 1.0): an events.APIGatewayProxyResponse;
+//   - API Gateway HTTP API (payload format 2.0): an
+//     events.APIGatewayV2HTTPResponse;
+//   - Lambda function URL (the same payload format 2.0, answered in the
+//     same format);
+//   - Application Load Balancer target group: an
+//     events.ALBTargetGroupResponse with statusCode, statusDescription
+//     ("200 OK"), isBase64Encoded, and its headers in multiValueHeaders
+//     when the request came with multiValueHeaders (the target group's
+//     multi-value headers setting), else in headers.
+//
+// The format is told from the event's JSON: requestContext.elb marks a
+// load balancer, "version": "2.0" payload format 2.0, and httpMethod
+// payload format 1.0; any other event is refused with an error
+// (errUnknownEvent), which Lambda reports as a failed invocation. The
+// event's method, headers and body go to [eachhook.Handler.Receive], whose
+// status code is the answer, with Retry-After on a 503 and Allow: POST on
+// a 405, as ServeHTTP sends them. Header names are canonicalised as
+// net/http does (gateways pass them lower-case). A body the sender
+// base64-encoded (isBase64Encoded) is decoded before verifying, so that
+// the signature is checked over the bytes the sender signed; one that is
+// not valid base64 is answered 400.
 //
 // Lambda freezes the execution environment once the function returns:
 // a callback still running on a worker then goes on only when the next
@@ -21,10 +40,13 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -63,44 +85,102 @@ func newHandler(secret string, log *slog.Logger, opts ...eachhook.Option) (*each
 	return h, nil
 }
 
-// gateway turns API Gateway proxy events into deliveries.
+// errUnknownEvent refuses an event that is none of the formats served.
+var errUnknownEvent = errors.New("lambda: not an API Gateway, function URL or load balancer event")
+
+// gateway turns the events of API Gateway, function URLs and load
+// balancers into deliveries.
 type gateway struct{ h *eachhook.Handler }
 
-func (g gateway) handle(ctx context.Context, ev events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-	body := []byte(ev.Body)
-	if ev.IsBase64Encoded {
-		b, err := base64.StdEncoding.DecodeString(ev.Body)
-		if err != nil {
-			return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest, Body: "body is not base64"}, nil
+// handle answers one invocation in the format of its event.
+func (g gateway) handle(ctx context.Context, event json.RawMessage) (any, error) {
+	var probe struct {
+		Version        string `json:"version"`
+		HTTPMethod     string `json:"httpMethod"`
+		RequestContext struct {
+			ELB json.RawMessage `json:"elb"`
+		} `json:"requestContext"`
+	}
+	if err := json.Unmarshal(event, &probe); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUnknownEvent, err)
+	}
+	switch {
+	case probe.RequestContext.ELB != nil:
+		var ev events.ALBTargetGroupRequest
+		if err := json.Unmarshal(event, &ev); err != nil {
+			return nil, err
 		}
-		body = b
+		code, header := g.receive(ctx, ev.HTTPMethod, ev.Headers, ev.MultiValueHeaders, ev.Body, ev.IsBase64Encoded)
+		resp := events.ALBTargetGroupResponse{
+			StatusCode:        code,
+			StatusDescription: strconv.Itoa(code) + " " + http.StatusText(code),
+			Body:              http.StatusText(code),
+		}
+		if ev.MultiValueHeaders != nil {
+			resp.MultiValueHeaders = header
+		} else {
+			resp.Headers = single(header)
+		}
+		return resp, nil
+	case probe.Version == "2.0":
+		var ev events.APIGatewayV2HTTPRequest
+		if err := json.Unmarshal(event, &ev); err != nil {
+			return nil, err
+		}
+		code, header := g.receive(ctx, ev.RequestContext.HTTP.Method, ev.Headers, nil, ev.Body, ev.IsBase64Encoded)
+		return events.APIGatewayV2HTTPResponse{StatusCode: code, Headers: single(header), Body: http.StatusText(code)}, nil
+	case probe.HTTPMethod != "":
+		var ev events.APIGatewayProxyRequest
+		if err := json.Unmarshal(event, &ev); err != nil {
+			return nil, err
+		}
+		code, header := g.receive(ctx, ev.HTTPMethod, ev.Headers, ev.MultiValueHeaders, ev.Body, ev.IsBase64Encoded)
+		return events.APIGatewayProxyResponse{StatusCode: code, Headers: single(header), Body: http.StatusText(code)}, nil
 	}
-	code := g.h.Receive(ctx, ev.HTTPMethod, headerOf(ev), body)
-	resp := events.APIGatewayProxyResponse{StatusCode: code, Body: http.StatusText(code)}
-	switch code {
-	case http.StatusServiceUnavailable:
-		resp.Headers = map[string]string{"Retry-After": "10"}
-	case http.StatusMethodNotAllowed:
-		resp.Headers = map[string]string{"Allow": http.MethodPost}
-	}
-	return resp, nil
+	return nil, errUnknownEvent
 }
 
-// headerOf returns the event's headers: every value of MultiValueHeaders
-// when the gateway sent them, else Headers (one value per name). Names
-// are canonicalised, as net/http does.
-func headerOf(ev events.APIGatewayProxyRequest) http.Header {
-	h := http.Header{}
-	if len(ev.MultiValueHeaders) > 0 {
-		for k, vs := range ev.MultiValueHeaders {
-			for _, v := range vs {
-				h.Add(k, v)
-			}
+// receive passes one request to the Handler and returns its status code
+// and the headers that go with it. The request's headers are every value
+// of multi when the event has them, else single (one value per name).
+func (g gateway) receive(ctx context.Context, method string, single map[string]string, multi map[string][]string, body string, base64Encoded bool) (int, http.Header) {
+	raw := []byte(body)
+	if base64Encoded {
+		b, err := base64.StdEncoding.DecodeString(body)
+		if err != nil {
+			return http.StatusBadRequest, nil
 		}
-		return h
+		raw = b
 	}
-	for k, v := range ev.Headers {
-		h.Set(k, v)
+	header := http.Header{}
+	for k, vs := range multi {
+		for _, v := range vs {
+			header.Add(k, v)
+		}
 	}
-	return h
+	if len(multi) == 0 {
+		for k, v := range single {
+			header.Add(k, v)
+		}
+	}
+	code := g.h.Receive(ctx, method, header, raw)
+	switch code {
+	case http.StatusServiceUnavailable:
+		return code, http.Header{"Retry-After": {"10"}}
+	case http.StatusMethodNotAllowed:
+		return code, http.Header{"Allow": {http.MethodPost}}
+	}
+	return code, nil
+}
+
+// single returns the first value of each header, or nil for none.
+func single(h http.Header) map[string]string {
+	if len(h) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(h))
+	for k := range h {
+		m[k] = h.Get(k)
+	}
+	return m
 }
