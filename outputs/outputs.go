@@ -271,8 +271,8 @@ func (s *Saver) saveURL(ctx context.Context, u *url.URL, name string) (Saved, er
 		saved, err := s.fetch(ctx, u, name)
 		var t temporary
 		if err == nil || !errors.As(err, &t) || attempt == s.attempts {
-			if err != nil && s.attempts > 1 {
-				err = fmt.Errorf("attempt %d of %d: %w", attempt, s.attempts, err)
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("after %d attempts: %w", attempt, err)
 			}
 			return saved, err
 		}
@@ -299,6 +299,11 @@ func (s *Saver) fetch(ctx context.Context, u *url.URL, name string) (Saved, erro
 	}
 	h := sha256.New()
 	n, err := s.fetcher.copyBody(io.MultiWriter(w, h), resp)
+	if err == nil && ctx.Err() != nil {
+		// net/http may return a response that arrived as the request was
+		// being cancelled: the attempt timed out all the same.
+		err = temporary{ctx.Err()}
+	}
 	if err != nil {
 		return Saved{}, errors.Join(err, w.Abort())
 	}
