@@ -114,6 +114,15 @@ func TestSaveOneURL(t *testing.T) {
 	require.Equal(t, []string{"pred-1-0.png", "pred-1-0.png.saved.json"}, files(t, dir))
 }
 
+func TestNoProxy(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1") // nothing listens there
+	srv := newServer(t, serve("direct"))
+	s, _ := newSaver(t, srv, outputs.WithAllowPrivate())
+	saved, err := s.Save(t.Context(), success("p", srv.URL+"/a"))
+	require.NoError(t, err)
+	require.Equal(t, sum("direct"), saved[0].SHA256)
+}
+
 func TestSaveManyOutputs(t *testing.T) {
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "body of "+r.URL.Path) })
 	s, dir := newSaver(t, srv, outputs.WithAllowPrivate())
@@ -390,11 +399,14 @@ func TestRetries(t *testing.T) {
 		statuses []int // then 200
 		attempts int
 		err      error
+		opts     []outputs.Option
 		waits    []time.Duration
 	}{
 		{name: "503 then 200", statuses: []int{503}, attempts: 2, waits: []time.Duration{time.Second}},
 		{name: "429, 500 then 200", statuses: []int{429, 500}, attempts: 3, waits: []time.Duration{time.Second, 2 * time.Second}},
 		{name: "503 three times", statuses: []int{503, 503, 503}, attempts: 3, err: outputs.ErrStatus, waits: []time.Duration{time.Second, 2 * time.Second}},
+		{name: "backoff capped at a minute", statuses: []int{503, 503, 503, 503, 503}, attempts: 5, err: outputs.ErrStatus,
+			opts: []outputs.Option{outputs.WithRetry(5, 20*time.Second)}, waits: []time.Duration{20 * time.Second, 40 * time.Second, time.Minute, time.Minute}},
 		{name: "404 not retried", statuses: []int{404}, attempts: 1, err: outputs.ErrStatus},
 		{name: "403 not retried", statuses: []int{403}, attempts: 1, err: outputs.ErrStatus},
 	}
@@ -408,7 +420,7 @@ func TestRetries(t *testing.T) {
 				}
 				io.WriteString(w, "ok")
 			})
-			s, dir := newSaver(t, srv, outputs.WithAllowPrivate())
+			s, dir := newSaver(t, srv, append(tt.opts, outputs.WithAllowPrivate())...)
 			var waits []time.Duration
 			outputs.SetSleep(s, func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil })
 			_, err := s.Save(t.Context(), success("p", srv.URL+"/a"))
