@@ -434,12 +434,22 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// TestTimeoutPerAttempt: each attempt times out (while the body is read,
+// or sooner on a slow machine) and is tried again; nothing is saved.
 func TestTimeoutPerAttempt(t *testing.T) {
-	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-	s, _ := newSaver(t, srv, outputs.WithAllowPrivate(), outputs.WithTimeout(20*time.Millisecond), outputs.WithRetry(2, time.Second))
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "part")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	s, dir := newSaver(t, srv, outputs.WithAllowPrivate(), outputs.WithTimeout(20*time.Millisecond), outputs.WithRetry(2, time.Second))
+	var waits []time.Duration
+	outputs.SetSleep(s, func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil })
 	_, err := s.Save(t.Context(), success("p", srv.URL+"/a"))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Equal(t, int64(2), srv.requests.Load())
+	require.Equal(t, []time.Duration{time.Second}, waits)
+	require.Empty(t, files(t, dir))
 }
 
 func TestCancelledBetweenAttempts(t *testing.T) {
