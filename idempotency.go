@@ -268,15 +268,19 @@ func (h *Handler) admit(ctx context.Context, env envelope, d Delivery) outcome {
 	}
 	token, claimed, err := h.store.Claim(ctx, env.ID, h.claimLease)
 	if err != nil {
+		fail(&h.failed.store, h.cfg.now())
 		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
 	}
+	recovered(&h.failed.store)
 	d.ID, d.Status, d.Claim, d.AcceptedAt = env.ID, env.Status, token, h.cfg.now()
 	if reason != "" {
 		if !claimed {
 			h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
 			return outcome{result: duplicate, env: env}
 		}
-		h.keepDeadLetter(ctx, d, reason, 0, fmt.Errorf("%w: %q", errNoCallback, env.Status))
+		if err := h.keepDeadLetter(ctx, d, reason, fmt.Errorf("%w: %q", errNoCallback, env.Status)); err != nil {
+			return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
+		}
 		return outcome{result: ignored, env: env}
 	}
 	_, deduping := h.queue.(DedupingQueue)
