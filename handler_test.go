@@ -437,8 +437,9 @@ func TestShutdownDeadlineCancelsCallbacks(t *testing.T) {
 	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
 	<-cancelled
 	// Wait for the worker to keep "running" as a dead letter after its
-	// callback gave up; "never-started" was released.
-	require.Eventually(t, func() bool { return st.completed.Load() == 1 && st.released.Load() == 1 }, 5*time.Second, time.Millisecond)
+	// callback gave up; both claims were released.
+	require.Eventually(t, func() bool { return st.released.Load() == 2 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, int32(0), st.completed.Load())
 	logMu.Lock()
 	defer logMu.Unlock()
 	require.Contains(t, logs.String(), "not run before shutdown")
@@ -449,7 +450,7 @@ func TestShutdownDeadlineCancelsCallbacks(t *testing.T) {
 	require.True(t, ok)
 	_, ok, err = mem.Claim(context.Background(), "running", time.Hour)
 	require.NoError(t, err)
-	require.False(t, ok, "the dead letter keeps its id claimed")
+	require.True(t, ok, "the dead letter leaves its id claimable")
 }
 
 type lockedWriter struct {
@@ -482,7 +483,7 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	require.Equal(t, []int{1, 2, 1}, attempts)
 }
 
-func TestGivingUpReportsAndKeepsTheClaim(t *testing.T) {
+func TestGivingUpReportsAndReleasesTheClaim(t *testing.T) {
 	var reported []error
 	var mu sync.Mutex
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithRetry(2, time.Millisecond),
@@ -510,12 +511,18 @@ func TestGivingUpReportsAndKeepsTheClaim(t *testing.T) {
 	<-done
 	<-done
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(reported) == 1 }, 5*time.Second, time.Millisecond)
-	// A dead letter keeps its id claimed: a redelivery runs nothing again.
+	// A dead letter leaves its id claimable: a redelivery runs, and its
+	// success deletes the dead letter.
 	fail.Store(false)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "flaky")).Code)
+	<-done
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "panics")).Code)
 	drain(t, h)
-	require.Equal(t, int32(4), runs.Load()) // 2 failed + 2 panics
+	require.Equal(t, int32(5), runs.Load()) // 2 failed + 1 succeeded + 2 panics
+	dls, err := h.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	require.Equal(t, "panics", dls[0].ID)
 
 	require.Len(t, reported, 2)
 	var ce *eachhook.CallbackError
@@ -543,14 +550,13 @@ func TestNoCallbackRegisteredBecomesDeadLetter(t *testing.T) {
 	logMu.Lock()
 	require.Contains(t, logs.String(), `level=ERROR msg="eachhook: dead letter" id=x status=failed reason=no_callback attempts=0`)
 	logMu.Unlock()
-	// The dead letter keeps its id claimed: a Handler with OnFailed on the
-	// same store takes the sender's retry for a duplicate (replaying the
-	// dead letter is the way to run it).
+	// The dead letter leaves its id claimable: a Handler with OnFailed on
+	// the same store runs the sender's retry.
 	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
 	h2.OnFailed(func(ctx context.Context, f *eachhook.Failure) error { n.Add(10); return nil })
 	require.Equal(t, 200, serve(h2, eachhooktest.NewFailedRequest("/", secret, "x")).Code)
 	drain(t, h2)
-	require.Equal(t, int32(0), n.Load())
+	require.Equal(t, int32(10), n.Load())
 }
 
 func TestSecretRotation(t *testing.T) {
@@ -957,8 +963,11 @@ func TestUnknownStatusBecomesDeadLetter(t *testing.T) {
 	r := newRouted(h)
 	require.Equal(t, 200, serve(h, signed(predictionBody("p-odd", "exploded"))).Code)
 	require.Equal(t, 200, serve(h, signed(workflowBody("e-odd", "paused"))).Code)
-	// A copy is a duplicate: one dead letter, not two.
+	// A copy replaces it: still one dead letter of p-odd, reported again.
 	require.Equal(t, 200, serve(h, signed(predictionBody("p-odd", "exploded"))).Code)
+	dls, err := h.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dls, 2)
 	drain(t, h)
 	require.Empty(t, r.success)
 	require.Empty(t, r.failed)
@@ -967,7 +976,7 @@ func TestUnknownStatusBecomesDeadLetter(t *testing.T) {
 	out := logs.String()
 	require.Contains(t, out, `msg="eachhook: dead letter" id=p-odd status=exploded reason=unknown_status attempts=0`)
 	require.Contains(t, out, `msg="eachhook: dead letter" id=workflow:e-odd status=paused reason=unknown_status attempts=0`)
-	require.Equal(t, 2, bytes.Count([]byte(out), []byte(`msg="eachhook: dead letter"`)))
+	require.Equal(t, 3, bytes.Count([]byte(out), []byte(`msg="eachhook: dead letter"`)))
 }
 
 func TestFailingCallbackBecomesDeadLetter(t *testing.T) {
@@ -979,11 +988,11 @@ func TestFailingCallbackBecomesDeadLetter(t *testing.T) {
 		return errors.New("downstream unavailable")
 	})
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p-fails")).Code)
-	require.Eventually(t, func() bool { return runs.Load() == 2 }, 5*time.Second, time.Millisecond)
-	// A redelivery of a dead letter runs nothing a second time.
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `msg="eachhook: dead letter"`) }, 5*time.Second, time.Millisecond)
+	// A redelivery of a dead letter runs it again: it fails again.
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p-fails")).Code)
 	drain(t, h)
-	require.Equal(t, int32(2), runs.Load())
+	require.Equal(t, int32(4), runs.Load())
 	require.Contains(t, logs.String(), `msg="eachhook: dead letter" id=p-fails status=success reason=callback_failed attempts=2 err="downstream unavailable"`)
 }
 
