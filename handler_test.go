@@ -2014,3 +2014,93 @@ func BenchmarkVerifyFloor(b *testing.B) {
 		})
 	}
 }
+
+// Receive matches header names whatever their case: a gateway's lower-case
+// map gets the answers ServeHTTP gives.
+func TestReceiveCanonicalisesHeaderNames(t *testing.T) {
+	h := newHandler(t, eachhook.WithSecret(secret))
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
+	lower := func(hd http.Header) http.Header {
+		out := http.Header{}
+		for k, v := range hd {
+			out[strings.ToLower(k)] = v
+		}
+		return out
+	}
+	body := eachhooktest.SuccessBody("lower-1")
+	for _, scheme := range []eachhooktest.Scheme{eachhooktest.BodyScheme, eachhooktest.TimestampScheme} {
+		hd := lower(eachhooktest.Headers(secret, body, scheme, time.Now()))
+		hd["content-type"] = []string{"application/json"}
+		require.Equal(t, 200, h.Receive(context.Background(), http.MethodPost, hd, body))
+	}
+	hd := lower(eachhooktest.Headers(secret, eachhooktest.SuccessBody("lower-2"), eachhooktest.BodyScheme, time.Now()))
+	hd["content-type"] = []string{"text/plain"}
+	require.Equal(t, 415, h.Receive(context.Background(), http.MethodPost, hd, eachhooktest.SuccessBody("lower-2")))
+	// The same header under two spellings is a repeated authentication header.
+	hd = eachhooktest.Headers(secret, eachhooktest.SuccessBody("lower-3"), eachhooktest.BodyScheme, time.Now())
+	hd["x-webhook-signature"] = hd[signature.Header]
+	require.Equal(t, 401, h.Receive(context.Background(), http.MethodPost, hd, eachhooktest.SuccessBody("lower-3")))
+	drain(t, h)
+	require.Equal(t, []string{"lower-1"}, rec.IDs())
+}
+
+// Health answers 503 while claims fail and for 10 s by the Handler's clock
+// after the last failure, unless a claim succeeds before.
+func TestHealthReportsRecentStoreFailures(t *testing.T) {
+	var clock clockAt
+	clock.set(time.Now())
+	mem := eachhook.NewMemoryStore()
+	defer mem.Close()
+	st := &flakyStore{Store: mem}
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(st), eachhook.WithClock(clock.now), eachhook.WithTolerance(time.Hour), eachhook.WithDedupeTTL(time.Hour))
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
+	health := func() (int, string) {
+		w := serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return w.Code, w.Body.String()
+	}
+	code, _ := health()
+	require.Equal(t, 200, code)
+	st.broken.Store(true)
+	for i := range 3 {
+		require.Equal(t, 503, serve(h, eachhooktest.NewSuccessRequest("/", secret, "hf-"+strconv.Itoa(i))).Code)
+	}
+	code, body := health()
+	require.Equal(t, 503, code)
+	require.JSONEq(t, `{"status":"unavailable","reason":"store failed"}`, body)
+	clock.set(clock.now().Add(9 * time.Second))
+	code, _ = health()
+	require.Equal(t, 503, code, "9 s after the last failure")
+	clock.set(clock.now().Add(time.Second))
+	code, _ = health()
+	require.Equal(t, 200, code, "10 s after the last failure")
+
+	require.Equal(t, 503, serve(h, eachhooktest.NewSuccessRequest("/", secret, "hf-0")).Code)
+	code, _ = health()
+	require.Equal(t, 503, code)
+	st.broken.Store(false)
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "hf-0")).Code)
+	code, _ = health()
+	require.Equal(t, 200, code, "a claim succeeded since")
+	drain(t, h)
+}
+
+// slowPinger is a Store whose Ping ignores its context until released.
+type slowPinger struct {
+	eachhook.Store
+	release chan struct{}
+}
+
+func (s *slowPinger) Ping(context.Context) error { <-s.release; return nil }
+
+// Health answers within its bound even when a Ping ignores its context.
+func TestHealthBoundedWhenPingIgnoresItsContext(t *testing.T) {
+	mem := eachhook.NewMemoryStore()
+	defer mem.Close()
+	st := &slowPinger{Store: mem, release: make(chan struct{})}
+	defer close(st.release)
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(st))
+	w := serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	require.Equal(t, 503, w.Code)
+	require.JSONEq(t, `{"status":"unavailable","reason":"store unreachable"}`, w.Body.String())
+}
