@@ -3,6 +3,7 @@ package eachhook_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -162,9 +163,14 @@ func TestQueueErrorsAre503AndReleaseTheClaim(t *testing.T) {
 		w := serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1"))
 		require.Equal(t, 503, w.Code)
 		require.Equal(t, "10", w.Header().Get("Retry-After"))
+		code, body := healthOf(h)
+		require.Equal(t, 503, code)
+		require.JSONEq(t, `{"status":"unavailable","reason":"queue failed"}`, body)
 		q.set(func(q *stepQueue) { q.enqErr = nil })
 		// The claim was released: the sender's retry is queued.
 		require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
+		code, _ = healthOf(h)
+		require.Equal(t, 200, code, "an insert succeeded since")
 		_, _, queued := q.snapshot()
 		require.Len(t, queued, 1)
 		require.Equal(t, "p1", queued[0].ID)
@@ -187,6 +193,8 @@ func TestRunnerRun(t *testing.T) {
 			return errDownstream
 		case 2:
 			panic("boom")
+		case 3:
+			runtime.Goexit() // on its own goroutine: Run's caller goes on
 		}
 		require.Equal(t, "ok", s.ID)
 		return nil
@@ -195,8 +203,9 @@ func TestRunnerRun(t *testing.T) {
 	r := q.runner()
 	require.ErrorIs(t, r.Run(ctx, ok, 1), errDownstream)
 	require.ErrorIs(t, r.Run(ctx, ok, 2), eachhook.ErrCallbackPanic)
+	require.ErrorIs(t, r.Run(ctx, ok, 3), eachhook.ErrCallbackPanic)
 	require.NoError(t, r.Run(ctx, ok, 7))
-	require.Equal(t, []int{1, 2, 7}, seen)
+	require.Equal(t, []int{1, 2, 3, 7}, seen)
 
 	// No callback for the status: an error, so that the queue keeps it.
 	err := r.Run(ctx, failed, 1)
