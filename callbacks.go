@@ -156,7 +156,10 @@ func (h *Handler) finish(ctx context.Context, d Delivery, run observe.CallbackRu
 		// Recorded before the observer hears of it. A failure to mark the
 		// id done leaves the claim to its lease, after which a redelivery
 		// runs it again (at least once).
-		bg := context.WithoutCancel(ctx)
+		bg := ctx
+		if ctx.Err() != nil { // Shutdown gave up: record the success all the same
+			bg = context.WithoutCancel(ctx)
+		}
 		if err := h.store.Complete(bg, d.ID, d.Claim, h.cfg.dedupeTTL); err != nil {
 			h.log.Error("eachhook: marking a delivery done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", err)
 		}
@@ -188,7 +191,8 @@ func (h *Handler) call(ctx context.Context, d *Delivery, start time.Time, inline
 		err = h.guarded(ctx, d, nil)
 	} else {
 		result := make(chan error, 1)
-		go func() { result <- h.guarded(ctx, d, result) }()
+		dd := *d // the goroutine's own copy: d stays on the caller's stack
+		go func() { result <- h.guarded(ctx, &dd, result) }()
 		err = <-result
 	}
 	if err == nil && ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {

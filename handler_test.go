@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -1903,15 +1904,16 @@ func deliveries(n int) ([][]byte, []string) {
 	bodies := make([][]byte, n)
 	sigs := make([]string, n)
 	for i := range bodies {
-		bodies[i] = eachhooktest.SuccessBody("pred-" + strconv.Itoa(i) + "-0000-0000-0000-000000000000"[len(strconv.Itoa(i)):])
+		bodies[i] = eachhooktest.SuccessBody(fmt.Sprintf("pred-%08d-0000-0000-0000-000000000000", i))
 		sigs[i] = signature.Sign(secret, "", bodies[i])
 	}
 	return bodies, sigs
 }
 
 // serveFresh runs h on b.N signed deliveries with fresh ids and fails the
-// benchmark unless every one is answered 200.
-func serveFresh(b *testing.B, h http.Handler) {
+// benchmark unless every one is answered 200; the time includes finish,
+// which waits for the callbacks, if not nil.
+func serveFresh(b *testing.B, h http.Handler, finish func()) {
 	bodies, sigs := deliveries(b.N)
 	r, _ := http.NewRequest(http.MethodPost, "/webhook", nil)
 	r.Header.Set("Content-Type", "application/json")
@@ -1930,22 +1932,75 @@ func serveFresh(b *testing.B, h http.Handler) {
 			b.Fatalf("delivery %d: status %d", i, w.code)
 		}
 	}
+	if finish != nil {
+		finish()
+	}
 	b.StopTimer()
 }
 
-// BenchmarkServeHTTP measures the request path of a Handler: read, verify,
-// decode the envelope, claim the id, queue the delivery, answer 200.
+// BenchmarkServeHTTP measures a Handler from request through callback: read,
+// verify, decode the envelope, claim the id, queue the delivery, answer
+// 200, and run the callback (the time includes waiting for the last one).
 func BenchmarkServeHTTP(b *testing.B) {
 	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet), eachhook.WithQueueSize(1<<20))
 	if err != nil {
 		b.Fatal(err)
 	}
-	h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
-	serveFresh(b, h)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := h.Shutdown(ctx); err != nil {
-		b.Fatal(err)
+	var ran atomic.Int64
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { ran.Add(1); return nil })
+	serveFresh(b, h, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+	if ran.Load() != int64(b.N) {
+		b.Fatalf("%d callbacks ran, want %d", ran.Load(), b.N)
+	}
+}
+
+// BenchmarkHandWritten is the yardstick for BenchmarkServeHTTP: the handler
+// a user could write by hand, which reads the body, checks its HMAC-SHA256
+// signature, decodes it with encoding/json and runs the callback on a
+// goroutine of its own (no dedupe, no retries, no dead letters).
+func BenchmarkHandWritten(b *testing.B) {
+	var wg sync.WaitGroup
+	var ran atomic.Int64
+	type payload struct {
+		ID     string          `json:"id"`
+		Status string          `json:"status"`
+		Output json.RawMessage `json:"output"`
+	}
+	serveFresh(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		want, err := hex.DecodeString(r.Header.Get(signature.Header))
+		if err != nil || !hmac.Equal(mac.Sum(nil), want) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var p payload
+		if err := json.Unmarshal(body, &p); err != nil || p.ID == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p.Status == eachhook.StatusSuccess {
+				ran.Add(1)
+			}
+		}()
+		w.WriteHeader(http.StatusOK)
+	}), wg.Wait)
+	if ran.Load() != int64(b.N) {
+		b.Fatalf("%d callbacks ran, want %d", ran.Load(), b.N)
 	}
 }
 
@@ -1958,7 +2013,7 @@ func BenchmarkBareHandler(b *testing.B) {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
-	}))
+	}), nil)
 }
 
 var verifySizes = []struct {
