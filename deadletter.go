@@ -321,23 +321,16 @@ func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return list, nil
 }
 
-// ErrInProgress is returned by [Handler.Replay] when the dead letter's id
-// is claimed in the [Store]: another Replay, or a resend from the sender,
-// runs its callback now (or ran it successfully, which deletes the dead
-// letter). Nothing was queued.
+// ErrInProgress is returned by [Handler.Replay] when the id is claimed
+// in the [Store]: another Replay or a resend runs it. Nothing was queued.
 var ErrInProgress = errors.New("eachhook: delivery in progress")
 
-// Replay queues the dead letter id again, starting the default queue if
-// needed (with [WithQueue], call [Handler.Start] first), and returns nil once
-// queued. It claims id in the [Store] first, so that of concurrent Replays
-// (and resends) of one id, also on replicas sharing the store, one runs it
-// and the others return [ErrInProgress]. It returns [ErrNoDeadLetter] when
-// id is not a dead letter, and another error, keeping the dead letter, when
-// no callback handles its status, the queue refused it ([ErrShutdown] after
-// [Handler.Shutdown]) or the store failed. Like every run of id, a
-// successful replayed attempt deletes the dead letter; if every attempt
-// fails, it becomes a dead letter again. A [DeadLetterQueue] replays the ids
-// the store lacks.
+// Replay claims id in the [Store] and queues its dead letter again (with
+// [WithQueue], call [Handler.Start] first); nil means queued. It returns
+// [ErrInProgress] when id is claimed, [ErrNoDeadLetter] when id is not a
+// dead letter, and another error, keeping it, when no callback handles its
+// status, the queue refused it ([ErrShutdown] after [Handler.Shutdown]) or
+// a store failed. A [DeadLetterQueue] replays the ids the store lacks.
 func (h *Handler) Replay(ctx context.Context, id string) error {
 	dl, ok, err := h.dead.store.Get(ctx, id)
 	if err != nil {

@@ -47,6 +47,8 @@
 //	not POST                                    405, Allow: POST          -
 //	Shutdown has begun                          503, Retry-After          -
 //	a WithQueue queue not started               503, Retry-After          Error
+//	callbacks past their timeout, as many as
+//	  WithWorkers                               503, Retry-After          Warn
 //	Content-Type present and not JSON           415                       Warn
 //	body larger than WithMaxBodyBytes           413                       -
 //	body cannot be read                         400                       -
@@ -62,6 +64,7 @@
 //	id already accepted (duplicate)             200, nothing runs         Debug
 //	status unknown, or terminal with no
 //	  callback registered                       200, kept as dead letter  Error
+//	  ... and the dead-letter store failed      503, Retry-After          Error
 //	queue full                                  503, Retry-After          Warn
 //	queue refused the delivery                  503, Retry-After          Error
 //	first delivery of an id                     200, its callback runs    -
@@ -81,7 +84,11 @@
 // A callback that returns an error, panics, calls [runtime.Goexit] or
 // outlives [WithCallbackTimeout] is run again, up to the attempts of
 // [WithRetry]; [AttemptFromContext] tells the attempt. Callbacks may run
-// more than once for one id: make them idempotent. With the in-memory
+// more than once for one id: make them idempotent. The attempts of one
+// delivery run one at a time: a retry starts only after the previous
+// attempt returned. A callback that ignores its context holds its worker
+// past its timeout; while as many as [WithWorkers] do, deliveries are
+// answered 503 and [Handler.Health] names the stuck callbacks. With the in-memory
 // queue an acknowledged delivery lives in memory until its callback
 // finished, so a crash loses it (at most once across a crash); with a
 // durable [Queue] ([WithQueue], module durable) it is committed before the
@@ -97,9 +104,20 @@
 // [DeadLetterStore] ([WithDeadLetters]; by default at most 1000 in
 // memory), or in a [DeadLetterQueue] such as the durable queue.
 //
+// A dead letter leaves its id claimable: a resend runs its callback, and
+// any successful run of the id deletes its dead letter. Replay claims the
+// id first: of concurrent Replays and resends of one id, also on replicas
+// sharing the stores, one runs it and each Replay that lost returns
+// [ErrInProgress]. A dead letter is never dropped silently: kept before the
+// 200, a failed write is answered 503 so that the sender retries; made
+// after the 200, it is held in memory (at most 1000) and written again
+// until the store takes it, else lost at Shutdown with an Error log and
+// observe.Observer.DeadLetterLost.
+//
 // # Monitoring
 //
 // [WithObserver] installs an observe.Observer, told of every outcome;
 // module eachhookotel implements it with OpenTelemetry. [Handler.Health]
-// answers 503 while the Handler cannot accept deliveries.
+// answers 503 while the Handler cannot accept deliveries, also for 10 s
+// (by [WithClock]) after a claim, queue insert or dead-letter write failed.
 package eachhook

@@ -176,8 +176,8 @@ func WithStore(s Store) Option {
 }
 
 // WithDedupeTTL sets how long an id is remembered as done once its callback
-// succeeded or it became a dead letter. Default [DefaultDedupeTTL]; at least
-// the tolerance ([WithTolerance]).
+// succeeded. Default [DefaultDedupeTTL]; at least the tolerance
+// ([WithTolerance]).
 func WithDedupeTTL(d time.Duration) Option {
 	return func(c *config) error { c.dedupeTTL = d; return nil }
 }
@@ -227,8 +227,8 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 
 // WithCallbackTimeout sets how long one attempt of a callback may run: after
 // d its context is cancelled and the attempt fails with an error matching
-// [context.DeadlineExceeded]; a callback that ignores its context is not
-// stopped. Default 1 minute; it must be positive.
+// [context.DeadlineExceeded]; a callback that ignores its context holds its
+// worker until it returns. Default 1 minute; it must be positive.
 func WithCallbackTimeout(d time.Duration) Option {
 	return func(c *config) error { c.callbackTimeout = d; return nil }
 }

@@ -567,14 +567,10 @@ func recent(f *atomic.Int64, now time.Time) bool {
 	return t != 0 && now.UnixNano()-t < int64(healthRecent)
 }
 
-// Health returns a handler for a health endpoint. It answers GET and HEAD
-// with 200 {"status":"ok"} while the Handler accepts deliveries, else 503
-// {"status":"unavailable","reason":R}, R being "shutting down", "not started",
-// "queue full", "callbacks stuck past their timeout", "store failed", "queue
-// failed" or "dead-letter store failed" (a claim, queue insert or dead-letter
-// write failed within the last 10 s by [WithClock] and has not succeeded
-// since), "store unreachable" or "queue unreachable" (see [Pinger]). It
-// answers within 2 s, even when a Ping ignores its context.
+// Health returns a handler for a health endpoint: GET and HEAD get 200
+// {"status":"ok"} while the Handler accepts deliveries, else 503
+// {"status":"unavailable","reason":R} (the README lists every R), within
+// 2 s even when a [Pinger] ignores its context.
 func (h *Handler) Health() http.Handler {
 	return http.HandlerFunc(h.serveHealth)
 }
