@@ -145,8 +145,7 @@ func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string,
 	serr := h.addDeadLetter(ctx, dl)
 	h.release(ctx, d)
 	if serr != nil {
-		h.log.Error("eachhook: dead letter not stored: answered 503 so that the sender retries", "id", d.ID, "status", d.Status, "reason", reason, "err", serr)
-		return serr
+		return fmt.Errorf("eachhook: dead letter not stored: %w", serr) // answered 503 and logged as a refusal
 	}
 	h.reportDeadLetter(ctx, dl, err)
 	return nil

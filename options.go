@@ -146,7 +146,8 @@ func WithInsecureSkipVerification() Option {
 	}
 }
 
-// WithWorkers sets how many goroutines run callbacks. Default 4; at least 1.
+// WithWorkers sets how many goroutines run callbacks, and how many stuck
+// past their timeout refuse deliveries (also with [WithQueue]). Default 4, at least 1.
 func WithWorkers(n int) Option {
 	return func(c *config) error { c.workers = n; return nil }
 }
@@ -272,7 +273,7 @@ func WithPayloadLogging() Option {
 
 // WithQueue sets how accepted deliveries are queued and run. Default: an
 // in-memory queue set by [WithWorkers], [WithQueueSize] and [WithRetry],
-// which have no effect on q. [Handler.Start] starts q and [Handler.Shutdown]
+// which have no other effect on q. [Handler.Start] starts q and [Handler.Shutdown]
 // shuts it down; until Start succeeds every delivery is answered 503.
 func WithQueue(q Queue) Option {
 	return func(c *config) error {
