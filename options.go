@@ -146,8 +146,8 @@ func WithInsecureSkipVerification() Option {
 	}
 }
 
-// WithWorkers sets how many goroutines run callbacks, and how many stuck
-// past their timeout refuse deliveries (also with [WithQueue]). Default 4, at least 1.
+// WithWorkers sets how many goroutines run callbacks and how many stuck
+// past their timeout refuse deliveries (with [WithQueue] too). Default 4, >= 1.
 func WithWorkers(n int) Option {
 	return func(c *config) error { c.workers = n; return nil }
 }
