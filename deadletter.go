@@ -379,6 +379,9 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 		}
 		return fmt.Errorf("eachhook: replay %s: not queued: %w", dl.ID, err)
 	}
+	if o.result == duplicate { // a DedupingQueue holds a delivery of id already: it runs that one
+		h.release(ctx, Delivery{ID: env.ID, Claim: token})
+	}
 	if _, queueKeeps := h.queue.(DeadLetterQueue); queueKeeps {
 		// The queue now holds a delivery of id durably (this one, or one
 		// stored since), and keeps it as its own dead letter if it fails.
