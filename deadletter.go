@@ -119,12 +119,18 @@ func (h *Handler) addDeadLetter(ctx context.Context, dl DeadLetter) error {
 	return nil
 }
 
-// release gives up d's claim of its id, so that a resend of it runs.
-func (h *Handler) release(ctx context.Context, d Delivery) {
+// release gives up d's claim of its id, so that a resend of it runs; kept
+// says d became a dead letter (see DeadLetterReleaser).
+func (h *Handler) release(ctx context.Context, d Delivery, kept bool) {
 	if d.Claim == "" {
 		return
 	}
-	if err := h.store.Release(context.WithoutCancel(ctx), d.ID, d.Claim); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	release := h.store.Release
+	if r, ok := h.store.(DeadLetterReleaser); ok && kept {
+		release = r.ReleaseDeadLetter
+	}
+	if err := release(ctx, d.ID, d.Claim); err != nil {
 		h.log.Error("eachhook: release failed: the id is processed again after its claim lease", "id", d.ID, "err", err)
 	}
 }
@@ -143,7 +149,7 @@ func (h *Handler) reportDeadLetter(ctx context.Context, dl DeadLetter, err error
 func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, err error) error {
 	dl := h.newDeadLetter(d, reason, 0, err)
 	serr := h.addDeadLetter(ctx, dl)
-	h.release(ctx, d)
+	h.release(ctx, d, serr == nil)
 	if serr != nil {
 		return fmt.Errorf("eachhook: dead letter not stored: %w", serr) // answered 503 and logged as a refusal
 	}
@@ -171,7 +177,7 @@ func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 			h.hold(dl, serr)
 		}
 	}
-	h.release(ctx, d)
+	h.release(ctx, d, true)
 	h.reportDeadLetter(ctx, dl, err)
 }
 
@@ -320,8 +326,7 @@ func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return list, nil
 }
 
-// ErrInProgress is returned by [Handler.Replay] when the id is claimed
-// in the [Store]: another Replay or a resend runs it. Nothing was queued.
+// ErrInProgress is returned by [Handler.Replay] while another run holds the id.
 var ErrInProgress = errors.New("eachhook: delivery in progress")
 
 // Replay claims id in the [Store] and queues its dead letter again (with
@@ -380,7 +385,7 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 		return fmt.Errorf("eachhook: replay %s: not queued: %w", dl.ID, err)
 	}
 	if o.result == duplicate { // a DedupingQueue holds a delivery of id already: it runs that one
-		h.release(ctx, Delivery{ID: env.ID, Claim: token})
+		h.release(ctx, Delivery{ID: env.ID, Claim: token}, false)
 	}
 	if _, queueKeeps := h.queue.(DeadLetterQueue); queueKeeps {
 		// The queue now holds a delivery of id durably (this one, or one

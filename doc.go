@@ -47,8 +47,7 @@
 //	not POST                                    405, Allow: POST          -
 //	Shutdown has begun                          503, Retry-After          -
 //	a WithQueue queue not started               503, Retry-After          Error
-//	callbacks past their timeout, as many as
-//	  WithWorkers                               503, Retry-After          Warn
+//	WithWorkers callbacks past their timeout    503, Retry-After          Warn
 //	Content-Type present and not JSON           415                       Warn
 //	body larger than WithMaxBodyBytes           413                       -
 //	body cannot be read                         400                       -
@@ -87,8 +86,8 @@
 // more than once for one id: make them idempotent. The attempts of one
 // delivery run one at a time: a retry starts only after the previous
 // attempt returned. A callback that ignores its context holds its worker
-// past its timeout; while as many as [WithWorkers] do, deliveries are
-// answered 503 and [Handler.Health] names the stuck callbacks. With the in-memory
+// past its timeout; while [WithWorkers] of them do, deliveries get 503 and
+// [Handler.Health] names them. With the in-memory
 // queue an acknowledged delivery lives in memory until its callback
 // finished, so a crash loses it (at most once across a crash); with a
 // durable [Queue] ([WithQueue], module durable) it is committed before the
@@ -102,15 +101,12 @@
 // [WithErrorHandler]. [Handler.DeadLetters] lists them, [Handler.Replay]
 // runs one again, [Handler.Discard] deletes one. They live in a
 // [DeadLetterStore] ([WithDeadLetters]; by default at most 1000 in
-// memory), or in a [DeadLetterQueue] such as the durable queue.
-//
-// A dead letter leaves its id claimable: a resend runs its callback, and
-// any successful run of the id deletes its dead letter. Replay claims the
-// id first: of concurrent Replays and resends of one id, also on replicas
-// sharing the stores, one runs it and each Replay that lost returns
-// [ErrInProgress]. A dead letter is never dropped silently: kept before the
-// 200, a failed write is answered 503 so that the sender retries; made
-// after the 200, it is held in memory (at most 1000) and written again
+// memory), or in a [DeadLetterQueue] such as the durable queue. A dead
+// letter leaves its id claimable: any successful run of the id, resend or
+// Replay, deletes it; of concurrent Replays and resends, also on replicas
+// sharing the stores, one runs and a Replay that lost returns
+// [ErrInProgress]. None is dropped silently: a failed write before the 200
+// is answered 503; one after it is retried from memory (at most 1000)
 // until the store takes it, else lost at Shutdown with an Error log and
 // observe.Observer.DeadLetterLost.
 //
@@ -118,6 +114,6 @@
 //
 // [WithObserver] installs an observe.Observer, told of every outcome;
 // module eachhookotel implements it with OpenTelemetry. [Handler.Health]
-// answers 503 while the Handler cannot accept deliveries, also for 10 s
-// (by [WithClock]) after a claim, queue insert or dead-letter write failed.
+// answers 503 while the Handler cannot accept deliveries, and for 10 s after
+// a claim, queue insert or dead-letter write failed (see the README).
 package eachhook

@@ -39,6 +39,14 @@ type Store interface {
 	Release(ctx context.Context, id, token string) error
 }
 
+// DeadLetterReleaser is an optional interface of a [Store] wrapper (module
+// eachloop's): for an id kept as a dead letter the Handler calls
+// ReleaseDeadLetter, which releases as Release does, instead of Release.
+type DeadLetterReleaser interface {
+	Store
+	ReleaseDeadLetter(ctx context.Context, id, token string) error
+}
+
 // memoryShards spreads ids over independently locked maps so that
 // concurrent requests rarely wait for each other or for a sweep.
 const memoryShards = 64

@@ -39,11 +39,10 @@ func (d *Delivery) request() context.Context {
 // Runner is what a [Queue] gets from the Handler in Start. It is safe for
 // concurrent use.
 type Runner interface {
-	// Run runs d's callback once as attempt number attempt (1 for the first),
-	// returning once it returned, with its error, one matching
-	// [ErrCallbackPanic] after a panic or [runtime.Goexit], or an error when
-	// no callback handles d.Status. On success it marks d.ID done in the
-	// [Store] and deletes its dead letter.
+	// Run runs d's callback once as attempt number attempt (1 for the first)
+	// and returns, once it returned, its error, one matching [ErrCallbackPanic]
+	// after a panic or [runtime.Goexit], or an error when no callback handles
+	// d.Status. On success it marks d.ID done and deletes its dead letter.
 	Run(ctx context.Context, d Delivery, attempt int) error
 	// GiveUp makes d a dead letter after attempts attempts, the last of which
 	// returned err, and releases d.Claim. Call it once per delivery given up.

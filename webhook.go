@@ -256,11 +256,9 @@ func (h *Handler) settle(r *http.Request, o outcome) (int, string) {
 }
 
 // Receive is ServeHTTP for a delivery that did not arrive as an
-// *http.Request: it takes the method, headers and raw body and returns the
-// status code ServeHTTP would answer; ctx plays the request context. Header
-// names are matched whatever their case, as a gateway's lower-case map
-// gives them. Send a
-// 503 with Retry-After and a 405 with Allow: POST, as ServeHTTP does.
+// *http.Request: it takes the method, headers (names in any case) and raw
+// body and returns the status code ServeHTTP would answer; ctx plays the
+// request context. Send a 503 with Retry-After and a 405 with Allow: POST.
 func (h *Handler) Receive(ctx context.Context, method string, header http.Header, body []byte) int {
 	header = canonical(header)
 	r := (&http.Request{
@@ -567,10 +565,9 @@ func recent(f *atomic.Int64, now time.Time) bool {
 	return t != 0 && now.UnixNano()-t < int64(healthRecent)
 }
 
-// Health returns a handler for a health endpoint: GET and HEAD get 200
-// {"status":"ok"} while the Handler accepts deliveries, else 503
-// {"status":"unavailable","reason":R} (the README lists every R), within
-// 2 s even when a [Pinger] ignores its context.
+// Health returns a handler for a health endpoint: 200 {"status":"ok"} to GET
+// and HEAD while the Handler accepts deliveries, else 503 {"status":
+// "unavailable","reason":R} (see the README), within 2 s.
 func (h *Handler) Health() http.Handler {
 	return http.HandlerFunc(h.serveHealth)
 }
