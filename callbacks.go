@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eachhook/eachhook/observe"
@@ -105,9 +107,20 @@ func (h *Handler) register(name string, ev event, registered bool, set func(*cal
 var errNoCallback = errors.New("eachhook: no callback registered for the delivery's status")
 
 // runner is the [Runner] the Handler gives its Queue.
-type runner struct{ h *Handler }
+type runner struct {
+	h *Handler
+	// inline: Run is called by the in-memory queue, whose workers survive a
+	// runtime.Goexit in a callback (a new goroutine takes over), so the
+	// callback runs on the caller's goroutine. Another queue's goroutine
+	// (River's job goroutine) would be lost to a Goexit: there the
+	// callback runs on a goroutine of its own, and Run waits for it.
+	inline bool
+}
 
-// Run implements [Runner].
+// errGoexit is the error of an attempt whose callback called runtime.Goexit.
+var errGoexit = fmt.Errorf("%w: runtime.Goexit called (as t.FailNow does)", ErrCallbackPanic)
+
+// Run implements [Runner]. It returns only once the callback returned.
 func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	h := r.h
 	ctx = context.WithValue(ctx, attemptKey{}, attempt)
@@ -122,71 +135,146 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 			ctx = c
 		}
 	}
-	run.Err = h.callWithin(ctx, d)
+	finished := false
+	defer func() {
+		if !finished { // a Goexit ends this goroutine; the in-memory queue replaces it
+			run.Err, run.Duration = errGoexit, h.cfg.now().Sub(start)
+			h.finish(ctx, d, run)
+		}
+	}()
+	run.Err = h.call(ctx, &d, start, r.inline)
 	run.Duration = h.cfg.now().Sub(start)
+	finished = true
+	h.finish(ctx, d, run)
+	return run.Err
+}
+
+// finish records the end of an attempt: on success the id is done and its
+// dead letter, if any, deleted; then the observer hears of it.
+func (h *Handler) finish(ctx context.Context, d Delivery, run observe.CallbackRun) {
 	if run.Err == nil {
 		// Recorded before the observer hears of it. A failure to mark the
 		// id done leaves the claim to its lease, after which a redelivery
 		// runs it again (at least once).
-		if err := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); err != nil {
+		bg := ctx
+		if ctx.Err() != nil { // Shutdown gave up: record the success all the same
+			bg = context.WithoutCancel(ctx)
+		}
+		if err := h.store.Complete(bg, d.ID, d.Claim, h.cfg.dedupeTTL); err != nil {
 			h.log.Error("eachhook: marking a delivery done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", err)
 		}
-		h.succeeded(ctx, d)
+		h.succeeded(bg, d)
 	} else {
-		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", attempt, "err", run.Err)
+		h.log.Warn("eachhook: callback failed", "id", d.ID, "status", d.Status, "attempt", run.Attempt, "err", run.Err)
 	}
-	if obs.CallbackFinished != nil {
-		obs.CallbackFinished(ctx, run)
+	if f := h.cfg.observer.CallbackFinished; f != nil {
+		f(ctx, run)
 	}
-	return run.Err
 }
 
 // CallbackTimeout implements [Runner].
 func (r runner) CallbackTimeout() time.Duration { return r.h.cfg.callbackTimeout }
 
-// callWithin runs the callback for d once on a goroutine of its own, so
-// that a panic or a runtime.Goexit in it ends the attempt, not the caller's
-// goroutine (a queue's worker): both become an error matching
-// ErrCallbackPanic. It waits at most the callback timeout: a callback
-// still running then is left to end on its own, its context cancelled,
-// and the attempt fails with an error matching context.DeadlineExceeded,
-// so that the worker goes on with the next delivery.
-func (h *Handler) callWithin(ctx context.Context, d Delivery) error {
+// call runs the callback for d once and returns when it returned; its
+// context ends at the callback timeout. A panic becomes an error matching
+// ErrCallbackPanic. Inline, a runtime.Goexit ends the caller's goroutine
+// (see runner.inline); otherwise the callback runs on a goroutine of its
+// own, whose Goexit becomes errGoexit. While it runs, the callback counts
+// among the running ones, stuck once past its timeout (see Handler.stuck).
+func (h *Handler) call(ctx context.Context, d *Delivery, start time.Time, inline bool) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.callbackTimeout)
 	defer cancel()
-	result := make(chan error, 1)
-	go func() {
-		returned := false
-		defer func() {
-			if returned {
-				return
-			}
-			if v := recover(); v != nil {
-				h.log.Error("eachhook: callback panicked", "id", d.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				result <- fmt.Errorf("%w: %v", ErrCallbackPanic, v)
-				return
-			}
-			// Neither returned nor panicked: the callback called runtime.Goexit.
-			h.log.Error("eachhook: callback called runtime.Goexit", "id", d.ID)
-			result <- fmt.Errorf("%w: runtime.Goexit called (as t.FailNow does)", ErrCallbackPanic)
-		}()
-		err := dispatch(ctx, &h.callbacks, &d)
-		returned = true
-		result <- err
-	}()
-	select {
-	case err := <-result:
-		if err == nil && ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-			// It returned nil, but only after its deadline: it overran.
-			err = fmt.Errorf("eachhook: callback overran its timeout of %v: %w", h.cfg.callbackTimeout, context.DeadlineExceeded)
-		}
-		return err
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			h.log.Error("eachhook: callback still running at its timeout; left to end on its own", "id", d.ID, "timeout", h.cfg.callbackTimeout)
-			return fmt.Errorf("eachhook: callback cut at its timeout of %v: %w", h.cfg.callbackTimeout, context.DeadlineExceeded)
-		}
-		// The queue's own context ended (shutdown gave up): wait no more.
-		return ctx.Err()
+	slot := h.running.begin(start.Add(h.cfg.callbackTimeout))
+	defer h.running.end(slot)
+	var err error
+	if inline {
+		err = h.guarded(ctx, d, nil)
+	} else {
+		result := make(chan error, 1)
+		dd := *d // the goroutine's own copy: d stays on the caller's stack
+		go func() { result <- h.guarded(ctx, &dd, result) }()
+		err = <-result
 	}
+	if err == nil && ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		// It returned nil, but only after its deadline: it overran.
+		err = fmt.Errorf("eachhook: callback overran its timeout of %v: %w", h.cfg.callbackTimeout, context.DeadlineExceeded)
+	}
+	return err
+}
+
+// guarded runs the callback for d, turning a panic into an error. On a
+// runtime.Goexit it logs, and sends errGoexit to goexit if not nil.
+func (h *Handler) guarded(ctx context.Context, d *Delivery, goexit chan<- error) (err error) {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		if v := recover(); v != nil {
+			h.log.Error("eachhook: callback panicked", "id", d.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrCallbackPanic, v)
+			return
+		}
+		h.log.Error("eachhook: callback called runtime.Goexit", "id", d.ID)
+		if goexit != nil {
+			goexit <- errGoexit
+		}
+	}()
+	err = dispatch(ctx, &h.callbacks, d)
+	returned = true
+	return err
+}
+
+// running keeps the deadline of each callback attempt running now, so
+// that the Handler tells those stuck past their timeout (see Handler.stuck).
+type running struct {
+	n    atomic.Int32 // attempts running
+	mu   sync.Mutex
+	ends []int64 // deadline (Unix nanoseconds) by slot; 0 marks a free slot
+	free []int
+}
+
+// begin records an attempt that must end by deadline and returns its slot.
+func (r *running) begin(deadline time.Time) int {
+	r.n.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := len(r.ends)
+	if k := len(r.free); k > 0 {
+		i, r.free = r.free[k-1], r.free[:k-1]
+	} else {
+		r.ends = append(r.ends, 0)
+	}
+	r.ends[i] = deadline.UnixNano()
+	return i
+}
+
+// end records that the attempt in slot i returned.
+func (r *running) end(i int) {
+	r.mu.Lock()
+	r.ends[i] = 0
+	r.free = append(r.free, i)
+	r.mu.Unlock()
+	r.n.Add(-1)
+}
+
+// stuck returns how many attempts run past their deadline at now.
+func (r *running) stuck(now time.Time) int {
+	t := now.UnixNano()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, end := range r.ends {
+		if end != 0 && end <= t {
+			n++
+		}
+	}
+	return n
+}
+
+// stuck reports whether as many callbacks as [WithWorkers] allows run
+// past their timeout: the Handler then refuses deliveries.
+func (h *Handler) stuck() bool {
+	w := h.cfg.workers
+	return int(h.running.n.Load()) >= w && h.running.stuck(h.cfg.now()) >= w
 }

@@ -3,8 +3,11 @@ package eachhook_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,47 +24,65 @@ func TestWithCallbackTimeoutInvalid(t *testing.T) {
 	}
 }
 
-// A callback that ignores its context is cut at the timeout: its attempt
-// fails with context.DeadlineExceeded, it is retried, and the one worker
-// goes on with the next delivery while the hung callback ends on its own.
-func TestHangingCallbackCutAtTimeout(t *testing.T) {
+// A callback that ignores its context runs its attempts one at a time: the
+// retry starts only once the attempt past its timeout returned. With one
+// worker, that stuck callback reaches the bound: deliveries are answered
+// 503 with Retry-After and Health 503 naming stuck callbacks, until it
+// returns.
+func TestStuckCallbackRunsOneAttemptAtATime(t *testing.T) {
+	var clock clockAt
+	clock.set(time.Now())
+	pastDeadline := make(chan struct{})
 	release := make(chan struct{})
-	var mu sync.Mutex
-	var ran []string
-	var reported []error
-	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithWorkers(1),
-		eachhook.WithCallbackTimeout(50*time.Millisecond), eachhook.WithRetry(2, time.Millisecond),
-		eachhook.WithErrorHandler(func(_ context.Context, err error) {
-			mu.Lock()
-			reported = append(reported, err)
-			mu.Unlock()
-		}))
+	secondStarted := make(chan struct{})
+	finished := make(chan struct{}, 4)
+	var running, most, attempts atomic.Int32
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithWorkers(1), eachhook.WithClock(clock.now),
+		eachhook.WithCallbackTimeout(20*time.Millisecond), eachhook.WithRetry(2, time.Millisecond),
+		eachhook.WithObserver(observe.Observer{CallbackFinished: func(context.Context, observe.CallbackRun) { finished <- struct{}{} }}))
 	h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
-		mu.Lock()
-		ran = append(ran, s.ID)
-		mu.Unlock()
-		if s.ID == "hangs" {
-			<-release // ignores ctx
+		if s.ID != "hangs" {
+			return nil
 		}
+		n := running.Add(1)
+		defer running.Add(-1)
+		if n > most.Load() {
+			most.Store(n)
+		}
+		if attempts.Add(1) == 1 {
+			<-ctx.Done()
+			close(pastDeadline)
+			<-release // ignores its context
+			return nil
+		}
+		close(secondStarted)
 		return nil
 	})
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "hangs")).Code)
-	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "next")).Code)
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(ran) == 3 && len(reported) == 1
-	}, 5*time.Second, time.Millisecond)
-	mu.Lock()
-	require.Equal(t, []string{"hangs", "hangs", "next"}, ran, "two attempts of the hung one, then the next delivery")
-	var ce *eachhook.CallbackError
-	require.ErrorAs(t, reported[0], &ce)
-	require.Equal(t, "hangs", ce.ID)
-	require.Equal(t, 2, ce.Attempts)
-	require.ErrorIs(t, reported[0], context.DeadlineExceeded)
-	mu.Unlock()
+	<-pastDeadline
+	clock.set(clock.now().Add(time.Second)) // by the Handler's clock too
+
+	w := serve(h, eachhooktest.NewSuccessRequest("/", secret, "next"))
+	require.Equal(t, 503, w.Code, "the one worker is stuck: the bound is reached")
+	require.Equal(t, "10", w.Header().Get("Retry-After"))
+	hw := serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	require.Equal(t, 503, hw.Code)
+	require.JSONEq(t, `{"status":"unavailable","reason":"callbacks stuck past their timeout"}`, hw.Body.String())
+	select {
+	case <-secondStarted:
+		t.Fatal("the retry started while the first attempt still ran")
+	case <-time.After(100 * time.Millisecond): // a retry that did not wait would have started by now
+	}
+
 	close(release)
+	<-finished // the first attempt: it overran
+	<-secondStarted
+	<-finished
+	require.Equal(t, 200, serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil)).Code)
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "next")).Code)
 	drain(t, h)
+	require.Equal(t, int32(2), attempts.Load())
+	require.Equal(t, int32(1), most.Load(), "never two attempts at once")
 }
 
 // A callback that returns nil only after its timeout overran: a failure.

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eachhook/eachhook/observe"
@@ -79,47 +80,230 @@ const deadLetterStoreTimeout = 10 * time.Second
 // deadLetters is the Handler's part that keeps its dead letters.
 type deadLetters struct {
 	store DeadLetterStore
-	// replaying holds the ids replayed through this Handler's queue whose
-	// callback has not succeeded since: their dead letter is deleted when
-	// it does.
-	replaying sync.Map // id -> struct{}
+
+	// held are the dead letters made after the 200 that the store has not
+	// taken yet, at most memoryDeadLettersMax; a goroutine of their own
+	// stores them again until it does, or Shutdown.
+	mu       sync.Mutex
+	held     map[string]DeadLetter
+	nheld    atomic.Int32 // len(held), read without mu
+	retrying bool         // the goroutine runs
+	closed   bool         // Shutdown: held ones are stored once more, then lost
+	stop     chan struct{}
+	retried  sync.WaitGroup
 }
 
-// deadLetter records that the delivery d became a dead letter for reason,
-// after attempts attempts, the last of which returned err: it stores the
-// dead letter (unless the queue keeps its own, as a durable queue's
-// discarded job), logs it at error level and passes a [*CallbackError] to
-// the error handler, once per dead letter.
-func (h *Handler) deadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
+// holding reports whether a dead letter waits to be stored again.
+func (d *deadLetters) holding() bool { return d.nheld.Load() > 0 }
+
+// newDeadLetter returns the dead letter of d for reason after attempts
+// attempts, the last of which returned err.
+func (h *Handler) newDeadLetter(d Delivery, reason string, attempts int, err error) DeadLetter {
 	dl := DeadLetter{ID: d.ID, Status: d.Status, Reason: reason, Body: d.Body, Attempts: attempts, At: h.cfg.now()}
 	if err != nil {
 		dl.Err = err.Error()
 	}
-	if _, queueKeeps := h.queue.(DeadLetterQueue); !queueKeeps || reason != reasonCallbackFailed {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterStoreTimeout)
-		serr := h.dead.store.Add(sctx, dl)
-		cancel()
-		if serr != nil {
-			h.log.Error("eachhook: dead letter not stored: the delivery is lost", "id", d.ID, "status", d.Status, "reason", reason, "err", serr)
-		}
-	}
-	h.log.Error("eachhook: dead letter", "id", d.ID, "status", d.Status, "reason", reason, "attempts", attempts, "err", err)
-	h.callErrorHandler(ctx, &CallbackError{ID: d.ID, Status: d.Status, Attempts: attempts, Err: err})
+	return dl
 }
 
-// succeeded is called after a callback of d succeeded: a dead letter
-// replayed through this Handler's queue is deleted.
-func (h *Handler) succeeded(ctx context.Context, d Delivery) {
-	if _, ok := h.dead.replaying.LoadAndDelete(d.ID); !ok {
-		return
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterStoreTimeout)
+// addDeadLetter writes dl to the dead-letter store, within
+// deadLetterStoreTimeout, and records the store's failure for Health.
+func (h *Handler) addDeadLetter(ctx context.Context, dl DeadLetter) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterStoreTimeout)
 	defer cancel()
-	if _, err := h.dead.store.Delete(sctx, d.ID); err != nil {
-		h.log.Error("eachhook: replayed dead letter succeeded but could not be deleted", "id", d.ID, "err", err)
+	if err := h.dead.store.Add(ctx, dl); err != nil {
+		fail(&h.failed.deadLetters, h.cfg.now())
+		return err
+	}
+	recovered(&h.failed.deadLetters)
+	return nil
+}
+
+// release gives up d's claim of its id, so that a resend of it runs; kept
+// says d became a dead letter (see DeadLetterReleaser).
+func (h *Handler) release(ctx context.Context, d Delivery, kept bool) {
+	if d.Claim == "" {
 		return
 	}
-	h.log.Info("eachhook: replayed dead letter succeeded", "id", d.ID, "status", d.Status)
+	ctx = context.WithoutCancel(ctx)
+	release := h.store.Release
+	if r, ok := h.store.(DeadLetterReleaser); ok && kept {
+		release = r.ReleaseDeadLetter
+	}
+	if err := release(ctx, d.ID, d.Claim); err != nil {
+		h.log.Error("eachhook: release failed: the id is processed again after its claim lease", "id", d.ID, "err", err)
+	}
+}
+
+// reportDeadLetter logs the dead letter and passes a [*CallbackError] to
+// the error handler, once per dead letter.
+func (h *Handler) reportDeadLetter(ctx context.Context, dl DeadLetter, err error) {
+	h.log.Error("eachhook: dead letter", "id", dl.ID, "status", dl.Status, "reason", dl.Reason, "attempts", dl.Attempts, "err", err)
+	h.callErrorHandler(ctx, &CallbackError{ID: dl.ID, Status: dl.Status, Attempts: dl.Attempts, Err: err})
+}
+
+// keepDeadLetter keeps d, admitted with a status no callback handles, as a
+// dead letter before the 200, and releases its claim. When the store fails
+// it returns the error: the claim is released and the request answered
+// 503, so that the sender retries.
+func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, err error) error {
+	dl := h.newDeadLetter(d, reason, 0, err)
+	serr := h.addDeadLetter(ctx, dl)
+	h.release(ctx, d, serr == nil)
+	if serr != nil {
+		return fmt.Errorf("eachhook: dead letter not stored: %w", serr) // answered 503 and logged as a refusal
+	}
+	h.reportDeadLetter(ctx, dl, err)
+	return nil
+}
+
+// GiveUp implements [Runner]: it tells the observer, keeps d as a dead
+// letter (in the store, unless the queue keeps its own, as a durable
+// queue's discarded job) and releases d's claim, so that a resend runs.
+// A dead letter the store refuses is held in memory and stored again.
+func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
+	h := r.h
+	reason := reasonCallbackFailed
+	if errors.Is(err, errNoCallback) {
+		reason = reasonNoCallback
+	}
+	if f := h.cfg.observer.GaveUp; f != nil {
+		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
+	}
+	ctx = context.WithoutCancel(ctx)
+	dl := h.newDeadLetter(d, reason, attempts, err)
+	if _, queueKeeps := h.queue.(DeadLetterQueue); !queueKeeps || reason != reasonCallbackFailed {
+		if serr := h.addDeadLetter(ctx, dl); serr != nil {
+			h.hold(dl, serr)
+		}
+	}
+	h.release(ctx, d, true)
+	h.reportDeadLetter(ctx, dl, err)
+}
+
+// hold keeps dl, which the store refused with err, to store it again
+// later, or loses it (logged, and told to the observer) when
+// memoryDeadLettersMax wait already or Shutdown has begun.
+func (h *Handler) hold(dl DeadLetter, err error) {
+	d := &h.dead
+	d.mu.Lock()
+	if _, again := d.held[dl.ID]; d.closed || (!again && len(d.held) >= memoryDeadLettersMax) {
+		d.mu.Unlock()
+		h.loseDeadLetter(dl, err)
+		return
+	}
+	if d.held == nil {
+		d.held = make(map[string]DeadLetter)
+	}
+	d.held[dl.ID] = dl
+	d.nheld.Store(int32(len(d.held)))
+	if !d.retrying {
+		d.retrying = true
+		d.retried.Add(1)
+		go h.retryHeld()
+	}
+	d.mu.Unlock()
+	h.log.Error("eachhook: dead letter not stored yet: stored again until the store takes it; a resend of the id runs meanwhile",
+		"id", dl.ID, "status", dl.Status, "reason", dl.Reason, "err", err)
+}
+
+// loseDeadLetter logs and tells the observer of a dead letter no store kept.
+func (h *Handler) loseDeadLetter(dl DeadLetter, err error) {
+	h.log.Error("eachhook: dead letter lost: its store failed", "id", dl.ID, "status", dl.Status, "reason", dl.Reason, "err", err)
+	if f := h.cfg.observer.DeadLetterLost; f != nil {
+		f(context.Background(), observe.DeliveryInfo{ID: dl.ID, Status: dl.Status}, err)
+	}
+}
+
+// retryHeld stores the held dead letters again, waiting the backoff of
+// WithRetry (at least retryHeldMin) doubling up to a minute between
+// rounds, until none is held or Shutdown.
+func (h *Handler) retryHeld() {
+	defer h.dead.retried.Done()
+	for attempt := 2; ; attempt++ {
+		t := time.NewTimer(backoffFor(max(h.cfg.backoff, retryHeldMin), attempt))
+		select {
+		case <-h.dead.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if h.storeHeld(context.Background()) == nil {
+			return
+		}
+	}
+}
+
+// retryHeldMin is the least wait between two rounds of retryHeld.
+const retryHeldMin = 100 * time.Millisecond
+
+// storeHeld stores the held dead letters; it returns nil, and marks the
+// retrying goroutine stopped, once none is left, else the last error. It
+// holds mu throughout, so that a success deleting a held one (see
+// succeeded) cannot be undone by a write in flight.
+func (h *Handler) storeHeld(ctx context.Context) error {
+	d := &h.dead
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var last error
+	for id, dl := range d.held {
+		if err := h.addDeadLetter(ctx, dl); err != nil {
+			last = err
+			continue
+		}
+		delete(d.held, id)
+		h.log.Info("eachhook: held dead letter stored", "id", id)
+	}
+	d.nheld.Store(int32(len(d.held)))
+	if len(d.held) == 0 {
+		d.retrying = false
+	}
+	return last
+}
+
+// stopRetrying ends the retries of held dead letters at Shutdown: they are
+// stored once more within ctx, and those the store refuses then are lost.
+func (h *Handler) stopRetrying(ctx context.Context) {
+	d := &h.dead
+	d.mu.Lock()
+	if !d.closed {
+		d.closed = true
+		close(d.stop)
+	}
+	d.mu.Unlock()
+	d.retried.Wait()
+	err := h.storeHeld(ctx)
+	d.mu.Lock()
+	lost := d.held
+	d.held = nil
+	d.nheld.Store(0)
+	d.mu.Unlock()
+	for _, dl := range lost {
+		h.loseDeadLetter(dl, err)
+	}
+}
+
+// succeeded is called after a callback of d succeeded: d's dead letter,
+// held or stored, is deleted, since the event it kept has been handled.
+func (h *Handler) succeeded(ctx context.Context, d Delivery) {
+	if h.dead.holding() {
+		h.dead.mu.Lock()
+		delete(h.dead.held, d.ID)
+		h.dead.nheld.Store(int32(len(h.dead.held)))
+		h.dead.mu.Unlock()
+	}
+	if _, local := h.dead.store.(*memoryDeadLetters); !local {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, deadLetterStoreTimeout)
+		defer cancel()
+	}
+	found, err := h.dead.store.Delete(ctx, d.ID)
+	switch {
+	case err != nil:
+		h.log.Error("eachhook: callback succeeded but its dead letter could not be deleted", "id", d.ID, "err", err)
+	case found:
+		h.log.Info("eachhook: dead letter deleted: a run of its callback succeeded", "id", d.ID, "status", d.Status)
+	}
 }
 
 // DeadLetters returns the dead letters, oldest first (by [DeadLetter.At],
@@ -142,14 +326,15 @@ func (h *Handler) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return list, nil
 }
 
-// Replay queues the dead letter id again, starting the default queue if
-// needed (with [WithQueue], call [Handler.Start] first), and returns nil once
-// queued; if every attempt fails, it becomes a dead letter again. It returns
-// [ErrNoDeadLetter] when id is not a dead letter, and another error, keeping
-// the dead letter, when no callback handles its status, the queue refused it
-// ([ErrShutdown] after [Handler.Shutdown]) or the store failed. The dead
-// letter stays listed until a replayed attempt succeeds, except with a
-// [DeadLetterQueue], which then keeps it (and replays ids the store lacks).
+// ErrInProgress is returned by [Handler.Replay] while another run holds the id.
+var ErrInProgress = errors.New("eachhook: delivery in progress")
+
+// Replay claims id in the [Store] and queues its dead letter again (with
+// [WithQueue], call [Handler.Start] first); nil means queued. It returns
+// [ErrInProgress] when id is claimed, [ErrNoDeadLetter] when id is not a
+// dead letter, and another error, keeping it, when no callback handles its
+// status, the queue refused it ([ErrShutdown] after [Handler.Shutdown]) or
+// a store failed. A [DeadLetterQueue] replays the ids the store lacks.
 func (h *Handler) Replay(ctx context.Context, id string) error {
 	dl, ok, err := h.dead.store.Get(ctx, id)
 	if err != nil {
@@ -164,7 +349,7 @@ func (h *Handler) Replay(ctx context.Context, id string) error {
 	return h.replay(ctx, dl)
 }
 
-// replay queues the delivery of dl from the store again.
+// replay claims the id of dl from the store and queues its delivery again.
 func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 	if h.closing.Load() {
 		return ErrShutdown
@@ -181,19 +366,15 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 	if !h.callbacks.has[env.Event] {
 		return fmt.Errorf("eachhook: replay %s: %w: %q", dl.ID, errNoCallback, env.Status)
 	}
-	// A dead letter keeps its id claimed as done, so that a redelivery
-	// runs nothing; the replay is queued without a claim of its own: the
-	// user asked for the callback to run again. Its success removes the
-	// dead letter; its failure makes it one again.
-	_, queueKeeps := h.queue.(DeadLetterQueue)
-	if !queueKeeps {
-		// Marked before the queue can run it, so that its success finds
-		// the mark.
-		h.dead.replaying.Store(env.ID, struct{}{})
-	}
-	o := h.handOver(ctx, Delivery{ID: env.ID, Status: env.Status, Body: dl.Body, AcceptedAt: h.cfg.now()}, false)
+	token, claimed, err := h.store.Claim(ctx, env.ID, h.claimLease)
 	switch {
-	case o.result == refused:
+	case err != nil:
+		return fmt.Errorf("eachhook: replay %s: %w", dl.ID, err)
+	case !claimed:
+		return fmt.Errorf("eachhook: replay %s: %w", dl.ID, ErrInProgress)
+	}
+	o := h.handOver(ctx, Delivery{ID: env.ID, Status: env.Status, Body: dl.Body, AcceptedAt: h.cfg.now(), Claim: token}, true)
+	if o.result == refused {
 		err := cmp.Or(o.err, o.queueErr)
 		switch {
 		case o.reason == observe.ReasonShutdown:
@@ -202,7 +383,11 @@ func (h *Handler) replay(ctx context.Context, dl DeadLetter) error {
 			err = errors.New(string(o.reason))
 		}
 		return fmt.Errorf("eachhook: replay %s: not queued: %w", dl.ID, err)
-	case queueKeeps:
+	}
+	if o.result == duplicate { // a DedupingQueue holds a delivery of id already: it runs that one
+		h.release(ctx, Delivery{ID: env.ID, Claim: token}, false)
+	}
+	if _, queueKeeps := h.queue.(DeadLetterQueue); queueKeeps {
 		// The queue now holds a delivery of id durably (this one, or one
 		// stored since), and keeps it as its own dead letter if it fails.
 		if _, err := h.dead.store.Delete(context.WithoutCancel(ctx), dl.ID); err != nil {
@@ -220,7 +405,6 @@ func (h *Handler) Discard(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("eachhook: discard %s: %w", id, err)
 	}
-	h.dead.replaying.Delete(id)
 	if q, own := h.queue.(DeadLetterQueue); own {
 		err := q.Discard(ctx, id)
 		switch {
@@ -344,42 +528,6 @@ func (m *memoryDeadLetters) Delete(ctx context.Context, id string) (bool, error)
 		m.bytes -= len(dl.Body)
 	}
 	return ok, nil
-}
-
-// GiveUp implements [Runner]: it keeps the delivery as a dead letter
-// (marked done first, then logged and reported to the error handler
-// once) and tells the observer.
-func (r runner) GiveUp(ctx context.Context, d Delivery, attempts int, err error) {
-	h := r.h
-	reason := reasonCallbackFailed
-	if errors.Is(err, errNoCallback) {
-		reason = reasonNoCallback
-	}
-	h.markDeadLetterDone(ctx, d)
-	if f := h.cfg.observer.GaveUp; f != nil {
-		f(ctx, observe.DeliveryInfo{ID: d.ID, Status: d.Status}, attempts, err)
-	}
-	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
-}
-
-// keepDeadLetter marks d's id done and then hands d to the dead-letter
-// path, so that whoever learns of the dead letter (the error handler, the
-// log) finds a redelivery of it a duplicate already.
-func (h *Handler) keepDeadLetter(ctx context.Context, d Delivery, reason string, attempts int, err error) {
-	h.markDeadLetterDone(ctx, d)
-	h.deadLetter(context.WithoutCancel(ctx), d, reason, attempts, err)
-}
-
-// markDeadLetterDone keeps a dead letter's id claimed, marked done for the
-// dedupe TTL by d.Claim, so that a redelivery of it is a duplicate and runs
-// nothing a second time; Replay runs it again without a claim.
-func (h *Handler) markDeadLetterDone(ctx context.Context, d Delivery) {
-	if d.Claim == "" {
-		return // a replay's, or a DedupingQueue's delivery: no claim of its own
-	}
-	if cerr := h.store.Complete(context.WithoutCancel(ctx), d.ID, d.Claim, h.cfg.dedupeTTL); cerr != nil {
-		h.log.Error("eachhook: marking a dead letter done failed: a redelivery after the claim lease runs it again", "id", d.ID, "err", cerr)
-	}
 }
 
 // callErrorHandler passes err to the WithErrorHandler function, if any. A

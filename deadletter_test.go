@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +18,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/deadlettertest"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/observe"
 	"github.com/stretchr/testify/require"
 )
 
@@ -188,7 +192,8 @@ func TestFailingCallbackBecomesADeadLetterThatReplays(t *testing.T) {
 func TestReplayedDeliveryIsDeduplicatedAfterwards(t *testing.T) {
 	store := eachhook.NewMemoryStore()
 	defer store.Close()
-	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithRetry(1, 0), eachhook.WithStore(store))
+	var seen errorsSeen
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithRetry(1, 0), eachhook.WithStore(store), eachhook.WithErrorHandler(seen.handler))
 	var fail atomic.Bool
 	fail.Store(true)
 	var runs atomic.Int32
@@ -200,7 +205,7 @@ func TestReplayedDeliveryIsDeduplicatedAfterwards(t *testing.T) {
 		return nil
 	})
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "dedupe-after-replay")).Code)
-	require.Eventually(t, func() bool { return len(deadLetters(t, h)) == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(seen.get()) == 1 }, 5*time.Second, time.Millisecond)
 	fail.Store(false)
 	require.NoError(t, h.Replay(context.Background(), "dedupe-after-replay"))
 	require.Eventually(t, func() bool { return len(deadLetters(t, h)) == 0 }, 5*time.Second, time.Millisecond)
@@ -260,4 +265,183 @@ func TestReplayAfterShutdown(t *testing.T) {
 	drain(t, h)
 	require.ErrorIs(t, h.Replay(context.Background(), "late"), eachhook.ErrShutdown)
 	require.Len(t, deadLetters(t, h), 1, "a replay that was not queued keeps the dead letter")
+}
+
+// brokenDeadLetters is a DeadLetterStore whose Add fails while broken is
+// set; it counts the Adds that failed.
+type brokenDeadLetters struct {
+	eachhook.DeadLetterStore
+	broken atomic.Bool
+	failed atomic.Int32
+}
+
+var errDeadLettersDown = errors.New("dead-letter store down")
+
+func (s *brokenDeadLetters) Add(ctx context.Context, dl eachhook.DeadLetter) error {
+	if s.broken.Load() {
+		s.failed.Add(1)
+		return errDeadLettersDown
+	}
+	return s.DeadLetterStore.Add(ctx, dl)
+}
+
+func healthOf(h *eachhook.Handler) (int, string) {
+	w := serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	return w.Code, w.Body.String()
+}
+
+// A status kept as a dead letter before the 200 is answered 503 while the
+// dead-letter store fails, its claim released: the sender's retries are
+// kept once the store works again, 10 of 10.
+func TestDeadLetterStoreFailureBeforeThe200Is503(t *testing.T) {
+	var seen errorsSeen
+	dls := &brokenDeadLetters{DeadLetterStore: eachhook.NewMemoryDeadLettersForTest(quiet, 1000, 1<<20)}
+	dls.broken.Store(true)
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithDeadLetters(dls), eachhook.WithErrorHandler(seen.handler))
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
+	send := func(i int) *httptest.ResponseRecorder {
+		if i%2 == 0 {
+			return serve(h, signed(predictionBody("odd-"+strconv.Itoa(i), "exploded"))) // unknown_status
+		}
+		return serve(h, eachhooktest.NewFailedRequest("/", secret, "odd-"+strconv.Itoa(i))) // no_callback
+	}
+	for i := range 10 {
+		w := send(i)
+		require.Equal(t, 503, w.Code)
+		require.Equal(t, "10", w.Header().Get("Retry-After"))
+	}
+	require.Equal(t, int32(10), dls.failed.Load())
+	require.Empty(t, seen.get(), "nothing was kept, so nothing is reported")
+	code, body := healthOf(h)
+	require.Equal(t, 503, code)
+	require.JSONEq(t, `{"status":"unavailable","reason":"dead-letter store failed"}`, body)
+
+	dls.broken.Store(false)
+	for i := range 10 {
+		require.Equal(t, 200, send(i).Code, "the claim was released: the retry is processed")
+	}
+	require.Len(t, deadLetters(t, h), 10)
+	require.Len(t, seen.get(), 10)
+	code, _ = healthOf(h)
+	require.Equal(t, 200, code)
+	drain(t, h)
+}
+
+// A dead letter made after the 200 is stored again until its store takes
+// it; meanwhile its id is claimable, so a resend runs it (and a success
+// deletes the held dead letter), and Health answers 503.
+func TestDeadLetterStoreFailureAfterThe200IsRetried(t *testing.T) {
+	var seen errorsSeen
+	var lost atomic.Int32
+	dls := &brokenDeadLetters{DeadLetterStore: eachhook.NewMemoryDeadLettersForTest(quiet, 1000, 1<<20)}
+	dls.broken.Store(true)
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithDeadLetters(dls), eachhook.WithRetry(1, time.Millisecond),
+		eachhook.WithErrorHandler(seen.handler),
+		eachhook.WithObserver(observe.Observer{DeadLetterLost: func(context.Context, observe.DeliveryInfo, error) { lost.Add(1) }}))
+	var fail atomic.Bool
+	fail.Store(true)
+	var runs atomic.Int32
+	h.OnSuccess(func(context.Context, *eachhook.Success) error {
+		runs.Add(1)
+		if fail.Load() {
+			return errors.New("downstream unavailable")
+		}
+		return nil
+	})
+	for i := range 10 {
+		require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "held-"+strconv.Itoa(i))).Code)
+	}
+	require.Eventually(t, func() bool { return len(seen.get()) == 10 }, 5*time.Second, time.Millisecond)
+	require.Empty(t, deadLetters(t, h))
+	code, body := healthOf(h)
+	require.Equal(t, 503, code)
+	require.JSONEq(t, `{"status":"unavailable","reason":"dead-letter store failed"}`, body)
+
+	// A resend of a held one runs; its success deletes the held dead letter.
+	fail.Store(false)
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "held-0")).Code)
+	require.Eventually(t, func() bool { return runs.Load() == 11 }, 5*time.Second, time.Millisecond)
+
+	dls.broken.Store(false)
+	require.Eventually(t, func() bool { return len(deadLetters(t, h)) == 9 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { code, _ := healthOf(h); return code == 200 }, 5*time.Second, time.Millisecond)
+	drain(t, h)
+	require.Equal(t, int32(11), runs.Load())
+	require.Len(t, seen.get(), 10)
+	require.Zero(t, lost.Load())
+	var want []string
+	for i := 1; i < 10; i++ {
+		want = append(want, "held-"+strconv.Itoa(i))
+	}
+	require.ElementsMatch(t, want, ids(deadLetters(t, h)))
+}
+
+// A dead letter whose store still fails at Shutdown is lost, never
+// silently: logged at error level and told to the observer.
+func TestDeadLetterLostAtShutdownIsLoggedAndObserved(t *testing.T) {
+	var logs logLines
+	var lost []string
+	var mu sync.Mutex
+	dls := &brokenDeadLetters{DeadLetterStore: eachhook.NewMemoryDeadLettersForTest(quiet, 1000, 1<<20)}
+	dls.broken.Store(true)
+	gaveUp := make(chan struct{})
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithDeadLetters(dls), eachhook.WithRetry(1, 0),
+		eachhook.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
+		eachhook.WithObserver(observe.Observer{
+			GaveUp: func(context.Context, observe.DeliveryInfo, int, error) { close(gaveUp) },
+			DeadLetterLost: func(_ context.Context, d observe.DeliveryInfo, err error) {
+				mu.Lock()
+				lost = append(lost, d.ID)
+				mu.Unlock()
+				require.ErrorIs(t, err, errDeadLettersDown)
+			},
+		}))
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return errors.New("no") })
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "doomed")).Code)
+	<-gaveUp
+	drain(t, h)
+	mu.Lock()
+	require.Equal(t, []string{"doomed"}, lost)
+	mu.Unlock()
+	recs := logs.records(t, "dead letter lost")
+	require.Len(t, recs, 1)
+	require.Equal(t, "ERROR", recs[0]["level"])
+	require.Equal(t, "doomed", recs[0]["id"])
+}
+
+// Of 50 concurrent Replays of one dead letter, one queues it and the
+// others return ErrInProgress: its callback runs once.
+func TestConcurrentReplaysRunOnce(t *testing.T) {
+	var seen errorsSeen
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithRetry(1, 0), eachhook.WithErrorHandler(seen.handler))
+	var runs atomic.Int32
+	gate := make(chan struct{})
+	h.OnSuccess(func(context.Context, *eachhook.Success) error {
+		if runs.Add(1) == 1 {
+			return errors.New("first run fails")
+		}
+		<-gate
+		return nil
+	})
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "replayed")).Code)
+	require.Eventually(t, func() bool { return len(seen.get()) == 1 }, 5*time.Second, time.Millisecond)
+	errs := make([]error, 50)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = h.Replay(context.Background(), "replayed") })
+	}
+	wg.Wait()
+	close(gate)
+	drain(t, h)
+	queued := 0
+	for _, err := range errs {
+		if err == nil {
+			queued++
+			continue
+		}
+		require.ErrorIs(t, err, eachhook.ErrInProgress)
+	}
+	require.Equal(t, 1, queued)
+	require.Equal(t, int32(2), runs.Load())
+	require.Empty(t, deadLetters(t, h))
 }

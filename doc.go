@@ -47,6 +47,7 @@
 //	not POST                                    405, Allow: POST          -
 //	Shutdown has begun                          503, Retry-After          -
 //	a WithQueue queue not started               503, Retry-After          Error
+//	WithWorkers callbacks past their timeout    503, Retry-After          Warn
 //	Content-Type present and not JSON           415                       Warn
 //	body larger than WithMaxBodyBytes           413                       -
 //	body cannot be read                         400                       -
@@ -62,6 +63,7 @@
 //	id already accepted (duplicate)             200, nothing runs         Debug
 //	status unknown, or terminal with no
 //	  callback registered                       200, kept as dead letter  Error
+//	  ... and the dead-letter store failed      503, Retry-After          Error
 //	queue full                                  503, Retry-After          Warn
 //	queue refused the delivery                  503, Retry-After          Error
 //	first delivery of an id                     200, its callback runs    -
@@ -81,7 +83,11 @@
 // A callback that returns an error, panics, calls [runtime.Goexit] or
 // outlives [WithCallbackTimeout] is run again, up to the attempts of
 // [WithRetry]; [AttemptFromContext] tells the attempt. Callbacks may run
-// more than once for one id: make them idempotent. With the in-memory
+// more than once for one id: make them idempotent. The attempts of one
+// delivery run one at a time: a retry starts only after the previous
+// attempt returned. A callback that ignores its context holds its worker
+// past its timeout; while [WithWorkers] of them do, deliveries get 503 and
+// [Handler.Health] names them. With the in-memory
 // queue an acknowledged delivery lives in memory until its callback
 // finished, so a crash loses it (at most once across a crash); with a
 // durable [Queue] ([WithQueue], module durable) it is committed before the
@@ -95,11 +101,19 @@
 // [WithErrorHandler]. [Handler.DeadLetters] lists them, [Handler.Replay]
 // runs one again, [Handler.Discard] deletes one. They live in a
 // [DeadLetterStore] ([WithDeadLetters]; by default at most 1000 in
-// memory), or in a [DeadLetterQueue] such as the durable queue.
+// memory), or in a [DeadLetterQueue] such as the durable queue. A dead
+// letter leaves its id claimable: any successful run of the id, resend or
+// Replay, deletes it; of concurrent Replays and resends, also on replicas
+// sharing the stores, one runs and a Replay that lost returns
+// [ErrInProgress]. None is dropped silently: a failed write before the 200
+// is answered 503; one after it is retried from memory (at most 1000)
+// until the store takes it, else lost at Shutdown with an Error log and
+// observe.Observer.DeadLetterLost.
 //
 // # Monitoring
 //
 // [WithObserver] installs an observe.Observer, told of every outcome;
 // module eachhookotel implements it with OpenTelemetry. [Handler.Health]
-// answers 503 while the Handler cannot accept deliveries.
+// answers 503 while the Handler cannot accept deliveries, and for 10 s after
+// a claim, queue insert or dead-letter write failed (see the README).
 package eachhook

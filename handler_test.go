@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -437,8 +438,9 @@ func TestShutdownDeadlineCancelsCallbacks(t *testing.T) {
 	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
 	<-cancelled
 	// Wait for the worker to keep "running" as a dead letter after its
-	// callback gave up; "never-started" was released.
-	require.Eventually(t, func() bool { return st.completed.Load() == 1 && st.released.Load() == 1 }, 5*time.Second, time.Millisecond)
+	// callback gave up; both claims were released.
+	require.Eventually(t, func() bool { return st.released.Load() == 2 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, int32(0), st.completed.Load())
 	logMu.Lock()
 	defer logMu.Unlock()
 	require.Contains(t, logs.String(), "not run before shutdown")
@@ -449,7 +451,7 @@ func TestShutdownDeadlineCancelsCallbacks(t *testing.T) {
 	require.True(t, ok)
 	_, ok, err = mem.Claim(context.Background(), "running", time.Hour)
 	require.NoError(t, err)
-	require.False(t, ok, "the dead letter keeps its id claimed")
+	require.True(t, ok, "the dead letter leaves its id claimable")
 }
 
 type lockedWriter struct {
@@ -482,7 +484,7 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	require.Equal(t, []int{1, 2, 1}, attempts)
 }
 
-func TestGivingUpReportsAndKeepsTheClaim(t *testing.T) {
+func TestGivingUpReportsAndReleasesTheClaim(t *testing.T) {
 	var reported []error
 	var mu sync.Mutex
 	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithRetry(2, time.Millisecond),
@@ -510,12 +512,18 @@ func TestGivingUpReportsAndKeepsTheClaim(t *testing.T) {
 	<-done
 	<-done
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(reported) == 1 }, 5*time.Second, time.Millisecond)
-	// A dead letter keeps its id claimed: a redelivery runs nothing again.
+	// A dead letter leaves its id claimable: a redelivery runs, and its
+	// success deletes the dead letter.
 	fail.Store(false)
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "flaky")).Code)
+	<-done
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "panics")).Code)
 	drain(t, h)
-	require.Equal(t, int32(4), runs.Load()) // 2 failed + 2 panics
+	require.Equal(t, int32(5), runs.Load()) // 2 failed + 1 succeeded + 2 panics
+	dls, err := h.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	require.Equal(t, "panics", dls[0].ID)
 
 	require.Len(t, reported, 2)
 	var ce *eachhook.CallbackError
@@ -543,14 +551,13 @@ func TestNoCallbackRegisteredBecomesDeadLetter(t *testing.T) {
 	logMu.Lock()
 	require.Contains(t, logs.String(), `level=ERROR msg="eachhook: dead letter" id=x status=failed reason=no_callback attempts=0`)
 	logMu.Unlock()
-	// The dead letter keeps its id claimed: a Handler with OnFailed on the
-	// same store takes the sender's retry for a duplicate (replaying the
-	// dead letter is the way to run it).
+	// The dead letter leaves its id claimable: a Handler with OnFailed on
+	// the same store runs the sender's retry.
 	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
 	h2.OnFailed(func(ctx context.Context, f *eachhook.Failure) error { n.Add(10); return nil })
 	require.Equal(t, 200, serve(h2, eachhooktest.NewFailedRequest("/", secret, "x")).Code)
 	drain(t, h2)
-	require.Equal(t, int32(0), n.Load())
+	require.Equal(t, int32(10), n.Load())
 }
 
 func TestSecretRotation(t *testing.T) {
@@ -957,8 +964,11 @@ func TestUnknownStatusBecomesDeadLetter(t *testing.T) {
 	r := newRouted(h)
 	require.Equal(t, 200, serve(h, signed(predictionBody("p-odd", "exploded"))).Code)
 	require.Equal(t, 200, serve(h, signed(workflowBody("e-odd", "paused"))).Code)
-	// A copy is a duplicate: one dead letter, not two.
+	// A copy replaces it: still one dead letter of p-odd, reported again.
 	require.Equal(t, 200, serve(h, signed(predictionBody("p-odd", "exploded"))).Code)
+	dls, err := h.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dls, 2)
 	drain(t, h)
 	require.Empty(t, r.success)
 	require.Empty(t, r.failed)
@@ -967,7 +977,7 @@ func TestUnknownStatusBecomesDeadLetter(t *testing.T) {
 	out := logs.String()
 	require.Contains(t, out, `msg="eachhook: dead letter" id=p-odd status=exploded reason=unknown_status attempts=0`)
 	require.Contains(t, out, `msg="eachhook: dead letter" id=workflow:e-odd status=paused reason=unknown_status attempts=0`)
-	require.Equal(t, 2, bytes.Count([]byte(out), []byte(`msg="eachhook: dead letter"`)))
+	require.Equal(t, 3, bytes.Count([]byte(out), []byte(`msg="eachhook: dead letter"`)))
 }
 
 func TestFailingCallbackBecomesDeadLetter(t *testing.T) {
@@ -979,11 +989,11 @@ func TestFailingCallbackBecomesDeadLetter(t *testing.T) {
 		return errors.New("downstream unavailable")
 	})
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p-fails")).Code)
-	require.Eventually(t, func() bool { return runs.Load() == 2 }, 5*time.Second, time.Millisecond)
-	// A redelivery of a dead letter runs nothing a second time.
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `msg="eachhook: dead letter"`) }, 5*time.Second, time.Millisecond)
+	// A redelivery of a dead letter runs it again: it fails again.
 	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p-fails")).Code)
 	drain(t, h)
-	require.Equal(t, int32(2), runs.Load())
+	require.Equal(t, int32(4), runs.Load())
 	require.Contains(t, logs.String(), `msg="eachhook: dead letter" id=p-fails status=success reason=callback_failed attempts=2 err="downstream unavailable"`)
 }
 
@@ -1894,15 +1904,16 @@ func deliveries(n int) ([][]byte, []string) {
 	bodies := make([][]byte, n)
 	sigs := make([]string, n)
 	for i := range bodies {
-		bodies[i] = eachhooktest.SuccessBody("pred-" + strconv.Itoa(i) + "-0000-0000-0000-000000000000"[len(strconv.Itoa(i)):])
+		bodies[i] = eachhooktest.SuccessBody(fmt.Sprintf("pred-%08d-0000-0000-0000-000000000000", i))
 		sigs[i] = signature.Sign(secret, "", bodies[i])
 	}
 	return bodies, sigs
 }
 
 // serveFresh runs h on b.N signed deliveries with fresh ids and fails the
-// benchmark unless every one is answered 200.
-func serveFresh(b *testing.B, h http.Handler) {
+// benchmark unless every one is answered 200; the time includes finish,
+// which waits for the callbacks, if not nil.
+func serveFresh(b *testing.B, h http.Handler, finish func()) {
 	bodies, sigs := deliveries(b.N)
 	r, _ := http.NewRequest(http.MethodPost, "/webhook", nil)
 	r.Header.Set("Content-Type", "application/json")
@@ -1921,22 +1932,75 @@ func serveFresh(b *testing.B, h http.Handler) {
 			b.Fatalf("delivery %d: status %d", i, w.code)
 		}
 	}
+	if finish != nil {
+		finish()
+	}
 	b.StopTimer()
 }
 
-// BenchmarkServeHTTP measures the request path of a Handler: read, verify,
-// decode the envelope, claim the id, queue the delivery, answer 200.
+// BenchmarkServeHTTP measures a Handler from request through callback: read,
+// verify, decode the envelope, claim the id, queue the delivery, answer
+// 200, and run the callback (the time includes waiting for the last one).
 func BenchmarkServeHTTP(b *testing.B) {
 	h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet), eachhook.WithQueueSize(1<<20))
 	if err != nil {
 		b.Fatal(err)
 	}
-	h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
-	serveFresh(b, h)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := h.Shutdown(ctx); err != nil {
-		b.Fatal(err)
+	var ran atomic.Int64
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { ran.Add(1); return nil })
+	serveFresh(b, h, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+	if ran.Load() != int64(b.N) {
+		b.Fatalf("%d callbacks ran, want %d", ran.Load(), b.N)
+	}
+}
+
+// BenchmarkHandWritten is the yardstick for BenchmarkServeHTTP: the handler
+// a user could write by hand, which reads the body, checks its HMAC-SHA256
+// signature, decodes it with encoding/json and runs the callback on a
+// goroutine of its own (no dedupe, no retries, no dead letters).
+func BenchmarkHandWritten(b *testing.B) {
+	var wg sync.WaitGroup
+	var ran atomic.Int64
+	type payload struct {
+		ID     string          `json:"id"`
+		Status string          `json:"status"`
+		Output json.RawMessage `json:"output"`
+	}
+	serveFresh(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		want, err := hex.DecodeString(r.Header.Get(signature.Header))
+		if err != nil || !hmac.Equal(mac.Sum(nil), want) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var p payload
+		if err := json.Unmarshal(body, &p); err != nil || p.ID == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p.Status == eachhook.StatusSuccess {
+				ran.Add(1)
+			}
+		}()
+		w.WriteHeader(http.StatusOK)
+	}), wg.Wait)
+	if ran.Load() != int64(b.N) {
+		b.Fatalf("%d callbacks ran, want %d", ran.Load(), b.N)
 	}
 }
 
@@ -1949,7 +2013,7 @@ func BenchmarkBareHandler(b *testing.B) {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
-	}))
+	}), nil)
 }
 
 var verifySizes = []struct {
@@ -2004,4 +2068,94 @@ func BenchmarkVerifyFloor(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Receive matches header names whatever their case: a gateway's lower-case
+// map gets the answers ServeHTTP gives.
+func TestReceiveCanonicalisesHeaderNames(t *testing.T) {
+	h := newHandler(t, eachhook.WithSecret(secret))
+	rec := eachhooktest.NewRecorder()
+	rec.Register(h)
+	lower := func(hd http.Header) http.Header {
+		out := http.Header{}
+		for k, v := range hd {
+			out[strings.ToLower(k)] = v
+		}
+		return out
+	}
+	body := eachhooktest.SuccessBody("lower-1")
+	for _, scheme := range []eachhooktest.Scheme{eachhooktest.BodyScheme, eachhooktest.TimestampScheme} {
+		hd := lower(eachhooktest.Headers(secret, body, scheme, time.Now()))
+		hd["content-type"] = []string{"application/json"}
+		require.Equal(t, 200, h.Receive(context.Background(), http.MethodPost, hd, body))
+	}
+	hd := lower(eachhooktest.Headers(secret, eachhooktest.SuccessBody("lower-2"), eachhooktest.BodyScheme, time.Now()))
+	hd["content-type"] = []string{"text/plain"}
+	require.Equal(t, 415, h.Receive(context.Background(), http.MethodPost, hd, eachhooktest.SuccessBody("lower-2")))
+	// The same header under two spellings is a repeated authentication header.
+	hd = eachhooktest.Headers(secret, eachhooktest.SuccessBody("lower-3"), eachhooktest.BodyScheme, time.Now())
+	hd["x-webhook-signature"] = hd[signature.Header]
+	require.Equal(t, 401, h.Receive(context.Background(), http.MethodPost, hd, eachhooktest.SuccessBody("lower-3")))
+	drain(t, h)
+	require.Equal(t, []string{"lower-1"}, rec.IDs())
+}
+
+// Health answers 503 while claims fail and for 10 s by the Handler's clock
+// after the last failure, unless a claim succeeds before.
+func TestHealthReportsRecentStoreFailures(t *testing.T) {
+	var clock clockAt
+	clock.set(time.Now())
+	mem := eachhook.NewMemoryStore()
+	defer mem.Close()
+	st := &flakyStore{Store: mem}
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(st), eachhook.WithClock(clock.now), eachhook.WithTolerance(time.Hour), eachhook.WithDedupeTTL(time.Hour))
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
+	health := func() (int, string) {
+		w := serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return w.Code, w.Body.String()
+	}
+	code, _ := health()
+	require.Equal(t, 200, code)
+	st.broken.Store(true)
+	for i := range 3 {
+		require.Equal(t, 503, serve(h, eachhooktest.NewSuccessRequest("/", secret, "hf-"+strconv.Itoa(i))).Code)
+	}
+	code, body := health()
+	require.Equal(t, 503, code)
+	require.JSONEq(t, `{"status":"unavailable","reason":"store failed"}`, body)
+	clock.set(clock.now().Add(9 * time.Second))
+	code, _ = health()
+	require.Equal(t, 503, code, "9 s after the last failure")
+	clock.set(clock.now().Add(time.Second))
+	code, _ = health()
+	require.Equal(t, 200, code, "10 s after the last failure")
+
+	require.Equal(t, 503, serve(h, eachhooktest.NewSuccessRequest("/", secret, "hf-0")).Code)
+	code, _ = health()
+	require.Equal(t, 503, code)
+	st.broken.Store(false)
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "hf-0")).Code)
+	code, _ = health()
+	require.Equal(t, 200, code, "a claim succeeded since")
+	drain(t, h)
+}
+
+// slowPinger is a Store whose Ping ignores its context until released.
+type slowPinger struct {
+	eachhook.Store
+	release chan struct{}
+}
+
+func (s *slowPinger) Ping(context.Context) error { <-s.release; return nil }
+
+// Health answers within its bound even when a Ping ignores its context.
+func TestHealthBoundedWhenPingIgnoresItsContext(t *testing.T) {
+	mem := eachhook.NewMemoryStore()
+	defer mem.Close()
+	st := &slowPinger{Store: mem, release: make(chan struct{})}
+	defer close(st.release)
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(st))
+	w := serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	require.Equal(t, 503, w.Code)
+	require.JSONEq(t, `{"status":"unavailable","reason":"store unreachable"}`, w.Body.String())
 }

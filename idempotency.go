@@ -39,6 +39,14 @@ type Store interface {
 	Release(ctx context.Context, id, token string) error
 }
 
+// DeadLetterReleaser is an optional interface of a [Store] wrapper (module
+// eachloop's): for an id kept as a dead letter the Handler calls
+// ReleaseDeadLetter, which releases as Release does, instead of Release.
+type DeadLetterReleaser interface {
+	Store
+	ReleaseDeadLetter(ctx context.Context, id, token string) error
+}
+
 // memoryShards spreads ids over independently locked maps so that
 // concurrent requests rarely wait for each other or for a sweep.
 const memoryShards = 64
@@ -268,15 +276,19 @@ func (h *Handler) admit(ctx context.Context, env envelope, d Delivery) outcome {
 	}
 	token, claimed, err := h.store.Claim(ctx, env.ID, h.claimLease)
 	if err != nil {
+		fail(&h.failed.store, h.cfg.now())
 		return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
 	}
+	recovered(&h.failed.store)
 	d.ID, d.Status, d.Claim, d.AcceptedAt = env.ID, env.Status, token, h.cfg.now()
 	if reason != "" {
 		if !claimed {
 			h.log.Debug("eachhook: duplicate delivery", "id", env.ID)
 			return outcome{result: duplicate, env: env}
 		}
-		h.keepDeadLetter(ctx, d, reason, 0, fmt.Errorf("%w: %q", errNoCallback, env.Status))
+		if err := h.keepDeadLetter(ctx, d, reason, fmt.Errorf("%w: %q", errNoCallback, env.Status)); err != nil {
+			return outcome{result: refused, reason: observe.ReasonStore, err: err, env: env}
+		}
 		return outcome{result: ignored, env: env}
 	}
 	_, deduping := h.queue.(DedupingQueue)

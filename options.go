@@ -146,7 +146,8 @@ func WithInsecureSkipVerification() Option {
 	}
 }
 
-// WithWorkers sets how many goroutines run callbacks. Default 4; at least 1.
+// WithWorkers sets how many goroutines run callbacks and how many stuck
+// past their timeout refuse deliveries (with [WithQueue] too). Default 4, >= 1.
 func WithWorkers(n int) Option {
 	return func(c *config) error { c.workers = n; return nil }
 }
@@ -176,8 +177,8 @@ func WithStore(s Store) Option {
 }
 
 // WithDedupeTTL sets how long an id is remembered as done once its callback
-// succeeded or it became a dead letter. Default [DefaultDedupeTTL]; at least
-// the tolerance ([WithTolerance]).
+// succeeded. Default [DefaultDedupeTTL]; at least the tolerance
+// ([WithTolerance]).
 func WithDedupeTTL(d time.Duration) Option {
 	return func(c *config) error { c.dedupeTTL = d; return nil }
 }
@@ -227,8 +228,8 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 
 // WithCallbackTimeout sets how long one attempt of a callback may run: after
 // d its context is cancelled and the attempt fails with an error matching
-// [context.DeadlineExceeded]; a callback that ignores its context is not
-// stopped. Default 1 minute; it must be positive.
+// [context.DeadlineExceeded]; a callback that ignores its context holds its
+// worker until it returns. Default 1 minute; it must be positive.
 func WithCallbackTimeout(d time.Duration) Option {
 	return func(c *config) error { c.callbackTimeout = d; return nil }
 }
@@ -272,7 +273,7 @@ func WithPayloadLogging() Option {
 
 // WithQueue sets how accepted deliveries are queued and run. Default: an
 // in-memory queue set by [WithWorkers], [WithQueueSize] and [WithRetry],
-// which have no effect on q. [Handler.Start] starts q and [Handler.Shutdown]
+// which have no other effect on q. [Handler.Start] starts q and [Handler.Shutdown]
 // shuts it down; until Start succeeds every delivery is answered 503.
 func WithQueue(q Queue) Option {
 	return func(c *config) error {

@@ -40,12 +40,12 @@ func (d *Delivery) request() context.Context {
 // concurrent use.
 type Runner interface {
 	// Run runs d's callback once as attempt number attempt (1 for the first)
-	// and returns its error, one matching [ErrCallbackPanic] after a panic or
-	// [runtime.Goexit], or an error when no callback handles d.Status. On
-	// success it marks d.ID done in the [Store].
+	// and returns, once it returned, its error, one matching [ErrCallbackPanic]
+	// after a panic or [runtime.Goexit], or an error when no callback handles
+	// d.Status. On success it marks d.ID done and deletes its dead letter.
 	Run(ctx context.Context, d Delivery, attempt int) error
 	// GiveUp makes d a dead letter after attempts attempts, the last of which
-	// returned err. Call it once per delivery given up.
+	// returned err, and releases d.Claim. Call it once per delivery given up.
 	GiveUp(ctx context.Context, d Delivery, attempts int, err error)
 	// CallbackTimeout is how long Run lets one attempt run ([WithCallbackTimeout]).
 	CallbackTimeout() time.Duration
@@ -106,9 +106,12 @@ func (h *Handler) handOver(ctx context.Context, d Delivery, claimed bool) outcom
 			o.reason, o.err = observe.ReasonShutdown, nil
 		case errors.Is(err, errQueueFull):
 			o.reason, o.err = observe.ReasonQueueFull, nil
+		default:
+			fail(&h.failed.queue, h.cfg.now())
 		}
 		return o
 	}
+	recovered(&h.failed.queue)
 	if !fresh {
 		h.log.Debug("eachhook: duplicate delivery", "id", d.ID)
 		return outcome{result: duplicate, env: env}
@@ -177,7 +180,7 @@ func (q *memQueue) Start(_ context.Context, r Runner) error {
 	q.started, q.r = true, r
 	q.running.Add(q.workers)
 	for range q.workers {
-		go q.work()
+		go q.work(nil, 0, nil)
 	}
 	go func() {
 		q.running.Wait()
@@ -215,35 +218,53 @@ func (q *memQueue) changed(delta int) {
 	}
 }
 
-func (q *memQueue) work() {
-	defer q.running.Done()
-	for d := range q.queue {
+// work runs deliveries from the queue until it is closed, starting with
+// the rest of d's attempts from attempt next (the last one's error last)
+// when d is not nil. A runtime.Goexit in a Runner's Run ends the
+// goroutine: a new one takes its place and goes on with the attempts of
+// the delivery it ran, that attempt counted failed with errGoexit.
+func (q *memQueue) work(d *Delivery, next int, last error) {
+	var cur Delivery
+	attempt, returned := 0, false
+	defer func() {
+		if !returned {
+			q.running.Add(1) // before Done: Shutdown's wait never sees the workers gone
+			go q.work(&cur, attempt+1, errGoexit)
+		}
+		q.running.Done()
+	}()
+	if d != nil {
+		cur = *d
+		q.run(&cur, &attempt, next, last)
+	}
+	for cur = range q.queue {
 		q.changed(-1)
 		if q.abandon.Load() {
-			q.lose(d)
+			q.lose(cur)
 			continue
 		}
-		q.run(d)
+		q.run(&cur, &attempt, 1, nil)
 	}
+	returned = true
 }
 
-// run runs d's callback until it succeeds or the attempts are used up.
-func (q *memQueue) run(d Delivery) {
-	var err error
-	ran := 0
-	for attempt := 1; attempt <= q.attempts; attempt++ {
-		if attempt > 1 && !sleep(q.ctx, backoffFor(q.backoff, attempt)) {
+// run runs d's callback from attempt first until it succeeds or the
+// attempts are used up, keeping the attempt running in *attempt; err is
+// the error of the attempt before first.
+func (q *memQueue) run(d *Delivery, attempt *int, first int, err error) {
+	ran := first - 1
+	for *attempt = first; *attempt <= q.attempts; *attempt++ {
+		if *attempt > 1 && !sleep(q.ctx, backoffFor(q.backoff, *attempt)) {
 			break // shutdown gave up waiting: report what ran so far
 		}
-		ran = attempt
-		if err = q.r.Run(q.ctx, d, attempt); err == nil {
+		ran = *attempt
+		if err = q.r.Run(q.ctx, *d, *attempt); err == nil {
 			return
 		}
 	}
-	q.r.GiveUp(q.ctx, d, ran, err)
+	q.r.GiveUp(q.ctx, *d, ran, err)
 }
 
-// Shutdown implements [Queue]; see [Handler.Shutdown] for its behaviour.
 // lose hands a delivery Shutdown drops unrun to onLost.
 func (q *memQueue) lose(d Delivery) {
 	if q.onLost != nil {
@@ -251,6 +272,7 @@ func (q *memQueue) lose(d Delivery) {
 	}
 }
 
+// Shutdown implements [Queue]; see [Handler.Shutdown] for its behaviour.
 func (q *memQueue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()
 	if !q.closed {

@@ -378,8 +378,11 @@ func TestRedelivery(t *testing.T) {
 			again := eachhooktest.Redelivery(eachhooktest.NewRequest("/", secret, form.body, eachhooktest.TimestampAndSecretScheme, clock.now()))
 			require.Equal(t, 200, serve(h, again).Code)
 			drain(t, h)
-			require.Len(t, rec.Runs(), 2, "a dead letter keeps its id claimed: the redelivery is a duplicate")
-			require.Empty(t, rec.IDs())
+			require.Len(t, rec.Runs(), 3, "a dead letter leaves its id claimable: the redelivery runs")
+			require.Len(t, rec.IDs(), 1)
+			dls, err := h.DeadLetters(context.Background())
+			require.NoError(t, err)
+			require.Empty(t, dls, "the redelivery's success deleted the dead letter")
 		})
 	}
 }
@@ -400,14 +403,14 @@ func TestWorkflowWithoutWorkflowCallbacks(t *testing.T) {
 	body := eachhooktest.WorkflowFailedBody("x1", "wf")
 	require.Equal(t, 200, serve(h, signed(body)).Code, "acknowledged and kept as a dead letter")
 	drain(t, h)
-	// The dead letter keeps its id claimed: a Handler with the callback,
-	// on the same store, takes the sender's retry for a duplicate.
+	// The dead letter leaves its id claimable: a Handler with the callback,
+	// on the same store, runs the sender's retry.
 	var runs atomic.Int32
 	h2 := newHandler(t, eachhook.WithSecret(secret), eachhook.WithStore(store))
 	h2.OnWorkflowFailed(func(ctx context.Context, run *eachhook.WorkflowRun) error { runs.Add(1); return nil })
 	require.Equal(t, 200, serve(h2, signed(body)).Code)
 	drain(t, h2)
-	require.Equal(t, int32(0), runs.Load())
+	require.Equal(t, int32(1), runs.Load())
 	require.Empty(t, rec.Runs(), "a failed workflow is not a failed prediction")
 }
 

@@ -41,6 +41,8 @@ type Handler struct {
 	claimLease time.Duration
 	memQueue   *memQueue // the queue when it is the in-memory one, else nil
 	dead       deadLetters
+	running    running  // the callback attempts running now
+	failed     failures // recent failures, for Health
 
 	// callbacks are written only before serving starts (see register).
 	callbacks callbacks
@@ -78,7 +80,7 @@ func New(opts ...Option) (*Handler, error) {
 		h.ownStore = newMemoryStore(0, cfg.now)
 		h.store = h.ownStore
 	}
-	h.dead.store = cfg.deadLetters
+	h.dead.store, h.dead.stop = cfg.deadLetters, make(chan struct{})
 	if h.dead.store == nil {
 		h.dead.store = newMemoryDeadLetters(h.log, memoryDeadLettersMax, memoryDeadLettersMaxBytes)
 	}
@@ -193,6 +195,9 @@ func (h *Handler) read(r *http.Request) ([]byte, observe.Reason, error) {
 			return nil, reason, err
 		}
 	}
+	if h.stuck() {
+		return nil, observe.ReasonStuck, errRefused
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		return nil, observe.ReasonMediaType, errRefused
 	}
@@ -251,13 +256,11 @@ func (h *Handler) settle(r *http.Request, o outcome) (int, string) {
 }
 
 // Receive is ServeHTTP for a delivery that did not arrive as an
-// *http.Request: it takes the method, headers and raw body and returns the
-// status code ServeHTTP would answer; ctx plays the request context. Send a
-// 503 with Retry-After and a 405 with Allow: POST, as ServeHTTP does.
+// *http.Request: it takes the method, headers (names in any case) and raw
+// body and returns the status code ServeHTTP would answer; ctx plays the
+// request context. Send a 503 with Retry-After and a 405 with Allow: POST.
 func (h *Handler) Receive(ctx context.Context, method string, header http.Header, body []byte) int {
-	if header == nil {
-		header = http.Header{}
-	}
+	header = canonical(header)
 	r := (&http.Request{
 		Method:        method,
 		Header:        header,
@@ -266,6 +269,25 @@ func (h *Handler) Receive(ctx context.Context, method string, header http.Header
 	}).WithContext(ctx)
 	code, _ := h.settle(r, h.receive(r))
 	return code
+}
+
+// canonical returns header with canonical names, as net/http gives a
+// request's, merging the values of names that differ only in case; header
+// itself when its names are canonical already.
+func canonical(header http.Header) http.Header {
+	for k := range header {
+		if http.CanonicalHeaderKey(k) != k {
+			c := make(http.Header, len(header))
+			for k, v := range header {
+				c[http.CanonicalHeaderKey(k)] = append(c[http.CanonicalHeaderKey(k)], v...)
+			}
+			return c
+		}
+	}
+	if header == nil {
+		return http.Header{}
+	}
+	return header
 }
 
 // retryAfterSeconds is the Retry-After value sent with a 503.
@@ -292,6 +314,8 @@ func statusOf(reason observe.Reason) (int, string) {
 		return http.StatusBadRequest, "malformed payload"
 	case observe.ReasonQueueFull:
 		return http.StatusServiceUnavailable, "busy"
+	case observe.ReasonStuck:
+		return http.StatusServiceUnavailable, "callbacks stuck"
 	}
 	return http.StatusServiceUnavailable, "temporarily unavailable" // lookup, store
 }
@@ -317,6 +341,8 @@ func (h *Handler) logRefusal(r *http.Request, o outcome) {
 		h.log.Error("eachhook: delivery not accepted", "id", o.env.ID, "err", o.err)
 	case observe.ReasonQueueFull:
 		h.log.Warn("eachhook: delivery not queued: queue full", "id", o.env.ID)
+	case observe.ReasonStuck:
+		h.log.Warn("eachhook: delivery refused: every worker runs a callback past its timeout")
 	}
 }
 
@@ -443,7 +469,7 @@ func (h *Handler) Start(ctx context.Context) error {
 	case h.started.Load():
 		return nil
 	}
-	if err := h.queue.Start(ctx, runner{h}); err != nil {
+	if err := h.queue.Start(ctx, runner{h: h, inline: h.memQueue != nil}); err != nil {
 		return err
 	}
 	h.started.Store(true)
@@ -482,6 +508,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	h.serving.Store(true)
 	h.mu.Unlock()
 	err := h.queue.Shutdown(ctx)
+	h.stopRetrying(ctx)
 	if h.ownStore != nil {
 		h.ownStore.Close()
 	}
@@ -494,8 +521,12 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// healthPingTimeout bounds the [Pinger.Ping] calls of one health check.
-const healthPingTimeout = 2 * time.Second
+// healthTimeout bounds one health check, its [Pinger.Ping] calls included.
+const healthTimeout = 2 * time.Second
+
+// healthRecent is how long a failure that refused a delivery keeps Health
+// at 503 unless the same step succeeds before, by the Handler's clock.
+const healthRecent = 10 * time.Second
 
 // Reasons written by [Handler.Health] with a 503. They hold no character
 // JSON would escape.
@@ -503,14 +534,40 @@ const (
 	healthShuttingDown     = "shutting down"
 	healthNotStarted       = "not started"
 	healthQueueFull        = "queue full"
+	healthStuck            = "callbacks stuck past their timeout"
+	healthStoreFailed      = "store failed"
+	healthQueueFailed      = "queue failed"
+	healthDeadLetterFailed = "dead-letter store failed"
 	healthStoreUnreachable = "store unreachable"
 	healthQueueUnreachable = "queue unreachable"
 )
 
-// Health returns a handler for a health endpoint. It answers GET and HEAD
-// with 200 {"status":"ok"} while the Handler accepts deliveries, else 503
-// {"status":"unavailable","reason":R}, R being "shutting down", "not started",
-// "queue full", "store unreachable" or "queue unreachable" (see [Pinger]).
+// failures holds, for each step whose failure refuses or endangers a
+// delivery, when it last failed (Unix nanoseconds by the Handler's clock)
+// since it last succeeded; 0 when it has not.
+type failures struct {
+	store, queue, deadLetters atomic.Int64
+}
+
+// fail records a failure of the step f at now.
+func fail(f *atomic.Int64, now time.Time) { f.Store(now.UnixNano()) }
+
+// recovered records a success of the step f; it writes only after a failure.
+func recovered(f *atomic.Int64) {
+	if f.Load() != 0 {
+		f.Store(0)
+	}
+}
+
+// recent reports whether the step f failed within healthRecent of now.
+func recent(f *atomic.Int64, now time.Time) bool {
+	t := f.Load()
+	return t != 0 && now.UnixNano()-t < int64(healthRecent)
+}
+
+// Health returns a handler for a health endpoint: 200 {"status":"ok"} to GET
+// and HEAD while the Handler accepts deliveries, else 503 {"status":
+// "unavailable","reason":R} (see the README), within 2 s.
 func (h *Handler) Health() http.Handler {
 	return http.HandlerFunc(h.serveHealth)
 }
@@ -535,6 +592,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 
 // unhealthy returns why the Handler cannot accept deliveries now, or "".
 func (h *Handler) unhealthy(ctx context.Context) string {
+	now := h.cfg.now()
 	switch {
 	case h.closing.Load():
 		return healthShuttingDown
@@ -542,7 +600,17 @@ func (h *Handler) unhealthy(ctx context.Context) string {
 		return healthNotStarted
 	case h.memQueue != nil && h.memQueue.full():
 		return healthQueueFull
+	case h.stuck():
+		return healthStuck
+	case recent(&h.failed.store, now):
+		return healthStoreFailed
+	case recent(&h.failed.queue, now):
+		return healthQueueFailed
+	case recent(&h.failed.deadLetters, now) || h.dead.holding():
+		return healthDeadLetterFailed
 	}
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
 	if p, ok := h.store.(Pinger); ok {
 		if err := ping(ctx, p); err != nil {
 			h.log.Warn("eachhook: health check: store unreachable", "err", err)
@@ -558,8 +626,15 @@ func (h *Handler) unhealthy(ctx context.Context) string {
 	return ""
 }
 
+// ping runs p.Ping on a goroutine of its own, so that a client that
+// ignores ctx's deadline does not hold the health check past it.
 func ping(ctx context.Context, p Pinger) error {
-	ctx, cancel := context.WithTimeout(ctx, healthPingTimeout)
-	defer cancel()
-	return p.Ping(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Ping(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

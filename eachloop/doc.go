@@ -37,7 +37,7 @@
 // both run a callback), the prediction is found cancelled (see
 // [Loop.Run]), or the horizon passes and a [*GiveUpError] is logged and
 // reaches the Loop's error hook ([WithErrorHandler]). An outcome is
-// marked done only when its callback finished (through [Loop.Store]: the Handler's Complete), so an outcome
+// marked done only when its callback finished (through [Loop.Store]: the Handler's Complete), or it became a dead letter (its ReleaseDeadLetter), so an outcome
 // accepted by a process that died before its callback finished stays
 // pending and is dispatched again once the claim's lease ran out; one
 // whose callback failed on every attempt became a dead letter and is done.

@@ -328,8 +328,8 @@ func (l *Loop) SecretLookup(ctx context.Context, id string) ([]string, error) {
 }
 
 // Store wraps the Handler's dedupe store so that the Loop learns when an
-// outcome is finished: a Complete of an id (its callback succeeded, or it
-// became a dead letter) marks its expectation done, which stops its
+// outcome is finished: a Complete of an id (its callback succeeded), or a
+// ReleaseDeadLetter (it became a dead letter), marks its expectation done, which stops its
 // polling, and a Release makes it pending again, so that an outcome the
 // Handler released (it was not run before shutdown, or its dead letter is
 // replayed) is polled and dispatched again. A won Claim only pauses the
@@ -369,24 +369,40 @@ func (s *trackingStore) Claim(ctx context.Context, id string, lease time.Duratio
 	return token, ok, err
 }
 
+var _ eachhook.DeadLetterReleaser = (*trackingStore)(nil)
+
+// ReleaseDeadLetter implements [eachhook.DeadLetterReleaser]: the id's
+// outcome is kept as a dead letter, so it is done for the Loop, as after
+// Complete, while its claim is released (a resend of it runs).
+func (s *trackingStore) ReleaseDeadLetter(ctx context.Context, id, token string) error {
+	err := s.Store.Release(ctx, id, token)
+	s.l.finish(ctx, id)
+	return err
+}
+
 func (s *trackingStore) Complete(ctx context.Context, id, token string, ttl time.Duration) error {
 	err := s.Store.Complete(ctx, id, token, ttl)
 	if err == nil {
-		s.l.mu.Lock()
-		if len(s.l.finished) >= maxFinished {
-			for old := range s.l.finished { // forget one, the map's choice
-				delete(s.l.finished, old)
-				break
-			}
-		}
-		s.l.finished[id] = s.l.cfg.now()
-		s.l.mu.Unlock()
-		s.l.settle(context.WithoutCancel(ctx), id)
+		s.l.finish(ctx, id)
 	} else {
 		// Not recorded: the claim's lease will run out, so poll id again.
 		s.l.unclaim(id)
 	}
 	return err
+}
+
+// finish records that id's outcome is finished and settles it.
+func (l *Loop) finish(ctx context.Context, id string) {
+	l.mu.Lock()
+	if len(l.finished) >= maxFinished {
+		for old := range l.finished { // forget one, the map's choice
+			delete(l.finished, old)
+			break
+		}
+	}
+	l.finished[id] = l.cfg.now()
+	l.mu.Unlock()
+	l.settle(context.WithoutCancel(ctx), id)
 }
 
 func (s *trackingStore) Release(ctx context.Context, id, token string) error {

@@ -27,6 +27,9 @@ const (
 	// ReasonNotStarted: the Handler has a queue of its own (WithQueue)
 	// and its Start has not been called or failed (503).
 	ReasonNotStarted Reason = "not_started"
+	// ReasonStuck: as many callbacks as the Handler has workers
+	// (WithWorkers) run past their timeout (503).
+	ReasonStuck Reason = "stuck"
 	// ReasonMediaType: a Content-Type other than JSON (415).
 	ReasonMediaType Reason = "media_type"
 	// ReasonTooLarge: the body exceeds WithMaxBodyBytes (413).
@@ -44,7 +47,8 @@ const (
 	// ReasonMalformed: a verified body that is not a JSON object, or
 	// whose kind and id cannot be told (400).
 	ReasonMalformed Reason = "malformed"
-	// ReasonStore: the dedupe Store, or a queue's database, failed (503).
+	// ReasonStore: the dedupe Store, a queue's database or the dead-letter
+	// store failed (503).
 	ReasonStore Reason = "store"
 	// ReasonQueueFull: every worker is busy and the queue is full (503).
 	ReasonQueueFull Reason = "queue_full"
@@ -52,8 +56,8 @@ const (
 
 // Reasons lists every Reason, in the order above.
 var Reasons = []Reason{
-	ReasonMethod, ReasonShutdown, ReasonNotStarted, ReasonMediaType, ReasonTooLarge, ReasonUnreadable,
-	ReasonSignature, ReasonTimestamp, ReasonLookup, ReasonMalformed, ReasonStore, ReasonQueueFull,
+	ReasonMethod, ReasonShutdown, ReasonNotStarted, ReasonStuck, ReasonMediaType, ReasonTooLarge,
+	ReasonUnreadable, ReasonSignature, ReasonTimestamp, ReasonLookup, ReasonMalformed, ReasonStore, ReasonQueueFull,
 }
 
 // ErrNotRun is the error passed to [Observer].GaveUp, with 0 attempts, for
@@ -156,6 +160,10 @@ type Observer struct {
 	// wraps it), or Shutdown gave up on it before it ran (attempts 0, err
 	// matching [ErrNotRun]; the error handler does not see those).
 	GaveUp func(ctx context.Context, d DeliveryInfo, attempts int, err error)
+	// DeadLetterLost is called for a dead letter that no store kept: its
+	// DeadLetterStore still failed at Shutdown, or 1000 others already
+	// waited to be stored again. err is the store's last error.
+	DeadLetterLost func(ctx context.Context, d DeliveryInfo, err error)
 	// QueueChanged keeps the depth of the in-memory queue of deliveries
 	// waiting for a worker: delta is +1 just before a delivery tries to
 	// enter the queue and -1 when it leaves it (to a worker or to

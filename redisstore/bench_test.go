@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/eachhook/eachhook/redisstore"
 )
 
 // benchTTL has a millisecond part, so that both benchmarks send PX.
@@ -88,6 +90,26 @@ func BenchmarkClaimDuplicate(b *testing.B) {
 		_, ok, err := s.Claim(ctx, "dup", benchTTL)
 		if err == nil && ok {
 			b.Fatal("Claim of a duplicate won")
+		}
+		return err
+	})
+}
+
+// BenchmarkDeadLettersDeleteMissing measures what a successful delivery
+// adds with Redis dead letters: the Handler deletes the id's dead letter,
+// which is almost always missing (one MULTI/HDEL/ZREM/EXEC round trip).
+// Compare with BenchmarkClaim, the round trip every delivery makes anyway.
+func BenchmarkDeadLettersDeleteMissing(b *testing.B) {
+	c := newClient(b, redisAddr(b))
+	d, err := redisstore.NewDeadLetters(c, redisstore.WithKeyPrefix(benchPrefix()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	loop(b, func(i int) error {
+		found, err := d.Delete(ctx, strconv.Itoa(i))
+		if found {
+			b.Fatal("a dead letter that was never added")
 		}
 		return err
 	})

@@ -53,14 +53,15 @@ func TestDeadLettersReplayAndDiscardOnAnotherReplica(t *testing.T) {
 	prefix := newPrefix(t, c1)
 	var fail atomic.Bool
 	fail.Store(true)
-	var runs atomic.Int32
+	var runs, reported atomic.Int32
 	replica := func(c *redis.Client) *eachhook.Handler {
 		claims, err := redisstore.New(c, redisstore.WithKeyPrefix(prefix+"claim:"))
 		require.NoError(t, err)
 		dead, err := redisstore.NewDeadLetters(c, redisstore.WithKeyPrefix(prefix))
 		require.NoError(t, err)
 		h, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(slog.New(slog.DiscardHandler)), eachhook.WithRetry(2, time.Millisecond),
-			eachhook.WithStore(claims), eachhook.WithDeadLetters(dead))
+			eachhook.WithStore(claims), eachhook.WithDeadLetters(dead),
+			eachhook.WithErrorHandler(func(context.Context, error) { reported.Add(1) }))
 		require.NoError(t, err)
 		h.OnSuccess(func(context.Context, *eachhook.Success) error {
 			runs.Add(1)
@@ -86,7 +87,7 @@ func TestDeadLettersReplayAndDiscardOnAnotherReplica(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		list, err := b.DeadLetters(ctx)
-		return err == nil && len(list) == 2
+		return err == nil && len(list) == 2 && reported.Load() == 2 // reported once their claims were released
 	}, 10*time.Second, 5*time.Millisecond)
 	fail.Store(false)
 	require.NoError(t, b.Replay(ctx, "replayed"))
