@@ -167,12 +167,10 @@ package durable
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/eachhook/eachhook"
@@ -350,86 +348,6 @@ func (c Config) riverConfig(w *deliveryWorker) *river.Config {
 	}
 }
 
-// deliveryArgs is the job of one delivery. Body is []byte so that
-// encoding/json stores it base64-encoded: the exact bytes survive, which
-// a json.RawMessage in a jsonb column would not.
-type deliveryArgs struct {
-	ID     string `json:"id" river:"unique"`
-	Status string `json:"status"`
-	Body   []byte `json:"body"`
-	// Claim is the token of the Handler's dedupe claim (eachhook.Delivery.Claim),
-	// given back to the Runner so that it completes that claim.
-	Claim string `json:"claim,omitempty"`
-}
-
-// Kind implements river.JobArgs.
-func (deliveryArgs) Kind() string { return "eachhook_delivery" }
-
-func (a deliveryArgs) delivery() eachhook.Delivery {
-	return eachhook.Delivery{ID: a.ID, Status: a.Status, Body: a.Body, Claim: a.Claim}
-}
-
-// deliveryWorker runs a delivery's callbacks through the Handler that
-// started the Queue.
-type deliveryWorker struct {
-	river.WorkerDefaults[deliveryArgs]
-	r atomic.Pointer[eachhook.Runner]
-	// lastErr holds the error of a job's last attempt (job id -> error)
-	// until River has stored the job as discarded and the Queue reports it.
-	lastErr sync.Map
-}
-
-// Timeout implements river.Worker: the job timeout is the Handler's
-// callback timeout, one setting for both.
-func (w *deliveryWorker) Timeout(*river.Job[deliveryArgs]) time.Duration {
-	if r := w.r.Load(); r != nil {
-		return (*r).CallbackTimeout()
-	}
-	return 0 // unreachable: the client starts only from Queue.Start
-}
-
-// Work implements river.Worker: one attempt of the callback. A returned
-// error makes River retry, or discard the job after its last attempt.
-func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
-	r := w.r.Load()
-	if r == nil { // unreachable: the client starts only from Queue.Start
-		return errors.New("durable: queue not started by a Handler")
-	}
-	d := job.Args.delivery()
-	d.AcceptedAt = job.CreatedAt // the insert: the observer's queue wait starts there
-	err := (*r).Run(ctx, d, job.Attempt)
-	if err != nil && job.Attempt >= job.MaxAttempts {
-		w.lastErr.Store(job.ID, err)
-	}
-	return err
-}
-
-// reportDiscarded calls [eachhook.Runner.GiveUp] for each job this client
-// discarded after its last attempt. It waits for River's event, sent once
-// the discarded state is committed: until then the job still counts as a
-// duplicate, and releasing the Handler's claim earlier would let a
-// redelivery be acknowledged as a duplicate of a job about to be
-// discarded. It returns when River closes events.
-func (w *deliveryWorker) reportDiscarded(r eachhook.Runner, events <-chan *river.Event) {
-	for ev := range events {
-		job := ev.Job
-		if job == nil || job.State != rivertype.JobStateDiscarded || job.Kind != (deliveryArgs{}).Kind() {
-			continue
-		}
-		var args deliveryArgs
-		if err := json.Unmarshal(job.EncodedArgs, &args); err != nil {
-			continue // not ours: every deliveryArgs decodes
-		}
-		var err error
-		if v, ok := w.lastErr.LoadAndDelete(job.ID); ok {
-			err = v.(error)
-		} else if n := len(job.Errors); n > 0 {
-			err = errors.New(job.Errors[n-1].Error)
-		}
-		r.GiveUp(context.Background(), args.delivery(), job.Attempt, err)
-	}
-}
-
 // riverClient is what a Queue needs of a river.Client, whatever its
 // driver's transaction type.
 type riverClient interface {
@@ -451,7 +369,14 @@ type Queue struct {
 	worker  *deliveryWorker
 	opts    river.InsertOpts
 	inserts groupCommit
-	close   func() error // closes a database the Queue opened, or nil
+	// inTx runs f in one transaction of the Queue's database, committed
+	// when f returns nil.
+	inTx func(ctx context.Context, f func(jobTx) error) error
+	// wakeAfterTx: River's producer learns of no job inserted in a
+	// transaction (SQLite, which has no LISTEN/NOTIFY), so a batch's last
+	// job is inserted on its own, which wakes it (groupcommit.go).
+	wakeAfterTx bool
+	close       func() error // closes a database the Queue opened, or nil
 	// recover makes the jobs a dead process left running available, before
 	// River starts (SQLite, where no other process can be alive); nil on
 	// Postgres, where River's rescuer does it.
@@ -483,7 +408,8 @@ func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() 
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		},
 	}
-	q.inserts = groupCommit{insert: client.InsertMany, opts: &q.opts}
+	w.jobs, w.log, w.maxAttempts = client, cfg.Logger, cfg.MaxAttempts
+	q.inserts = groupCommit{insert: q.insertBatch, opts: &q.opts}
 	return q
 }
 
@@ -579,7 +505,7 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // After Shutdown began it inserts nothing and returns an error; Shutdown
 // waits for the batches already in flight to commit.
 func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, error) {
-	return q.inserts.enqueue(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body, Claim: d.Claim})
+	return q.inserts.enqueue(ctx, newDeliveryArgs(d))
 }
 
 // Shutdown implements [eachhook.Queue]. It stops storing new jobs, waits
