@@ -22,7 +22,6 @@ import (
 // (part of riverClient); every river.Client has it, whatever its driver.
 type riverJobs interface {
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
-	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	JobDeleteMany(ctx context.Context, params *river.JobDeleteManyParams) (*river.JobDeleteManyResult, error)
 }
 

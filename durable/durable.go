@@ -84,9 +84,12 @@
 // job committed, and inserts are group-committed: a request that finds no
 // insert in flight is inserted at once, in a transaction of its own; the
 // requests that arrive while a transaction is in flight are inserted
-// together, in one transaction (River's InsertMany, up to 256 jobs), as
-// soon as it finished. There is no timer: a lone request costs one
-// commit, and under load one commit (one fsync on SQLite) serves many.
+// together, in one transaction (one River insert per job, up to 256 jobs), as
+// soon as it finished, each job with the values of its own request's
+// context (River's middleware, such as otelriver's, sees each job with
+// its own request's trace). There is no timer: a lone request costs one
+// commit, and under load one commit (two on SQLite, whose batch's last
+// job is committed on its own to wake River's producer) serves many.
 // A failed transaction stores none of its jobs, and each of its requests
 // is answered 503 with its claim released. See [Queue.EnqueueOnce].
 //
@@ -153,9 +156,14 @@
 // replica takes it; a failure discards it again and reports it to the
 // error handler again) and [eachhook.Handler.Discard] deletes it, from
 // any replica on the same database ([Queue.DeadLetters], [Queue.Replay],
-// [Queue.Discard]). River is told never to delete discarded jobs, so a
-// dead letter stays in river_job until it is replayed or discarded: watch
-// their number. The dead letters the Queue never sees (a terminal status
+// [Queue.Discard]). Of concurrent Replays of one dead letter, in one
+// process or on replicas, one returns nil and the others
+// [eachhook.ErrNoDeadLetter]: it runs once. A resend of a dead-lettered
+// id is stored and runs; the success of any run of an id deletes its
+// discarded jobs, so it is no longer listed and its Replay returns
+// [eachhook.ErrNoDeadLetter]. River is told never to delete discarded
+// jobs, so a dead letter stays in river_job until it is replayed,
+// discarded or a run of its id succeeds: watch their number. The dead letters the Queue never sees (a terminal status
 // with no callback registered, a status the Handler does not know) stay
 // in the Handler's dead-letter store, in memory unless
 // [eachhook.WithDeadLetters] sets another: [SQLiteDeadLetters] in the
@@ -492,12 +500,16 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // Inserts are group-committed: a call that finds no insert in flight
 // inserts its job at once in a transaction of its own, and the calls
 // that arrive meanwhile are inserted together in the next transaction
-// (River's InsertMany, up to 256 jobs), started as soon as the previous
+// (one River insert per job, each with the values of its own call's
+// context, up to 256 jobs), started as soon as the previous
 // one is decided; there is no timer. Each call returns only once the
 // transaction holding its job committed. Copies of one id in one batch
 // make one job; the first reports true, the others false, all after
 // the commit. A failed transaction stores no job of its batch and
-// returns its error to every call of the batch. A call whose ctx ends
+// returns its error to every call of the batch (on SQLite, a batch's
+// last job is committed after the others, on its own; if that commit
+// fails, the batch's calls all get its error, and the retries of the
+// others are duplicates). A call whose ctx ends
 // first returns ctx.Err(); its job is inserted only if its batch had
 // started, and is then a duplicate for the sender's retry. The shared
 // insert is bounded by 30s of its own.
