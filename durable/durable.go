@@ -384,6 +384,7 @@ type Queue struct {
 	// transaction (SQLite, which has no LISTEN/NOTIFY), so a batch's last
 	// job is inserted on its own, which wakes it (groupcommit.go).
 	wakeAfterTx bool
+	plugins     bool         // Config.Plugins has any: they see each job's context
 	close       func() error // closes a database the Queue opened, or nil
 	// recover makes the jobs a dead process left running available, before
 	// River starts (SQLite, where no other process can be alive); nil on
@@ -416,6 +417,7 @@ func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() 
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		},
 	}
+	q.plugins = len(cfg.Plugins) > 0
 	w.jobs, w.log, w.maxAttempts = client, cfg.Logger, cfg.MaxAttempts
 	q.inserts = groupCommit{insert: q.insertBatch, opts: &q.opts}
 	return q
