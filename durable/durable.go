@@ -84,12 +84,14 @@
 // job committed, and inserts are group-committed: a request that finds no
 // insert in flight is inserted at once, in a transaction of its own; the
 // requests that arrive while a transaction is in flight are inserted
-// together, in one transaction (one River insert per job, up to 256 jobs), as
-// soon as it finished, each job with the values of its own request's
-// context (River's middleware, such as otelriver's, sees each job with
-// its own request's trace). There is no timer: a lone request costs one
-// commit, and under load one commit (two on SQLite, whose batch's last
-// job is committed on its own to wake River's producer) serves many.
+// together, in one transaction (River's InsertMany, up to 256 jobs), as
+// soon as it finished. With [Config.Plugins], each job is a River insert
+// of its own in that transaction, with the values of its own request's
+// context, so that River's middleware (otelriver's) sees each job with
+// its own request's trace; on SQLite the batch's last job is then
+// committed on its own, right after, to wake River's producer. There is
+// no timer: a lone request costs one commit, and under load one commit
+// (one fsync on SQLite; two with plugins) serves many.
 // A failed transaction stores none of its jobs, and each of its requests
 // is answered 503 with its claim released. See [Queue.EnqueueOnce].
 //
@@ -502,14 +504,14 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // Inserts are group-committed: a call that finds no insert in flight
 // inserts its job at once in a transaction of its own, and the calls
 // that arrive meanwhile are inserted together in the next transaction
-// (one River insert per job, each with the values of its own call's
-// context, up to 256 jobs), started as soon as the previous
+// (River's InsertMany, up to 256 jobs; with Config.Plugins, one River
+// insert per job with its own call's context), started as soon as the previous
 // one is decided; there is no timer. Each call returns only once the
 // transaction holding its job committed. Copies of one id in one batch
 // make one job; the first reports true, the others false, all after
 // the commit. A failed transaction stores no job of its batch and
-// returns its error to every call of the batch (on SQLite, a batch's
-// last job is committed after the others, on its own; if that commit
+// returns its error to every call of the batch (on SQLite with plugins,
+// a batch's last job is committed after the others, on its own; if that commit
 // fails, the batch's calls all get its error, and the retries of the
 // others are duplicates). A call whose ctx ends
 // first returns ctx.Err(); its job is inserted only if its batch had
