@@ -22,7 +22,6 @@ import (
 // (part of riverClient); every river.Client has it, whatever its driver.
 type riverJobs interface {
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
-	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	JobDeleteMany(ctx context.Context, params *river.JobDeleteManyParams) (*river.JobDeleteManyResult, error)
 }
 
@@ -106,7 +105,7 @@ func (j discardedJob) deadLetter() eachhook.DeadLetter {
 		ID:       j.args.ID,
 		Status:   j.args.Status,
 		Reason:   "callback_failed",
-		Body:     j.args.Body,
+		Body:     j.args.Webhook,
 		Attempts: j.row.Attempt,
 		At:       finalizedAt(j.row),
 	}
@@ -151,13 +150,16 @@ func (q *Queue) DeadLetters(ctx context.Context) ([]eachhook.DeadLetter, error) 
 // the error handler again. The dead letter leaves [Queue.DeadLetters] as
 // soon as the job is available again. Older discarded jobs of id are
 // deleted. When a delivery of id was stored since (a job of id that is
-// pending, running, retrying or completed within the retention), that job
-// stands for the event: Replay deletes the discarded jobs of id instead
-// and returns nil, without a second run. It returns
-// [eachhook.ErrNoDeadLetter] when id has no discarded job. Two replicas
-// replaying one id at the same moment may run it twice; callbacks are
-// idempotent anyway. [eachhook.Handler.Replay] calls it; call that
-// instead.
+// pending, running, retrying or completed within the retention), that
+// job stands for the event: Replay deletes the discarded jobs of id instead and returns
+// nil, without a second run. It returns [eachhook.ErrNoDeadLetter] when
+// id has no discarded job: never discarded, discarded, or its dead
+// letter gone because a run of id succeeded. The retry happens in a
+// transaction that first locks the job and checks that it is still
+// discarded, so of concurrent Replays of one dead letter, in one process
+// or on replicas sharing the database, one makes it available and the
+// others return [eachhook.ErrNoDeadLetter]: it runs once.
+// [eachhook.Handler.Replay] calls it; call that instead.
 func (q *Queue) Replay(ctx context.Context, id string) error {
 	jobs, err := q.discarded(ctx, id)
 	if err != nil {
@@ -174,20 +176,27 @@ func (q *Queue) Replay(ctx context.Context, id string) error {
 	if live {
 		return q.deleteDiscarded(ctx, id, jobs)
 	}
-	row, err := q.jobs().JobRetry(ctx, last.row.ID)
-	if err != nil {
+	err = q.inTx(ctx, func(tx jobTx) error {
+		state, err := tx.lockState(ctx, last.row.ID)
+		if err != nil {
+			return err
+		}
+		if state != rivertype.JobStateDiscarded {
+			return eachhook.ErrNoDeadLetter // replayed or deleted meanwhile
+		}
+		_, err = tx.JobRetry(ctx, last.row.ID)
+		return err
+	})
+	switch {
+	case errors.Is(err, eachhook.ErrNoDeadLetter):
+		return err
+	case err != nil:
 		// A delivery of id may have been stored between the check and the
 		// retry: River's unique index then refuses the retry.
 		if live, lerr := q.hasLive(ctx, last.row); lerr == nil && live {
 			return q.deleteDiscarded(ctx, id, jobs)
 		}
-		if errors.Is(err, rivertype.ErrNotFound) {
-			return eachhook.ErrNoDeadLetter // discarded meanwhile
-		}
 		return fmt.Errorf("durable: replay %s: %w", id, err)
-	}
-	if row.State == rivertype.JobStateDiscarded {
-		return fmt.Errorf("durable: replay %s: River did not retry job %d", id, row.ID)
 	}
 	if len(jobs) > 1 {
 		if err := q.deleteDiscarded(ctx, id, jobs[:len(jobs)-1]); err != nil && !errors.Is(err, eachhook.ErrNoDeadLetter) {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,24 +127,32 @@ func TestDiscardedJobsAreDeadLetters(t *testing.T) {
 	}
 }
 
-// TestReplayOfAnIdDeliveredAgainRunsNothingMore: a redelivery stored
-// after the discard stands for the event, so a replay of the discarded job
-// deletes it without a second run.
-func TestReplayOfAnIdDeliveredAgainRunsNothingMore(t *testing.T) {
+// TestResendOfADeadLetterRunsAndClearsIt: on SQLite and Postgres, after a
+// restart (a new Handler and Queue on the same database), a resend of a
+// dead-lettered id runs its callback, and its success removes the dead
+// letter: it is no longer listed and its Replay returns ErrNoDeadLetter.
+func TestResendOfADeadLetterRunsAndClearsIt(t *testing.T) {
 	for _, name := range backendNames {
 		t.Run(name, func(t *testing.T) {
 			b := newBackend(t, name)
 			f := newFlaky()
-			h := newHandler(t, b.open(t, durable.Config{Logger: quiet, MaxAttempts: 1}), f.register, eachhook.WithErrorHandler(f.onError))
 			ctx := context.Background()
-			require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "again")))
-			require.Eventually(t, func() bool { return len(listIDs(t, h)) == 1 }, 30*time.Second, 10*time.Millisecond)
+			cfg := durable.Config{Logger: quiet, MaxAttempts: 1}
+			first, err := eachhook.New(eachhook.WithSecret(secret), eachhook.WithLogger(quiet), eachhook.WithQueue(b.open(t, cfg)), eachhook.WithErrorHandler(f.onError))
+			require.NoError(t, err)
+			f.register(first)
+			require.NoError(t, first.Start(ctx))
+			require.Equal(t, 200, serve(first, eachhooktest.NewSuccessRequest("/", secret, "again")))
+			require.Eventually(t, func() bool { return len(listIDs(t, first)) == 1 }, 30*time.Second, 10*time.Millisecond)
+			require.NoError(t, first.Shutdown(ctx))
+
+			h := newHandler(t, b.open(t, cfg), f.register, eachhook.WithErrorHandler(f.onError))
+			require.Equal(t, []string{"again"}, listIDs(t, h))
 			f.fix()
 			require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "again")))
-			require.Eventually(t, func() bool { r, _ := f.counts("again"); return r == 2 }, 30*time.Second, 10*time.Millisecond)
-			require.NoError(t, h.Replay(ctx, "again"))
-			require.Empty(t, listIDs(t, h))
+			require.Eventually(t, func() bool { return len(listIDs(t, h)) == 0 }, 30*time.Second, 10*time.Millisecond)
 			require.ErrorIs(t, h.Replay(ctx, "again"), eachhook.ErrNoDeadLetter)
+			require.ErrorIs(t, h.Discard(ctx, "again"), eachhook.ErrNoDeadLetter)
 			require.NoError(t, h.Shutdown(ctx))
 			runs, reported := f.counts("again")
 			require.Equal(t, 2, runs)
@@ -254,4 +263,68 @@ func TestPingSQLite(t *testing.T) {
 	require.NoError(t, q.Ping(ctx))
 	require.NoError(t, q.Shutdown(ctx))
 	require.Error(t, q.Ping(ctx))
+}
+
+// replayConcurrently replays id n times at once through each of hs (n
+// per Handler) and returns how many returned nil; every other call must
+// return ErrNoDeadLetter.
+func replayConcurrently(t *testing.T, id string, n int, hs ...*eachhook.Handler) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n*len(hs))
+	start := make(chan struct{})
+	for _, h := range hs {
+		for range n {
+			wg.Go(func() {
+				<-start
+				errs <- h.Replay(context.Background(), id)
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		if err == nil {
+			ok++
+			continue
+		}
+		require.ErrorIs(t, err, eachhook.ErrNoDeadLetter)
+	}
+	return ok
+}
+
+// TestConcurrentReplaysRunOnce: 50 concurrent Replays of one dead letter
+// in one process (SQLite and Postgres), then 25 on each of two replicas
+// (two Queues on one Postgres database): one returns nil and the
+// callback runs once; the others return ErrNoDeadLetter.
+func TestConcurrentReplaysRunOnce(t *testing.T) {
+	replicas := map[string]int{"sqlite": 1, "postgres": 1, "postgres-replicas": 2}
+	for _, name := range []string{"sqlite", "postgres", "postgres-replicas"} {
+		t.Run(name, func(t *testing.T) {
+			b := newBackend(t, strings.TrimSuffix(name, "-replicas"))
+			f := newFlaky()
+			cfg := durable.Config{Logger: quiet, MaxAttempts: 1}
+			var hs []*eachhook.Handler
+			for range replicas[name] {
+				hs = append(hs, newHandler(t, b.open(t, cfg), f.register, eachhook.WithErrorHandler(f.onError)))
+			}
+			require.Equal(t, 200, serve(hs[0], eachhooktest.NewSuccessRequest("/", secret, "replayed-once")))
+			require.Eventually(t, func() bool { return len(listIDs(t, hs[0])) == 1 }, 30*time.Second, 10*time.Millisecond)
+			f.fix()
+			require.Equal(t, 1, replayConcurrently(t, "replayed-once", 50/len(hs), hs...))
+			require.Eventually(t, func() bool { r, _ := f.counts("replayed-once"); return r == 2 }, 30*time.Second, 10*time.Millisecond)
+			for _, h := range hs {
+				require.Eventually(t, func() bool { return len(listIDs(t, h)) == 0 }, 30*time.Second, 10*time.Millisecond)
+				require.ErrorIs(t, h.Replay(context.Background(), "replayed-once"), eachhook.ErrNoDeadLetter)
+			}
+			for _, h := range hs {
+				require.NoError(t, h.Shutdown(context.Background()))
+			}
+			runs, reported := f.counts("replayed-once")
+			require.Equal(t, 2, runs, "the failed run and one replay")
+			require.Equal(t, 1, reported)
+		})
+	}
 }

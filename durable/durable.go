@@ -85,8 +85,13 @@
 // insert in flight is inserted at once, in a transaction of its own; the
 // requests that arrive while a transaction is in flight are inserted
 // together, in one transaction (River's InsertMany, up to 256 jobs), as
-// soon as it finished. There is no timer: a lone request costs one
-// commit, and under load one commit (one fsync on SQLite) serves many.
+// soon as it finished. With [Config.Plugins], each job is a River insert
+// of its own in that transaction, with the values of its own request's
+// context, so that River's middleware (otelriver's) sees each job with
+// its own request's trace; on SQLite the batch's last job is then
+// committed on its own, right after, to wake River's producer. There is
+// no timer: a lone request costs one commit, and under load one commit
+// (one fsync on SQLite; two with plugins) serves many.
 // A failed transaction stores none of its jobs, and each of its requests
 // is answered 503 with its claim released. See [Queue.EnqueueOnce].
 //
@@ -153,9 +158,14 @@
 // replica takes it; a failure discards it again and reports it to the
 // error handler again) and [eachhook.Handler.Discard] deletes it, from
 // any replica on the same database ([Queue.DeadLetters], [Queue.Replay],
-// [Queue.Discard]). River is told never to delete discarded jobs, so a
-// dead letter stays in river_job until it is replayed or discarded: watch
-// their number. The dead letters the Queue never sees (a terminal status
+// [Queue.Discard]). Of concurrent Replays of one dead letter, in one
+// process or on replicas, one returns nil and the others
+// [eachhook.ErrNoDeadLetter]: it runs once. A resend of a dead-lettered
+// id is stored and runs; the success of any run of an id deletes its
+// discarded jobs, so it is no longer listed and its Replay returns
+// [eachhook.ErrNoDeadLetter]. River is told never to delete discarded
+// jobs, so a dead letter stays in river_job until it is replayed,
+// discarded or a run of its id succeeds: watch their number. The dead letters the Queue never sees (a terminal status
 // with no callback registered, a status the Handler does not know) stay
 // in the Handler's dead-letter store, in memory unless
 // [eachhook.WithDeadLetters] sets another: [SQLiteDeadLetters] in the
@@ -167,12 +177,10 @@ package durable
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/eachhook/eachhook"
@@ -350,86 +358,6 @@ func (c Config) riverConfig(w *deliveryWorker) *river.Config {
 	}
 }
 
-// deliveryArgs is the job of one delivery. Body is []byte so that
-// encoding/json stores it base64-encoded: the exact bytes survive, which
-// a json.RawMessage in a jsonb column would not.
-type deliveryArgs struct {
-	ID     string `json:"id" river:"unique"`
-	Status string `json:"status"`
-	Body   []byte `json:"body"`
-	// Claim is the token of the Handler's dedupe claim (eachhook.Delivery.Claim),
-	// given back to the Runner so that it completes that claim.
-	Claim string `json:"claim,omitempty"`
-}
-
-// Kind implements river.JobArgs.
-func (deliveryArgs) Kind() string { return "eachhook_delivery" }
-
-func (a deliveryArgs) delivery() eachhook.Delivery {
-	return eachhook.Delivery{ID: a.ID, Status: a.Status, Body: a.Body, Claim: a.Claim}
-}
-
-// deliveryWorker runs a delivery's callbacks through the Handler that
-// started the Queue.
-type deliveryWorker struct {
-	river.WorkerDefaults[deliveryArgs]
-	r atomic.Pointer[eachhook.Runner]
-	// lastErr holds the error of a job's last attempt (job id -> error)
-	// until River has stored the job as discarded and the Queue reports it.
-	lastErr sync.Map
-}
-
-// Timeout implements river.Worker: the job timeout is the Handler's
-// callback timeout, one setting for both.
-func (w *deliveryWorker) Timeout(*river.Job[deliveryArgs]) time.Duration {
-	if r := w.r.Load(); r != nil {
-		return (*r).CallbackTimeout()
-	}
-	return 0 // unreachable: the client starts only from Queue.Start
-}
-
-// Work implements river.Worker: one attempt of the callback. A returned
-// error makes River retry, or discard the job after its last attempt.
-func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
-	r := w.r.Load()
-	if r == nil { // unreachable: the client starts only from Queue.Start
-		return errors.New("durable: queue not started by a Handler")
-	}
-	d := job.Args.delivery()
-	d.AcceptedAt = job.CreatedAt // the insert: the observer's queue wait starts there
-	err := (*r).Run(ctx, d, job.Attempt)
-	if err != nil && job.Attempt >= job.MaxAttempts {
-		w.lastErr.Store(job.ID, err)
-	}
-	return err
-}
-
-// reportDiscarded calls [eachhook.Runner.GiveUp] for each job this client
-// discarded after its last attempt. It waits for River's event, sent once
-// the discarded state is committed: until then the job still counts as a
-// duplicate, and releasing the Handler's claim earlier would let a
-// redelivery be acknowledged as a duplicate of a job about to be
-// discarded. It returns when River closes events.
-func (w *deliveryWorker) reportDiscarded(r eachhook.Runner, events <-chan *river.Event) {
-	for ev := range events {
-		job := ev.Job
-		if job == nil || job.State != rivertype.JobStateDiscarded || job.Kind != (deliveryArgs{}).Kind() {
-			continue
-		}
-		var args deliveryArgs
-		if err := json.Unmarshal(job.EncodedArgs, &args); err != nil {
-			continue // not ours: every deliveryArgs decodes
-		}
-		var err error
-		if v, ok := w.lastErr.LoadAndDelete(job.ID); ok {
-			err = v.(error)
-		} else if n := len(job.Errors); n > 0 {
-			err = errors.New(job.Errors[n-1].Error)
-		}
-		r.GiveUp(context.Background(), args.delivery(), job.Attempt, err)
-	}
-}
-
 // riverClient is what a Queue needs of a river.Client, whatever its
 // driver's transaction type.
 type riverClient interface {
@@ -451,7 +379,15 @@ type Queue struct {
 	worker  *deliveryWorker
 	opts    river.InsertOpts
 	inserts groupCommit
-	close   func() error // closes a database the Queue opened, or nil
+	// inTx runs f in one transaction of the Queue's database, committed
+	// when f returns nil.
+	inTx func(ctx context.Context, f func(jobTx) error) error
+	// wakeAfterTx: River's producer learns of no job inserted in a
+	// transaction (SQLite, which has no LISTEN/NOTIFY), so a batch's last
+	// job is inserted on its own, which wakes it (groupcommit.go).
+	wakeAfterTx bool
+	plugins     bool         // Config.Plugins has any: they see each job's context
+	close       func() error // closes a database the Queue opened, or nil
 	// recover makes the jobs a dead process left running available, before
 	// River starts (SQLite, where no other process can be alive); nil on
 	// Postgres, where River's rescuer does it.
@@ -483,7 +419,9 @@ func newQueue(cfg Config, w *deliveryWorker, client riverClient, closeDB func() 
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		},
 	}
-	q.inserts = groupCommit{insert: client.InsertMany, opts: &q.opts}
+	q.plugins = len(cfg.Plugins) > 0
+	w.jobs, w.log, w.maxAttempts = client, cfg.Logger, cfg.MaxAttempts
+	q.inserts = groupCommit{insert: q.insertBatch, opts: &q.opts}
 	return q
 }
 
@@ -566,12 +504,16 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // Inserts are group-committed: a call that finds no insert in flight
 // inserts its job at once in a transaction of its own, and the calls
 // that arrive meanwhile are inserted together in the next transaction
-// (River's InsertMany, up to 256 jobs), started as soon as the previous
+// (River's InsertMany, up to 256 jobs; with Config.Plugins, one River
+// insert per job with its own call's context), started as soon as the previous
 // one is decided; there is no timer. Each call returns only once the
 // transaction holding its job committed. Copies of one id in one batch
 // make one job; the first reports true, the others false, all after
 // the commit. A failed transaction stores no job of its batch and
-// returns its error to every call of the batch. A call whose ctx ends
+// returns its error to every call of the batch (on SQLite with plugins,
+// a batch's last job is committed after the others, on its own; if that commit
+// fails, the batch's calls all get its error, and the retries of the
+// others are duplicates). A call whose ctx ends
 // first returns ctx.Err(); its job is inserted only if its batch had
 // started, and is then a duplicate for the sender's retry. The shared
 // insert is bounded by 30s of its own.
@@ -579,7 +521,7 @@ func (q *Queue) Enqueue(ctx context.Context, d eachhook.Delivery) error {
 // After Shutdown began it inserts nothing and returns an error; Shutdown
 // waits for the batches already in flight to commit.
 func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, error) {
-	return q.inserts.enqueue(ctx, deliveryArgs{ID: d.ID, Status: d.Status, Body: d.Body, Claim: d.Claim})
+	return q.inserts.enqueue(ctx, newDeliveryArgs(d))
 }
 
 // Shutdown implements [eachhook.Queue]. It stops storing new jobs, waits

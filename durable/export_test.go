@@ -1,5 +1,11 @@
 package durable
 
+import (
+	"context"
+
+	"github.com/riverqueue/river"
+)
+
 // PendingInserts is how many EnqueueOnce calls of q wait for the next
 // group commit, for the external tests.
 func PendingInserts(q *Queue) int { return q.inserts.pendingCalls() }
@@ -11,4 +17,25 @@ func InsertInFlight(q *Queue) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.busy && len(g.pending) == 0
+}
+
+// InsertJob inserts a job of args through q's River client with q's
+// insert options, for the external tests (a job of an earlier version).
+func InsertJob(ctx context.Context, q *Queue, args river.JobArgs) error {
+	_, err := q.client.InsertMany(ctx, []river.InsertManyParams{{Args: args, InsertOpts: &q.opts}})
+	return err
+}
+
+// StoredArgs returns the args JSON of q's delivery jobs, oldest first,
+// for the external tests.
+func StoredArgs(ctx context.Context, q *Queue) ([]string, error) {
+	res, err := q.client.JobList(ctx, river.NewJobListParams().Kinds(deliveryArgs{}.Kind()).OrderBy(river.JobListOrderByID, river.SortOrderAsc))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(res.Jobs))
+	for i, j := range res.Jobs {
+		out[i] = string(j.EncodedArgs)
+	}
+	return out, nil
 }

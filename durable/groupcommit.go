@@ -29,7 +29,8 @@ const insertTimeout = 30 * time.Second
 // a commit (an fsync on SQLite) is shared by every request that arrived
 // during the previous one.
 type groupCommit struct {
-	insert func(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
+	// insert inserts params[i] with ctxs[i], under ctx: [Queue.insertBatch].
+	insert func(ctx context.Context, ctxs []context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	opts   *river.InsertOpts
 
 	mu      sync.Mutex
@@ -107,11 +108,12 @@ func (g *groupCommit) commitNext() bool {
 // reports whether River inserted it, the others report a duplicate, and
 // all are answered once the transaction is decided. A failed transaction
 // stores none of the batch's jobs and answers its error to every call.
+// Each job is inserted with the values of its own call's context (its
+// request's trace, for River's middleware) and the batch's deadline.
 func (g *groupCommit) commit(batch []*insertCall) {
 	firstOf := make(map[string]int, len(batch)) // id -> index in params
 	params := make([]river.InsertManyParams, 0, len(batch))
 	owner := make([]*insertCall, 0, len(batch)) // owner[i] inserted params[i]
-	var ctx context.Context
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			// Its request is gone and answered 503: store nothing for it.
@@ -122,9 +124,6 @@ func (g *groupCommit) commit(batch []*insertCall) {
 		if _, dup := firstOf[c.args.ID]; dup {
 			continue
 		}
-		if ctx == nil {
-			ctx = c.ctx
-		}
 		firstOf[c.args.ID] = len(params)
 		params = append(params, river.InsertManyParams{Args: c.args, InsertOpts: g.opts})
 		owner = append(owner, c)
@@ -132,8 +131,15 @@ func (g *groupCommit) commit(batch []*insertCall) {
 	if len(params) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertTimeout)
-	res, err := g.insert(ctx, params)
+	ctx, cancel := context.WithTimeout(context.Background(), insertTimeout)
+	deadline, _ := ctx.Deadline()
+	ctxs := make([]context.Context, len(owner))
+	for i, c := range owner {
+		var cancelJob context.CancelFunc
+		ctxs[i], cancelJob = context.WithDeadline(context.WithoutCancel(c.ctx), deadline)
+		defer cancelJob()
+	}
+	res, err := g.insert(ctx, ctxs, params)
 	cancel()
 	if err == nil && len(res) != len(params) {
 		err = fmt.Errorf("river returned %d results for %d jobs", len(res), len(params))
@@ -174,4 +180,46 @@ func (g *groupCommit) close(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// insertBatch inserts params[i] with ctxs[i] in one transaction, so that
+// River's insert middleware (otelriver's span, the trace it puts in the
+// job's metadata) sees each job with its own request's context. On SQLite
+// the last job is inserted after that transaction, in one of its own:
+// River wakes its producer only after an insert outside a transaction of
+// the caller's, and there is no LISTEN/NOTIFY to do it. Without plugins
+// nothing sees the contexts, and the batch is one River InsertMany (one
+// statement, where one per job took about twice the time).
+func (q *Queue) insertBatch(ctx context.Context, ctxs []context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+	if !q.plugins {
+		return q.client.InsertMany(ctx, params)
+	}
+	res := make([]*rivertype.JobInsertResult, 0, len(params))
+	n := len(params) // inserted in the transaction
+	if q.wakeAfterTx {
+		n--
+	}
+	if n > 0 {
+		err := q.inTx(ctx, func(tx jobTx) error {
+			for i := range n {
+				r, err := tx.InsertMany(ctxs[i], params[i:i+1])
+				if err != nil {
+					return err
+				}
+				res = append(res, r...)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if n < len(params) {
+		r, err := q.client.InsertMany(ctxs[n], params[n:])
+		if err != nil {
+			return nil, err
+		}
+		res = append(res, r...)
+	}
+	return res, nil
 }

@@ -28,7 +28,7 @@ func newFakeInserts() *fakeInserts {
 	return &fakeInserts{stored: map[string]bool{}, started: make(chan int, 100), release: make(chan struct{}, 100)}
 }
 
-func (f *fakeInserts) insert(_ context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+func (f *fakeInserts) insert(_ context.Context, _ []context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
 	f.mu.Lock()
 	ids := make([]string, len(params))
 	seen := map[string]bool{}

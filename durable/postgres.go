@@ -2,13 +2,16 @@ package durable
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // MigratePostgres creates or updates River's tables in schema ("" for the
@@ -40,5 +43,37 @@ func NewPostgres(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("durable: %w", err)
 	}
-	return newQueue(cfg, w, client, nil), nil
+	q := newQueue(cfg, w, client, nil)
+	table := "river_job"
+	if cfg.Schema != "" {
+		table = pgx.Identifier{cfg.Schema, table}.Sanitize()
+	}
+	q.inTx = func(ctx context.Context, f func(jobTx) error) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return f(pgTx{client: client, tx: tx, table: table}) })
+	}
+	return q, nil
+}
+
+// pgTx is River's client bound to one Postgres transaction.
+type pgTx struct {
+	client *river.Client[pgx.Tx]
+	tx     pgx.Tx
+	table  string // river_job, schema-qualified
+}
+
+func (t pgTx) InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+	return t.client.InsertManyTx(ctx, t.tx, params)
+}
+
+func (t pgTx) JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error) {
+	return t.client.JobRetryTx(ctx, t.tx, id)
+}
+
+func (t pgTx) lockState(ctx context.Context, id int64) (rivertype.JobState, error) {
+	var state string
+	err := t.tx.QueryRow(ctx, "SELECT state FROM "+t.table+" WHERE id = $1 FOR UPDATE", id).Scan(&state)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return rivertype.JobState(state), err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 
 	"modernc.org/sqlite" // the pure-Go driver; importing it also registers "sqlite"
 )
@@ -71,9 +73,46 @@ func newSQLiteQueue(ctx context.Context, db *sql.DB, cfg Config) (*Queue, error)
 		return nil, fmt.Errorf("durable: %w", err)
 	}
 	q := newQueue(cfg, w, client, db.Close)
+	q.inTx = func(ctx context.Context, f func(jobTx) error) error {
+		tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer until it ends
+		if err != nil {
+			return err
+		}
+		if err := f(sqliteTx{client: client, tx: tx}); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	q.wakeAfterTx = true
 	q.recover = func(ctx context.Context) error { return recoverSQLite(ctx, db) }
 	q.live = &liveSQLiteClients
 	return q, nil
+}
+
+// sqliteTx is River's client bound to one SQLite transaction.
+type sqliteTx struct {
+	client *river.Client[*sql.Tx]
+	tx     *sql.Tx
+}
+
+func (t sqliteTx) InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+	return t.client.InsertManyTx(ctx, t.tx, params)
+}
+
+func (t sqliteTx) JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error) {
+	return t.client.JobRetryTx(ctx, t.tx, id)
+}
+
+// lockState needs no lock of its own: the transaction began IMMEDIATE,
+// so it is the only writer until it ends.
+func (t sqliteTx) lockState(ctx context.Context, id int64) (rivertype.JobState, error) {
+	var state string
+	err := t.tx.QueryRowContext(ctx, "SELECT state FROM river_job WHERE id = ?", id).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return rivertype.JobState(state), err
 }
 
 // recoverSQLite runs in Start, before River's client starts: only one

@@ -2,6 +2,7 @@ package durable_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,4 +54,49 @@ func TestStartRefusesRescueWithinTheCallbackTimeout(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorIs(t, h.Start(ctx), durable.ErrInvalidConfig)
 	require.NoError(t, h.Shutdown(ctx))
+}
+
+// TestOneAttemptAtATime: a callback that ignores its context outlives
+// the callback timeout (River's job timeout); with one worker, River
+// starts the retry only once that attempt returned: never two attempts of
+// one delivery at once. The first attempt holds on for 50 retry delays
+// after its context ended, the window in which a retry would otherwise
+// start (River polls for it every 10ms here).
+func TestOneAttemptAtATime(t *testing.T) {
+	q := newBackend(t, "sqlite").open(t, durable.Config{Logger: quiet, Workers: 1, MaxAttempts: 2, RetryPolicy: fastRetry{},
+		RescueStuckJobsAfter: time.Minute, FetchPollInterval: 10 * time.Millisecond})
+	second := make(chan struct{})
+	var running, most, runs atomic.Int32
+	done := make(chan int, 2)
+	h := newHandler(t, q, func(h *eachhook.Handler) {
+		h.OnSuccess(func(ctx context.Context, s *eachhook.Success) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			attempt := int(runs.Add(1))
+			defer func() { done <- attempt }()
+			if attempt == 1 {
+				<-ctx.Done() // cut by the timeout, and ignored for a while:
+				select {
+				case <-second: // the retry started: two at once
+				case <-time.After(50 * 10 * time.Millisecond):
+				}
+				return errors.New("overran")
+			}
+			close(second)
+			return nil
+		})
+	}, eachhook.WithCallbackTimeout(100*time.Millisecond))
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "one-at-a-time")))
+	for want := 1; want <= 2; want++ {
+		select {
+		case got := <-done:
+			require.Equal(t, want, got)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("attempt %d did not return", want)
+		}
+	}
+	require.Equal(t, int32(1), most.Load(), "two attempts of one delivery ran at once")
+	require.Equal(t, int32(2), runs.Load())
 }

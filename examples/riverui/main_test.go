@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,13 +160,15 @@ type uiJob struct {
 }
 
 // predictionID is the prediction id in a job's args (the durable queue's
-// {"id", "status", "body"}).
+// {"id", "status", "webhook", ...}), which River UI's job list shows
+// from their start: the id and the status come first.
 func (j uiJob) predictionID(t *testing.T) string {
 	t.Helper()
 	var args struct {
 		ID string `json:"id"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(j.Args), &args), "args %s", j.Args)
+	require.Regexp(t, `^\{"id": ?"`+regexp.QuoteMeta(args.ID)+`", ?"status": ?"(success|failed)", ?"webhook"`, j.Args)
 	return args.ID
 }
 
