@@ -47,6 +47,9 @@ func (q *Queue) jobs() riverJobs { return q.client }
 // that [eachhook.Handler.Health] answers 503 "queue unreachable" while the
 // database cannot be reached (or after Shutdown closed a SQLite file).
 func (q *Queue) Ping(ctx context.Context) error {
+	if q.liveness != nil && q.liveness.lost.Load() {
+		return ErrLockLost
+	}
 	if _, err := q.jobs().JobList(ctx, river.NewJobListParams().First(1)); err != nil {
 		return fmt.Errorf("durable: ping: %w", err)
 	}

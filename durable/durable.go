@@ -453,9 +453,13 @@ type Queue struct {
 	inserts groupCommit
 	close   func() error // closes a database the Queue opened, or nil
 	// recover makes the jobs a dead process left running available, before
-	// River starts (SQLite, where no other process can be alive); nil on
-	// Postgres, where River's rescuer does it.
+	// River starts: on SQLite all of them (no other process can be alive),
+	// on Postgres those of the clients without a liveness lock, once this
+	// Queue holds its own (liveness.start).
 	recover func(ctx context.Context) error
+	// liveness holds the lock that shows this client alive and takes over
+	// the dead clients' jobs while River runs; nil on SQLite.
+	liveness *liveness
 	// live registers the client's ID from Start until River stopped, for
 	// recover; nil on Postgres.
 	live *sync.Map
@@ -529,6 +533,9 @@ func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 	// River stops when the context given to Start ends; the Queue runs
 	// until Shutdown instead.
 	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
+		if q.liveness != nil {
+			q.liveness.stop()
+		}
 		unsubscribe()
 		<-reported
 		if q.live != nil {
@@ -542,6 +549,9 @@ func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 			<-stopped
 			q.live.Delete(q.client.ID())
 		}()
+	}
+	if q.liveness != nil {
+		q.liveness.run()
 	}
 	q.reported = reported
 	return nil
@@ -606,18 +616,26 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 		done, cancel := context.WithCancel(context.Background())
 		cancel()
 		_ = q.client.StopAndCancel(done)
-		if q.close != nil {
-			go func() {
-				<-q.client.Stopped()
-				q.closeDB()
-			}()
-		}
+		go func() {
+			<-q.client.Stopped()
+			q.stopLiveness()
+			q.closeDB()
+		}()
 		return err
 	}
+	q.stopLiveness()
 	if reported != nil {
 		<-reported // River closed the subscription when it stopped
 	}
 	return q.closeDB()
+}
+
+// stopLiveness releases a Postgres Queue's liveness lock once River has
+// stopped, so that no other replica takes over the jobs it still ran.
+func (q *Queue) stopLiveness() {
+	if q.liveness != nil {
+		q.liveness.stop()
+	}
 }
 
 func (q *Queue) closeDB() error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -36,9 +37,14 @@ func NewPostgres(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 		return nil, err
 	}
 	w := &deliveryWorker{}
-	client, err := river.NewClient(riverpgxv5.New(pool), cfg.riverConfig(w))
+	rc := cfg.riverConfig(w)
+	rc.ID = newClientID(time.Now())
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
 	if err != nil {
 		return nil, fmt.Errorf("durable: %w", err)
 	}
-	return newQueue(cfg, w, client, nil), nil
+	q := newQueue(cfg, w, client, nil)
+	q.liveness = newLiveness(pool, rc.ID, client.Queues(), cfg)
+	q.recover = q.liveness.start
+	return q, nil
 }
