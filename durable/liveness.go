@@ -127,12 +127,13 @@ FROM dead WHERE j.id = dead.id AND j.state = 'running' AND j.` + last + ` = dead
 // and leaves the Queue to River's rescuer; only a database that cannot be
 // reached fails it.
 func (l *liveness) start(ctx context.Context) error {
+	if l.cancel != nil {
+		return nil // started already
+	}
 	conn, err := l.lock(ctx)
-	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) || errors.Is(err, errNotHeld):
-		l.log.Warn("durable: cannot hold the liveness lock on Postgres (a pooler in transaction mode? no EXECUTE on pg_try_advisory_lock?): "+
-			"the running jobs of a dead replica wait for River's rescuer (Config.RescueStuckJobsAfter)", "client", l.id, "err", err)
+	case errors.Is(err, errNoLock):
+		l.fallBack(err)
 		return nil
 	case err != nil:
 		return err
@@ -141,8 +142,13 @@ func (l *liveness) start(ctx context.Context) error {
 	return l.takeOver(ctx)
 }
 
-// errNotHeld is the error of lock when the lock is not held by the session.
-var errNotHeld = errors.New("the session does not hold its lock")
+// errNoLock is matched by the error of lock when the database answered
+// but the lock is not held; errPooled when the lock was taken but the
+// session's server connection does not hold it.
+var (
+	errNoLock = errors.New("the session cannot hold its lock")
+	errPooled = fmt.Errorf("%w: its server connection changed (a pooler in transaction mode?)", errNoLock)
+)
 
 // lock opens the lock's session on a connection taken from the pool
 // (so with its settings and hooks) and takes the lock. It returns no
@@ -172,7 +178,11 @@ func (l *liveness) lock(ctx context.Context) (*pgx.Conn, error) {
 		// (PgBouncer in transaction mode) shows here.
 		err = l.held(ctx, conn)
 	} else if err == nil {
-		err = errNotHeld
+		err = errNoLock
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		err = fmt.Errorf("%w: %w", errNoLock, err)
 	}
 	if err != nil {
 		_ = conn.Close(context.WithoutCancel(ctx))
@@ -187,7 +197,7 @@ func (l *liveness) held(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	if !held {
-		return errNotHeld
+		return errPooled
 	}
 	return nil
 }
@@ -206,6 +216,9 @@ func (l *liveness) takeOver(ctx context.Context) error {
 // run checks the lock and takes over jobs about once a livenessInterval
 // until stop. Without the lock (in fallback) it does nothing.
 func (l *liveness) run() {
+	if l.cancel != nil {
+		return // running already
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan struct{})
 	if l.conn == nil {
@@ -222,7 +235,9 @@ func (l *liveness) run() {
 				return
 			case <-t.C:
 			}
-			l.tick(ctx)
+			if l.tick(ctx) {
+				return
+			}
 			t.Reset(jitter())
 		}
 	}()
@@ -232,54 +247,78 @@ func jitter() time.Duration {
 	return livenessInterval*3/4 + rand.N(livenessInterval/2)
 }
 
-func (l *liveness) tick(ctx context.Context) {
+// fallBack logs that the Queue works without its lock, leaving the
+// running jobs of dead replicas to River's rescuer.
+func (l *liveness) fallBack(err error) {
+	l.log.Warn("durable: cannot hold the liveness lock on Postgres (a pooler in transaction mode? no EXECUTE on pg_try_advisory_lock?): "+
+		"the running jobs of a dead replica wait for River's rescuer (Config.RescueStuckJobsAfter)", "client", l.id, "err", err)
+}
+
+// tick checks the lock and takes over the dead clients' jobs, or takes
+// the lock again while it is lost. It reports whether the Queue falls
+// back to River's rescuer, which ends the checks.
+func (l *liveness) tick(ctx context.Context) (fellBack bool) {
 	tctx, cancel := context.WithTimeout(ctx, livenessTimeout)
 	defer cancel()
 	if l.conn == nil {
-		l.relock(ctx, tctx)
-		return
+		return l.relock(ctx, tctx)
 	}
 	err := l.held(tctx, l.conn)
 	if err == nil {
 		err = l.takeOver(tctx)
 	}
 	if err == nil || ctx.Err() != nil {
-		return
+		return false
 	}
 	_ = l.conn.Close(tctx)
 	l.conn = nil
+	if errors.Is(err, errPooled) {
+		l.fallBack(err) // it keeps claiming jobs
+		return true
+	}
 	l.lost.Store(true)
 	l.log.Error("durable: lost the liveness lock on Postgres: claiming no jobs until it holds it again; "+
 		"another replica may run this one's running jobs again", "client", l.id, "err", err)
 	l.removed = make(chan error, 1)
 	go func() { l.removed <- l.queues.Remove(context.Background(), l.name) }() // returns once the running jobs have
+	return false
 }
 
 // relock takes the lock again and, once the pause has taken effect,
 // resumes claiming jobs.
-func (l *liveness) relock(ctx, tctx context.Context) {
+func (l *liveness) relock(ctx, tctx context.Context) (fellBack bool) {
 	conn, err := l.lock(tctx)
-	if err != nil {
-		return // the old session may linger until its server notices; retried next tick
+	pooled := errors.Is(err, errPooled)
+	if err != nil && !pooled {
+		return false // the old session may linger until its server notices; retried next tick
 	}
 	select {
-	case err = <-l.removed:
+	case rerr := <-l.removed:
+		if rerr == nil {
+			rerr = l.queues.Add(l.name, l.queue)
+		}
+		if rerr != nil {
+			l.log.Error("durable: cannot resume claiming jobs; retrying", "client", l.id, "err", rerr)
+			l.removed <- nil // the queue is removed: Add again next tick
+			if conn != nil {
+				_ = conn.Close(tctx)
+			}
+			return false
+		}
 	case <-ctx.Done():
-		_ = conn.Close(context.WithoutCancel(ctx))
-		return
+		if conn != nil {
+			_ = conn.Close(context.WithoutCancel(ctx))
+		}
+		return false
 	}
-	if err == nil {
-		err = l.queues.Add(l.name, l.queue)
-	}
-	if err != nil {
-		l.log.Error("durable: cannot resume claiming jobs; retrying", "client", l.id, "err", err)
-		l.removed <- nil // the queue is removed: Add again next tick
-		_ = conn.Close(tctx)
-		return
+	l.lost.Store(false)
+	if pooled {
+		l.fallBack(err)
+		return true
 	}
 	l.conn = conn
-	l.lost.Store(false)
 	l.log.Info("durable: holds the liveness lock on Postgres again: claiming jobs", "client", l.id)
+	return false
 }
 
 // stop ends the checks and the lock's session, releasing the lock.

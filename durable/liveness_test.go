@@ -3,6 +3,7 @@ package durable_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -277,50 +278,84 @@ func TestLockConnectionCut(t *testing.T) {
 }
 
 // TestLockUnavailableFallsBack: a connection on which the lock cannot be
-// taken (here pg_try_advisory_lock fails as for a role without EXECUTE on
-// it) logs one warning at Start, which succeeds; Ping answers, no job is
-// taken over by the lock's check, and a dead client's running job is
-// rescued by River's rescuer.
+// held logs one warning, and the Queue goes on with River's rescuer alone:
+// Start succeeds, Ping answers, jobs run, and a dead client's running job
+// is rescued by River's rescuer, never taken over by the lock's check.
+// The cases are simulated with functions that shadow pg_catalog's in the
+// pool's search_path: pg_try_advisory_lock failing as for a role without
+// EXECUTE on it, pg_try_advisory_lock answering true without a lock as
+// through a pooler in transaction mode, and pg_backend_pid changing while
+// the Queue runs as when a pooler moves the session.
 func TestLockUnavailableFallsBack(t *testing.T) {
-	ctx := context.Background()
-	direct := postgresPool(t)
-	schema := postgresSchema(t, direct)
-	_, err := direct.Exec(ctx, `CREATE FUNCTION `+schema+`.pg_try_advisory_lock(int4, int4) RETURNS bool LANGUAGE plpgsql AS
-    $$BEGIN RAISE EXCEPTION 'permission denied for function pg_try_advisory_lock' USING ERRCODE = '42501'; END$$`)
-	require.NoError(t, err)
-	cfg, err := pgxpool.ParseConfig(postgresDSN())
-	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema + ",pg_catalog"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	for name, shadow := range map[string]string{
+		"denied": `CREATE FUNCTION %[1]s.pg_try_advisory_lock(int4, int4) RETURNS bool LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'permission denied for function pg_try_advisory_lock' USING ERRCODE = '42501'; END$$`,
+		"pooled at start": `CREATE FUNCTION %[1]s.pg_try_advisory_lock(int4, int4) RETURNS bool LANGUAGE sql AS 'SELECT true'`,
+		"pooled later": `CREATE TABLE %[1]s.pooled (); CREATE FUNCTION %[1]s.pg_backend_pid() RETURNS int LANGUAGE sql STABLE AS
+    'SELECT CASE WHEN EXISTS (SELECT FROM %[1]s.pooled) THEN 0 ELSE pg_catalog.pg_backend_pid() END'`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			direct := postgresPool(t)
+			schema := postgresSchema(t, direct)
+			_, err := direct.Exec(ctx, fmt.Sprintf(shadow, schema))
+			require.NoError(t, err)
+			cfg, err := pgxpool.ParseConfig(postgresDSN())
+			require.NoError(t, err)
+			cfg.ConnConfig.RuntimeParams["search_path"] = schema + ",pg_catalog"
+			pool, err := pgxpool.NewWithConfig(ctx, cfg)
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
 
-	var mu sync.Mutex
-	var recs []slog.Record
-	logger := slog.New(logRecords{level: slog.LevelWarn, mu: &mu, recs: &recs})
-	q, err := durable.NewPostgres(pool, durable.Config{Logger: logger, Schema: schema, RescueStuckJobsAfter: 2 * time.Second})
-	require.NoError(t, err)
-	stuckJob(t, direct, schema, q, "dead", 1, "eachhook_deadhost_2026_01_01T00_00_00_000001")
-	rec := eachhooktest.NewRecorder()
-	newHandler(t, q, rec.Register, eachhook.WithCallbackTimeout(time.Second))
-	mu.Lock()
-	var warnings []slog.Record
-	for _, r := range recs {
-		if strings.Contains(r.Message, "liveness lock") {
-			warnings = append(warnings, r)
-		}
+			var mu sync.Mutex
+			var recs []slog.Record
+			warnings := func() []slog.Record {
+				mu.Lock()
+				defer mu.Unlock()
+				var out []slog.Record
+				for _, r := range recs {
+					if strings.Contains(r.Message, "liveness lock") {
+						out = append(out, r)
+					}
+				}
+				return out
+			}
+			logger := slog.New(logRecords{level: slog.LevelWarn, mu: &mu, recs: &recs})
+			q, err := durable.NewPostgres(pool, durable.Config{Logger: logger, Schema: schema, RescueStuckJobsAfter: 2 * time.Second})
+			require.NoError(t, err)
+			later := name == "pooled later"
+			if !later {
+				stuckJob(t, direct, schema, q, "dead", 1, "eachhook_deadhost_2026_01_01T00_00_00_000001")
+			}
+			rec := eachhooktest.NewRecorder()
+			h := newHandler(t, q, rec.Register, eachhook.WithCallbackTimeout(time.Second))
+			if later {
+				require.Empty(t, warnings())
+				_, err := direct.Exec(ctx, `INSERT INTO `+schema+`.pooled DEFAULT VALUES`)
+				require.NoError(t, err)
+				require.Eventually(t, func() bool { return len(warnings()) > 0 }, 30*time.Second, 10*time.Millisecond)
+			}
+			w := warnings()
+			require.Len(t, w, 1)
+			require.Equal(t, slog.LevelWarn, w[0].Level)
+			require.True(t, strings.HasPrefix(w[0].Message, "durable: cannot hold the liveness lock on Postgres"), w[0].Message)
+			require.NoError(t, q.Ping(ctx))
+
+			require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "new")))
+			want := map[string][]int{"new": {1}}
+			if !later {
+				want["dead"] = []int{2}
+			}
+			ctxw, cancel := context.WithTimeout(ctx, 90*time.Second)
+			defer cancel()
+			require.NoError(t, rec.Wait(ctxw, len(want)))
+			require.Equal(t, want, attempts(rec))
+			if !later {
+				var errs []string
+				require.NoError(t, direct.QueryRow(ctx, `SELECT array_agg(e->>'error') FROM `+schema+`.river_job, unnest(errors) e WHERE args->>'id' = 'dead'`).Scan(&errs))
+				require.Equal(t, []string{"Stuck job rescued by JobRescuer"}, errs, "rescued by River's rescuer, not taken over")
+			}
+			require.Len(t, warnings(), 1, "one warning")
+		})
 	}
-	mu.Unlock()
-	require.Len(t, warnings, 1)
-	require.Equal(t, slog.LevelWarn, warnings[0].Level)
-	require.True(t, strings.HasPrefix(warnings[0].Message, "durable: cannot hold the liveness lock on Postgres"), warnings[0].Message)
-	require.NoError(t, q.Ping(ctx))
-
-	ctxw, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	require.NoError(t, rec.Wait(ctxw, 1))
-	require.Equal(t, map[string][]int{"dead": {2}}, attempts(rec))
-	var errs []string
-	require.NoError(t, direct.QueryRow(ctx, `SELECT array_agg(e->>'error') FROM `+schema+`.river_job, unnest(errors) e WHERE args->>'id' = 'dead'`).Scan(&errs))
-	require.Equal(t, []string{"Stuck job rescued by JobRescuer"}, errs, "rescued by River's rescuer, not taken over")
 }
