@@ -12,3 +12,7 @@ func InsertInFlight(q *Queue) bool {
 	defer g.mu.Unlock()
 	return g.busy && len(g.pending) == 0
 }
+
+// ClientID is the River client id of q, which names its liveness lock on
+// Postgres, for the external tests.
+func ClientID(q *Queue) string { return q.client.ID() }
