@@ -68,9 +68,9 @@
 // replica's store still holds a claim: the Queue is an
 // [eachhook.DedupingQueue], so the Handler asks it, and River's unique
 // insert ignores discarded jobs. (A job whose last attempt was
-// cut short by a crash is discarded by River's rescuer without that
-// report; it is in River's table with state 'discarded', and listed as a
-// dead letter.) A discarded job is a dead letter: see Dead letters.
+// cut short by a crash is discarded without that report, by the recovery
+// described under Crash settings or by River's rescuer; it is in River's
+// table with state 'discarded', and listed as a dead letter.) A discarded job is a dead letter: see Dead letters.
 // [eachhook.AttemptFromContext] gives River's attempt number, which also
 // counts runs cut short by a crash.
 //
@@ -115,9 +115,10 @@
 //     after it (the worker's Timeout), and an attempt still running then
 //     fails.
 //   - RescueStuckJobsAfter ([Config.RescueStuckJobsAfter], default 2m,
-//     longer than the callback timeout, which Start checks): on Postgres, a job still marked running
-//     after this long is taken to belong to a dead process and is retried
-//     (or discarded if it was its last attempt). A callback that ignores
+//     longer than the callback timeout, which Start checks): on Postgres,
+//     River's rescuer takes a job still marked running after this long to
+//     belong to a dead process and retries it (or discards it if it was
+//     its last attempt), the backstop of the liveness lock below. A callback that ignores
 //     its context and runs longer than this may run twice at the same
 //     time.
 //   - CompletedJobRetentionPeriod ([Config.CompletedJobRetention], default
@@ -134,15 +135,30 @@
 // the default Config). Jobs of another Queue of the same process that has
 // not stopped yet are left to it.
 //
-// On Postgres, a job marked running may belong to a live replica, and
+// On Postgres a job marked running may belong to a live replica, and
 // River (without its Pro edition) records nothing about which clients are
-// alive, so only River's rescuer may take it over: on River's leader,
+// alive; Postgres does. Each Queue holds, from Start until River stopped,
+// a session-level advisory lock named after its River client id, on a
+// connection of its own taken from the pool (with TCP keepalives), and
+// Postgres releases it the moment that session ends, also when the
+// process is killed. At Start and about once a second, every Queue makes
+// the running jobs whose last client holds no such lock available again,
+// as Start does on SQLite (one replica acts on a job). A callback cut by
+// a crash runs again within seconds, on a live replica or at the restart
+// (10s is the bound the tests assert, with the default Config). A Queue
+// that loses its lock claims no jobs until it holds it again, and
+// [Queue.Ping] returns [ErrLockLost] meanwhile (so Health answers 503);
+// another replica may run its running jobs again: at least once. Where
+// the lock cannot be held (a pooler in transaction mode such as
+// PgBouncer, a role without EXECUTE on pg_try_advisory_lock), the Queue
+// logs one warning and goes on without it: its Start does not fail, and
+// the jobs of a dead replica wait for River's rescuer (on River's leader,
 // every 30s, for jobs running longer than RescueStuckJobsAfter, then
-// retried after the retry policy's first backoff. After a crash a new
-// process becomes leader once the dead one's lease expires (up to about
-// 15s). This package adds no heartbeat of its own. A delivery that was
-// waiting (not yet running) when the process died runs as soon as a
-// worker is free after the restart, on either database.
+// retried after the retry policy's first backoff). The README gives the
+// keepalive settings and the figures.
+//
+// A delivery that was waiting (not yet running) when the process died
+// runs as soon as a worker is free after the restart, on either database.
 //
 // # Dead letters
 //

@@ -367,3 +367,14 @@ func TestLockUnavailableFallsBack(t *testing.T) {
 		})
 	}
 }
+
+// TestLockSessionKeepalives: the lock's session has the server-side TCP
+// keepalive settings the README gives.
+func TestLockSessionKeepalives(t *testing.T) {
+	pool := postgresPool(t)
+	q, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: postgresSchema(t, pool)})
+	require.NoError(t, err)
+	got, err := durable.LockSessionSettings(context.Background(), q)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3", "tcp_user_timeout": "10000"}, got)
+}

@@ -30,7 +30,11 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, schema string) err
 // NewPostgres returns a Queue on the Postgres database of pool, whose
 // River tables are in cfg.Schema and were created by [MigratePostgres]. Every replica uses its own Queue on the
 // same database. The pool stays the caller's: Shutdown does not close it,
-// and it must stay open until Shutdown returned.
+// and it must stay open until Shutdown returned. From Start until Shutdown
+// the Queue holds its liveness lock (see Crash settings in the package
+// doc) on a connection it takes out of the pool, which may open another in
+// its place: one connection to the server more than the pool's. Its River
+// client id is eachhook_<host name>_<time of NewPostgres to the µs>.
 func NewPostgres(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
