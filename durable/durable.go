@@ -249,8 +249,9 @@ type Config struct {
 	// MaxAttempts is how often a failing callback runs before its job is
 	// discarded. Default [DefaultMaxAttempts] (10).
 	MaxAttempts int
-	// RescueStuckJobsAfter is how long a job may stay running before it is
-	// taken to belong to a dead process and retried. It must be longer
+	// RescueStuckJobsAfter is how long a job may stay running before
+	// River's rescuer takes it to belong to a dead process and retries it
+	// (on Postgres, the backstop of the liveness lock). It must be longer
 	// than the Handler's callback timeout (eachhook.WithCallbackTimeout,
 	// which is the job timeout: [Queue.Start] refuses otherwise); leave a
 	// margin (10s or more) so that a callback that honours its cancelled
