@@ -70,7 +70,8 @@
 // insert ignores discarded jobs. (A job whose last attempt was
 // cut short by a crash is discarded without that report, by the recovery
 // described under Crash settings or by River's rescuer; it is in River's
-// table with state 'discarded', and listed as a dead letter.) A discarded job is a dead letter: see Dead letters.
+// table with state 'discarded', and listed as a dead letter.) A discarded
+// job is a dead letter: see Dead letters.
 // [eachhook.AttemptFromContext] gives River's attempt number, which also
 // counts runs cut short by a crash.
 //
@@ -118,9 +119,9 @@
 //     longer than the callback timeout, which Start checks): on Postgres,
 //     River's rescuer takes a job still marked running after this long to
 //     belong to a dead process and retries it (or discards it if it was
-//     its last attempt), the backstop of the liveness lock below. A callback that ignores
-//     its context and runs longer than this may run twice at the same
-//     time.
+//     its last attempt), the backstop of the liveness lock below. A
+//     callback that ignores its context and runs longer than this may run
+//     twice at the same time.
 //   - CompletedJobRetentionPeriod ([Config.CompletedJobRetention], default
 //     24h, never shorter than the Handler's dedupe window you use): see
 //     above.
@@ -513,9 +514,10 @@ var errShutdown = errors.New("durable: queue shut down")
 
 // Start implements [eachhook.Queue]: it starts River's workers and
 // maintenance (rescue of stuck jobs, retries, cleanup), running jobs
-// through r. Jobs stored by an earlier process run from now on; on
-// SQLite, Start first makes the jobs a dead process left running available
-// again (see Crash settings in the package doc).
+// through r. Jobs stored by an earlier process run from now on; Start
+// first makes the jobs a dead process left running available again, and
+// on Postgres takes the Queue's liveness lock (see Crash settings in the
+// package doc).
 // [eachhook.Handler.Start] calls it; nothing in this package starts River
 // otherwise, so no request goroutine ever does.
 func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
@@ -617,8 +619,8 @@ func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, err
 // cancels the running callbacks' contexts and returns ctx.Err(); River
 // puts the job of a callback that returns because of that cancellation
 // back in the queue without counting the attempt, so it runs again on the
-// next start. A database opened by [OpenSQLite] is closed once River has
-// stopped.
+// next start. A database opened by [OpenSQLite] is closed, and a Postgres
+// Queue's liveness lock released, once River has stopped.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()
 	q.shutdown = true
