@@ -134,7 +134,13 @@ func TestReplicaTakesOverKilledReplicasJobs(t *testing.T) {
 		require.Equal(t, []completion{{attempt: 2, pid: bPid}}, got[id], id)
 	}
 	for id, cs := range got {
-		require.Len(t, cs, 1, "%s completed once: %v", id, cs)
+		// A callback that completed in A just before the kill, before River
+		// recorded it, runs again in B: at least once.
+		if len(cs) == 2 {
+			require.Equal(t, []completion{{attempt: 1, pid: aPid}, {attempt: 2, pid: bPid}}, cs, id)
+			continue
+		}
+		require.Len(t, cs, 1, "%s: %v", id, cs)
 	}
 }
 
