@@ -44,8 +44,13 @@ func (q *Queue) jobs() riverJobs { return q.client }
 
 // Ping implements [eachhook.Pinger]: one query of River's job table, so
 // that [eachhook.Handler.Health] answers 503 "queue unreachable" while the
-// database cannot be reached (or after Shutdown closed a SQLite file).
+// database cannot be reached (or after Shutdown closed a SQLite file). On
+// Postgres it returns [ErrLockLost] while the Queue has lost its liveness
+// lock and claims no jobs.
 func (q *Queue) Ping(ctx context.Context) error {
+	if q.liveness != nil && q.liveness.lost.Load() {
+		return ErrLockLost
+	}
 	if _, err := q.jobs().JobList(ctx, river.NewJobListParams().First(1)); err != nil {
 		return fmt.Errorf("durable: ping: %w", err)
 	}

@@ -68,9 +68,10 @@
 // replica's store still holds a claim: the Queue is an
 // [eachhook.DedupingQueue], so the Handler asks it, and River's unique
 // insert ignores discarded jobs. (A job whose last attempt was
-// cut short by a crash is discarded by River's rescuer without that
-// report; it is in River's table with state 'discarded', and listed as a
-// dead letter.) A discarded job is a dead letter: see Dead letters.
+// cut short by a crash is discarded without that report, by the recovery
+// described under Crash settings or by River's rescuer; it is in River's
+// table with state 'discarded', and listed as a dead letter.) A discarded
+// job is a dead letter: see Dead letters.
 // [eachhook.AttemptFromContext] gives River's attempt number, which also
 // counts runs cut short by a crash.
 //
@@ -120,11 +121,12 @@
 //     after it (the worker's Timeout), and an attempt still running then
 //     fails.
 //   - RescueStuckJobsAfter ([Config.RescueStuckJobsAfter], default 2m,
-//     longer than the callback timeout, which Start checks): on Postgres, a job still marked running
-//     after this long is taken to belong to a dead process and is retried
-//     (or discarded if it was its last attempt). A callback that ignores
-//     its context and runs longer than this may run twice at the same
-//     time.
+//     longer than the callback timeout, which Start checks): on Postgres,
+//     River's rescuer takes a job still marked running after this long to
+//     belong to a dead process and retries it (or discards it if it was
+//     its last attempt), the backstop of the liveness lock below. A
+//     callback that ignores its context and runs longer than this may run
+//     twice at the same time.
 //   - CompletedJobRetentionPeriod ([Config.CompletedJobRetention], default
 //     24h, never shorter than the Handler's dedupe window you use): see
 //     above.
@@ -139,15 +141,30 @@
 // the default Config). Jobs of another Queue of the same process that has
 // not stopped yet are left to it.
 //
-// On Postgres, a job marked running may belong to a live replica, and
+// On Postgres a job marked running may belong to a live replica, and
 // River (without its Pro edition) records nothing about which clients are
-// alive, so only River's rescuer may take it over: on River's leader,
+// alive; Postgres does. Each Queue holds, from Start until River stopped,
+// a session-level advisory lock named after its River client id, on a
+// connection of its own taken from the pool (with TCP keepalives), and
+// Postgres releases it the moment that session ends, also when the
+// process is killed. At Start and about once a second, every Queue makes
+// the running jobs whose last client holds no such lock available again,
+// as Start does on SQLite (one replica acts on a job). A callback cut by
+// a crash runs again within seconds, on a live replica or at the restart
+// (10s is the bound the tests assert, with the default Config). A Queue
+// that loses its lock claims no jobs until it holds it again, and
+// [Queue.Ping] returns [ErrLockLost] meanwhile (so Health answers 503);
+// another replica may run its running jobs again: at least once. Where
+// the lock cannot be held (a pooler in transaction mode such as
+// PgBouncer, a role without EXECUTE on pg_try_advisory_lock), the Queue
+// logs one warning and goes on without it: its Start does not fail, and
+// the jobs of a dead replica wait for River's rescuer (on River's leader,
 // every 30s, for jobs running longer than RescueStuckJobsAfter, then
-// retried after the retry policy's first backoff. After a crash a new
-// process becomes leader once the dead one's lease expires (up to about
-// 15s). This package adds no heartbeat of its own. A delivery that was
-// waiting (not yet running) when the process died runs as soon as a
-// worker is free after the restart, on either database.
+// retried after the retry policy's first backoff). The README gives the
+// keepalive settings and the figures.
+//
+// A delivery that was waiting (not yet running) when the process died
+// runs as soon as a worker is free after the restart, on either database.
 //
 // # Dead letters
 //
@@ -241,8 +258,9 @@ type Config struct {
 	// MaxAttempts is how often a failing callback runs before its job is
 	// discarded. Default [DefaultMaxAttempts] (10).
 	MaxAttempts int
-	// RescueStuckJobsAfter is how long a job may stay running before it is
-	// taken to belong to a dead process and retried. It must be longer
+	// RescueStuckJobsAfter is how long a job may stay running before
+	// River's rescuer takes it to belong to a dead process and retries it
+	// (on Postgres, the backstop of the liveness lock). It must be longer
 	// than the Handler's callback timeout (eachhook.WithCallbackTimeout,
 	// which is the job timeout: [Queue.Start] refuses otherwise); leave a
 	// margin (10s or more) so that a callback that honours its cancelled
@@ -389,9 +407,13 @@ type Queue struct {
 	plugins     bool         // Config.Plugins has any: they see each job's context
 	close       func() error // closes a database the Queue opened, or nil
 	// recover makes the jobs a dead process left running available, before
-	// River starts (SQLite, where no other process can be alive); nil on
-	// Postgres, where River's rescuer does it.
+	// River starts: on SQLite all of them (no other process can be alive),
+	// on Postgres those of the clients without a liveness lock, once this
+	// Queue holds its own (liveness.start).
 	recover func(ctx context.Context) error
+	// liveness holds the lock that shows this client alive and takes over
+	// the dead clients' jobs while River runs; nil on SQLite.
+	liveness *liveness
 	// live registers the client's ID from Start until River stopped, for
 	// recover; nil on Postgres.
 	live *sync.Map
@@ -430,9 +452,10 @@ var errShutdown = errors.New("durable: queue shut down")
 
 // Start implements [eachhook.Queue]: it starts River's workers and
 // maintenance (rescue of stuck jobs, retries, cleanup), running jobs
-// through r. Jobs stored by an earlier process run from now on; on
-// SQLite, Start first makes the jobs a dead process left running available
-// again (see Crash settings in the package doc).
+// through r. Jobs stored by an earlier process run from now on; Start
+// first makes the jobs a dead process left running available again, and
+// on Postgres takes the Queue's liveness lock (see Crash settings in the
+// package doc).
 // [eachhook.Handler.Start] calls it; nothing in this package starts River
 // otherwise, so no request goroutine ever does.
 func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
@@ -467,6 +490,9 @@ func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 	// River stops when the context given to Start ends; the Queue runs
 	// until Shutdown instead.
 	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
+		if q.liveness != nil {
+			q.liveness.stop()
+		}
 		unsubscribe()
 		<-reported
 		if q.live != nil {
@@ -480,6 +506,9 @@ func (q *Queue) Start(ctx context.Context, r eachhook.Runner) error {
 			<-stopped
 			q.live.Delete(q.client.ID())
 		}()
+	}
+	if q.liveness != nil {
+		q.liveness.run()
 	}
 	q.reported = reported
 	return nil
@@ -532,8 +561,8 @@ func (q *Queue) EnqueueOnce(ctx context.Context, d eachhook.Delivery) (bool, err
 // cancels the running callbacks' contexts and returns ctx.Err(); River
 // puts the job of a callback that returns because of that cancellation
 // back in the queue without counting the attempt, so it runs again on the
-// next start. A database opened by [OpenSQLite] is closed once River has
-// stopped.
+// next start. A database opened by [OpenSQLite] is closed, and a Postgres
+// Queue's liveness lock released, once River has stopped.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	q.mu.Lock()
 	q.shutdown = true
@@ -548,18 +577,26 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 		done, cancel := context.WithCancel(context.Background())
 		cancel()
 		_ = q.client.StopAndCancel(done)
-		if q.close != nil {
-			go func() {
-				<-q.client.Stopped()
-				q.closeDB()
-			}()
-		}
+		go func() {
+			<-q.client.Stopped()
+			q.stopLiveness()
+			q.closeDB()
+		}()
 		return err
 	}
+	q.stopLiveness()
 	if reported != nil {
 		<-reported // River closed the subscription when it stopped
 	}
 	return q.closeDB()
+}
+
+// stopLiveness releases a Postgres Queue's liveness lock once River has
+// stopped, so that no other replica takes over the jobs it still ran.
+func (q *Queue) stopLiveness() {
+	if q.liveness != nil {
+		q.liveness.stop()
+	}
 }
 
 func (q *Queue) closeDB() error {

@@ -39,3 +39,27 @@ func StoredArgs(ctx context.Context, q *Queue) ([]string, error) {
 	}
 	return out, nil
 }
+
+// ClientID is the River client id of q, which names its liveness lock on
+// Postgres, for the external tests.
+func ClientID(q *Queue) string { return q.client.ID() }
+
+// LockSessionSettings opens a session as q's liveness lock does and
+// returns its server-side keepalive settings, for the external tests.
+func LockSessionSettings(ctx context.Context, q *Queue) (map[string]string, error) {
+	l := &liveness{pool: q.liveness.pool, id: q.liveness.id + "_settings", heldSQL: q.liveness.heldSQL} // a lock of its own
+	conn, err := l.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	out := map[string]string{}
+	for _, name := range []string{"tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout"} {
+		var v string
+		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+			return nil, err
+		}
+		out[name] = v
+	}
+	return out, nil
+}

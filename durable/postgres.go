@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,14 +33,20 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, schema string) err
 // NewPostgres returns a Queue on the Postgres database of pool, whose
 // River tables are in cfg.Schema and were created by [MigratePostgres]. Every replica uses its own Queue on the
 // same database. The pool stays the caller's: Shutdown does not close it,
-// and it must stay open until Shutdown returned.
+// and it must stay open until Shutdown returned. From Start until Shutdown
+// the Queue holds its liveness lock (see Crash settings in the package
+// doc) on a connection it takes out of the pool, which may open another in
+// its place: one connection to the server more than the pool's. Its River
+// client id is eachhook_<host name>_<time of NewPostgres to the µs>.
 func NewPostgres(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	w := &deliveryWorker{}
-	client, err := river.NewClient(riverpgxv5.New(pool), cfg.riverConfig(w))
+	rc := cfg.riverConfig(w)
+	rc.ID = newClientID(time.Now())
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
 	if err != nil {
 		return nil, fmt.Errorf("durable: %w", err)
 	}
@@ -51,6 +58,8 @@ func NewPostgres(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	q.inTx = func(ctx context.Context, f func(jobTx) error) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return f(pgTx{client: client, tx: tx, table: table}) })
 	}
+	q.liveness = newLiveness(pool, rc.ID, client.Queues(), cfg)
+	q.recover = q.liveness.start
 	return q, nil
 }
 
