@@ -127,6 +127,7 @@ func (r runner) Run(ctx context.Context, d Delivery, attempt int) error {
 	obs := &h.cfg.observer
 	start := h.cfg.now()
 	run := observe.CallbackRun{ID: d.ID, Status: d.Status, Attempt: attempt, Request: d.request()}
+	run.Waited = observe.WaitUnknown
 	if !d.AcceptedAt.IsZero() {
 		run.Waited = max(start.Sub(d.AcceptedAt), 0)
 	}

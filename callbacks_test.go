@@ -158,3 +158,26 @@ func TestObserverReportsQueueWait(t *testing.T) {
 	drain(t, h)
 	require.Equal(t, []time.Duration{0, 0, 0, 0, 3 * time.Second}, waits)
 }
+
+// A queue that does not say when it accepted a delivery (AcceptedAt zero)
+// gets its wait reported as observe.WaitUnknown, never as 0.
+func TestObserverReportsAnUnknownWait(t *testing.T) {
+	var waits []time.Duration
+	q := &stepQueue{}
+	h := newHandler(t, eachhook.WithSecret(secret), eachhook.WithQueue(q), eachhook.WithObserver(observe.Observer{
+		CallbackStarted: func(ctx context.Context, run observe.CallbackRun) context.Context {
+			waits = append(waits, run.Waited)
+			return ctx
+		},
+	}))
+	h.OnSuccess(func(context.Context, *eachhook.Success) error { return nil })
+	require.NoError(t, h.Start(context.Background()))
+	require.Equal(t, 200, serve(h, eachhooktest.NewSuccessRequest("/", secret, "p1")).Code)
+	_, _, queued := q.snapshot()
+	require.Len(t, queued, 1)
+	d := queued[0]
+	require.False(t, d.AcceptedAt.IsZero())
+	d.AcceptedAt = time.Time{}
+	require.NoError(t, q.runner().Run(context.Background(), d, 1))
+	require.Equal(t, []time.Duration{observe.WaitUnknown}, waits)
+}
