@@ -105,7 +105,7 @@
 // letter leaves its id claimable: any successful run of the id, resend or
 // Replay, deletes it; of concurrent Replays and resends, also on replicas
 // sharing the stores, one runs and a Replay that lost returns
-// [ErrInProgress]. None is dropped silently: a failed write before the 200
+// [ErrInProgress] ([ErrNoDeadLetter] for a DeadLetterQueue's). None is dropped silently: a failed write before the 200
 // is answered 503; one after it is retried from memory (at most 1000)
 // until the store takes it, else lost at Shutdown with an Error log and
 // observe.Observer.DeadLetterLost.

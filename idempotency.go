@@ -26,9 +26,8 @@ type Store interface {
 	// claimed id (unclaimed, or its lease or done record expired), and
 	// ("", false, nil) when id is in progress under a live lease, or done.
 	// Among simultaneous claims of one id exactly one returns true. An error
-	// means a system failure (the Handler answers 503); a failed Claim
-	// must leave id unclaimed, or undo its claim before a later Claim of id
-	// can return false.
+	// means a system failure (answered 503); a failed Claim must leave id
+	// unclaimed, or undo its claim before a later Claim of id can return false.
 	Claim(ctx context.Context, id string, lease time.Duration) (token string, claimed bool, err error)
 	// Complete marks id done for ttl if token's claim still holds it (or id is
 	// unclaimed), keeping token so that Release with it forgets the record.
