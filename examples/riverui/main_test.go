@@ -413,3 +413,75 @@ func TestJobTraceLinksToRequest(t *testing.T) {
 	require.Equal(t, work.SpanContext().TraceID(), inCallback.TraceID())
 	require.Equal(t, work.SpanContext().SpanID(), inCallback.SpanID())
 }
+
+// Twelve concurrent deliveries, stored by one group commit or several:
+// each job's work span links to the insert span of its own request's
+// trace, never to another request's (issue 20).
+func TestConcurrentJobsLinkToTheirOwnRequests(t *testing.T) {
+	pool, schema := postgres(t)
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
+	const n = 12
+	done := make(chan string, n)
+	base := start(t, config{
+		Secret: secret, Pool: pool, Schema: schema,
+		Durable:        durable.Config{Logger: quiet},
+		TracerProvider: tp,
+		OnDone:         func(_ context.Context, id string, _ error) { done <- id },
+		Log:            quiet,
+	})
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Go(func() { codes[i] = deliver(t, base, fmt.Sprintf("pred_concurrent_%02d", i)) })
+	}
+	wg.Wait()
+	for i := range n {
+		require.Equal(t, http.StatusOK, codes[i], "delivery %d", i)
+	}
+	for range n {
+		<-done
+	}
+	named := func(name string) []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, s := range spans.Ended() {
+			if s.Name() == name {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(named("river.work")) == n }, 10*time.Second, 10*time.Millisecond)
+
+	requests := map[trace.TraceID]bool{}
+	for _, r := range named("POST /webhooks/prediction") {
+		requests[r.SpanContext().TraceID()] = true
+	}
+	require.Len(t, requests, n, "one trace per request")
+	// Each request's trace holds exactly one insert span, its child.
+	insertOf := map[trace.SpanID]trace.TraceID{}
+	perTrace := map[trace.TraceID]int{}
+	for _, s := range named("river.insert_many") {
+		require.True(t, requests[s.SpanContext().TraceID()], "an insert span outside every request's trace")
+		insertOf[s.SpanContext().SpanID()] = s.SpanContext().TraceID()
+		perTrace[s.SpanContext().TraceID()]++
+	}
+	for tr := range requests {
+		require.Equal(t, 1, perTrace[tr], "inserts in one request's trace")
+	}
+	// Each work span links to one insert, and no two to the same request.
+	linked := map[trace.TraceID]int{}
+	for _, w := range named("river.work") {
+		require.Len(t, w.Links(), 1)
+		l := w.Links()[0].SpanContext
+		tr, ok := insertOf[l.SpanID()]
+		require.True(t, ok, "a work span linked to no insert span")
+		require.Equal(t, tr, l.TraceID())
+		linked[tr]++
+	}
+	require.Len(t, linked, n, "every request's trace is linked by exactly one job")
+	for tr, c := range linked {
+		require.Equal(t, 1, c, "jobs linked to trace %s", tr)
+	}
+}
