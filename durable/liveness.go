@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +87,7 @@ type liveness struct {
 	lost    atomic.Bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	stopped sync.Once // stop runs once: a hard stop's goroutine and a later Shutdown may both call it
 }
 
 func newLiveness(pool *pgxpool.Pool, id string, queues *river.QueueBundle, cfg Config) *liveness {
@@ -321,16 +323,20 @@ func (l *liveness) relock(ctx, tctx context.Context) (fellBack bool) {
 	return false
 }
 
-// stop ends the checks and the lock's session, releasing the lock.
+// stop ends the checks and the lock's session, releasing the lock. It
+// may be called more than once, also concurrently: the first call stops,
+// the others wait for it.
 func (l *liveness) stop() {
-	if l.cancel != nil {
-		l.cancel()
-		<-l.done
-	}
-	if l.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), livenessTimeout)
-		defer cancel()
-		_ = l.conn.Close(ctx)
-		l.conn = nil
-	}
+	l.stopped.Do(func() {
+		if l.cancel != nil {
+			l.cancel()
+			<-l.done
+		}
+		if l.conn != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), livenessTimeout)
+			defer cancel()
+			_ = l.conn.Close(ctx)
+			l.conn = nil
+		}
+	})
 }
