@@ -2,67 +2,21 @@ package durable_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/eachhook/eachhook/durable"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
 
-// defaultPostgresDSN is used when EACHHOOK_POSTGRES_DSN is unset: the local
-// server .ci/services.sh starts.
-const defaultPostgresDSN = "postgres://eachhook:eachhook@127.0.0.1:5432/eachhook?sslmode=disable"
-
-func postgresDSN() string {
-	if dsn := os.Getenv("EACHHOOK_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return defaultPostgresDSN
-}
-
-// postgresPool connects to the test server. Without a server the test fails
-// in CI (CI=true) and is skipped elsewhere.
-func postgresPool(tb testing.TB) *pgxpool.Pool {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, postgresDSN())
-	if err == nil {
-		err = pool.Ping(ctx)
-		if err != nil {
-			pool.Close()
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("Postgres unavailable at EACHHOOK_POSTGRES_DSN (CI=true): %v", err)
-		}
-		tb.Skipf("Postgres unavailable (set EACHHOOK_POSTGRES_DSN): %v", err)
-	}
-	tb.Cleanup(pool.Close)
-	return pool
-}
-
-var schemaSeq atomic.Int64
-
-// postgresSchema creates an empty schema holding River's tables, dropped at
+// postgresSchema returns a new schema holding River's tables, dropped at
 // the end of the test, so that tests never see each other's jobs.
 func postgresSchema(tb testing.TB, pool *pgxpool.Pool) string {
 	tb.Helper()
-	ctx := context.Background()
-	schema := fmt.Sprintf("eachhook_durable_%d_%d", os.Getpid(), schemaSeq.Add(1))
-	_, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema)
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		_, err := pool.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		require.NoError(tb, err)
-	})
-	require.NoError(tb, durable.MigratePostgres(ctx, pool, schema))
+	schema := pgtest.Schema(tb, pool)
+	require.NoError(tb, durable.MigratePostgres(context.Background(), pool, schema))
 	return schema
 }
 
@@ -94,7 +48,7 @@ func newBackend(tb testing.TB, name string) backend {
 			return q
 		}}
 	case "postgres":
-		pool := postgresPool(tb)
+		pool := pgtest.Pool(tb)
 		schema := postgresSchema(tb, pool)
 		return backend{name: name, pool: pool, schema: schema, open: func(tb testing.TB, cfg durable.Config) *durable.Queue {
 			cfg.Schema = schema

@@ -21,6 +21,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
@@ -339,9 +340,9 @@ func TestCrashAndReplaySQLiteDefaults(t *testing.T) {
 // the restart: Start takes over the running jobs of the dead client, which
 // holds no lock any more.
 func TestCrashAndReplayPostgres(t *testing.T) {
-	pool := postgresPool(t)
+	pool := pgtest.Pool(t)
 	schema := postgresSchema(t, pool)
-	recovery := testCrashAndReplay(t, childEnv+"=postgres", childTargetEnv+"="+postgresDSN(), childSchemaEnv+"="+schema)
+	recovery := testCrashAndReplay(t, childEnv+"=postgres", childTargetEnv+"="+pgtest.DSN(t), childSchemaEnv+"="+schema)
 	require.Less(t, recovery, postgresRecoveryBound)
 }
 
@@ -349,9 +350,9 @@ func TestCrashAndReplayPostgres(t *testing.T) {
 // durable.Config (RescueStuckJobsAfter 2m): the cut callbacks run again
 // within postgresRecoveryBound, without waiting for River's rescuer.
 func TestCrashAndReplayPostgresDefaults(t *testing.T) {
-	pool := postgresPool(t)
+	pool := pgtest.Pool(t)
 	schema := postgresSchema(t, pool)
-	recovery := testCrashAndReplay(t, childEnv+"=postgres", childTargetEnv+"="+postgresDSN(), childSchemaEnv+"="+schema, childDefaultsEnv+"=1")
+	recovery := testCrashAndReplay(t, childEnv+"=postgres", childTargetEnv+"="+pgtest.DSN(t), childSchemaEnv+"="+schema, childDefaultsEnv+"=1")
 	require.Less(t, recovery, postgresRecoveryBound)
 }
 
@@ -368,8 +369,8 @@ func TestKillBetweenCommitAndAnswer(t *testing.T) {
 			case "sqlite":
 				env = append(env, childEnv+"=sqlite", childTargetEnv+"="+filepath.Join(t.TempDir(), "webhooks.db"))
 			case "postgres":
-				pool := postgresPool(t)
-				env = append(env, childEnv+"=postgres", childTargetEnv+"="+postgresDSN(), childSchemaEnv+"="+postgresSchema(t, pool))
+				pool := pgtest.Pool(t)
+				env = append(env, childEnv+"=postgres", childTargetEnv+"="+pgtest.DSN(t), childSchemaEnv+"="+postgresSchema(t, pool))
 			}
 			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 			first := startChild(t, append(env, childKillEnv+"=committed")...)
@@ -538,7 +539,7 @@ func testCrashAndReplay(t *testing.T, env ...string) time.Duration {
 // processes take part.
 func TestTwoProcessesShareABacklog(t *testing.T) {
 	ctx := context.Background()
-	pool := postgresPool(t)
+	pool := pgtest.Pool(t)
 	schema := postgresSchema(t, pool)
 	const n = 120
 	seed, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: schema})
@@ -550,7 +551,7 @@ func TestTwoProcessesShareABacklog(t *testing.T) {
 	require.NoError(t, seed.Shutdown(ctx))
 
 	done := filepath.Join(t.TempDir(), "completions")
-	env := []string{childEnv + "=postgres", childTargetEnv + "=" + postgresDSN(), childSchemaEnv + "=" + schema, childDoneEnv + "=" + done}
+	env := []string{childEnv + "=postgres", childTargetEnv + "=" + pgtest.DSN(t), childSchemaEnv + "=" + schema, childDoneEnv + "=" + done}
 	a := startChild(t, env...)
 	b := startChild(t, env...)
 	require.Eventually(t, func() bool { return len(completions(t, done)) == n }, 60*time.Second, 20*time.Millisecond)

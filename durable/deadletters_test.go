@@ -15,6 +15,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/eachhook/eachhook/storetest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -220,9 +221,9 @@ func TestDeadLettersOnAnotherReplica(t *testing.T) {
 // 200 again once it can.
 func TestHealthWhileTheDatabaseIsDown(t *testing.T) {
 	ctx := context.Background()
-	direct := postgresPool(t)
+	direct := pgtest.Pool(t)
 	schema := postgresSchema(t, direct)
-	cfg, err := pgxpool.ParseConfig(postgresDSN())
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
 	require.NoError(t, err)
 	target := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
 	proxy := storetest.NewProxy(t, target)

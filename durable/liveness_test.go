@@ -19,6 +19,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/eachhook/eachhook/storetest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -59,7 +60,7 @@ const takenOver = "durable: the process running this job died; made available ag
 // this version (an older replica, which holds no lock) to River's
 // rescuer.
 func TestStartTakesOverDeadClientsJobs(t *testing.T) {
-	pool := postgresPool(t)
+	pool := pgtest.Pool(t)
 	schema := postgresSchema(t, pool)
 	q, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: schema, MaxAttempts: 3})
 	require.NoError(t, err)
@@ -85,10 +86,10 @@ func TestStartTakesOverDeadClientsJobs(t *testing.T) {
 // callbacks run, and every callback it cut runs again on the other
 // within postgresRecoveryBound, without a restart.
 func TestReplicaTakesOverKilledReplicasJobs(t *testing.T) {
-	pool := postgresPool(t)
+	pool := pgtest.Pool(t)
 	schema := postgresSchema(t, pool)
 	done := filepath.Join(t.TempDir(), "completions")
-	env := []string{childEnv + "=postgres", childTargetEnv + "=" + postgresDSN(), childSchemaEnv + "=" + schema, childDoneEnv + "=" + done, childDefaultsEnv + "=1"}
+	env := []string{childEnv + "=postgres", childTargetEnv + "=" + pgtest.DSN(t), childSchemaEnv + "=" + schema, childDoneEnv + "=" + done, childDefaultsEnv + "=1"}
 	a := startChild(t, env...)
 	b := startChild(t, env...)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -153,7 +154,7 @@ func TestSlowCallbacksAreNotTakenOver(t *testing.T) {
 		t.Skip("takes 65s; set EACHHOOK_DURABLE_SLOW=1 (./test.sh does)")
 	}
 	const work, n = 65 * time.Second, 6
-	pool := postgresPool(t)
+	pool := pgtest.Pool(t)
 	schema := postgresSchema(t, pool)
 	var mu sync.Mutex
 	starts := map[string]int{}
@@ -196,7 +197,7 @@ func TestSlowCallbacksAreNotTakenOver(t *testing.T) {
 // proxiedPool returns a pool on the test database through a TCP proxy.
 func proxiedPool(t *testing.T) (*pgxpool.Pool, *storetest.Proxy) {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(postgresDSN())
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
 	require.NoError(t, err)
 	proxy := storetest.NewProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
 	host, port, err := net.SplitHostPort(proxy.Addr())
@@ -219,7 +220,7 @@ func proxiedPool(t *testing.T) (*pgxpool.Pool, *storetest.Proxy) {
 // completes.
 func TestLockConnectionCut(t *testing.T) {
 	ctx := context.Background()
-	direct := postgresPool(t)
+	direct := pgtest.Pool(t)
 	schema := postgresSchema(t, direct)
 	proxied, proxy := proxiedPool(t)
 
@@ -310,11 +311,11 @@ func TestLockUnavailableFallsBack(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			direct := postgresPool(t)
+			direct := pgtest.Pool(t)
 			schema := postgresSchema(t, direct)
 			_, err := direct.Exec(ctx, fmt.Sprintf(shadow, schema))
 			require.NoError(t, err)
-			cfg, err := pgxpool.ParseConfig(postgresDSN())
+			cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
 			require.NoError(t, err)
 			cfg.ConnConfig.RuntimeParams["search_path"] = schema + ",pg_catalog"
 			pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -377,7 +378,7 @@ func TestLockUnavailableFallsBack(t *testing.T) {
 // TestLockSessionKeepalives: the lock's session has the server-side TCP
 // keepalive settings the README gives.
 func TestLockSessionKeepalives(t *testing.T) {
-	pool := postgresPool(t)
+	pool := pgtest.Pool(t)
 	q, err := durable.NewPostgres(pool, durable.Config{Logger: quiet, Schema: postgresSchema(t, pool)})
 	require.NoError(t, err)
 	got, err := durable.LockSessionSettings(context.Background(), q)

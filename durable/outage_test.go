@@ -9,6 +9,7 @@ import (
 
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachhooktest"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/eachhook/eachhook/storetest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -19,10 +20,10 @@ import (
 // once the database is back the resent deliveries run exactly once.
 func TestPostgresOutage(t *testing.T) {
 	ctx := context.Background()
-	direct := postgresPool(t)
+	direct := pgtest.Pool(t)
 	schema := postgresSchema(t, direct)
 
-	cfg, err := pgxpool.ParseConfig(postgresDSN())
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
 	require.NoError(t, err)
 	target := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
 	proxy := storetest.NewProxy(t, target)

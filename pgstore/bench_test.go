@@ -5,14 +5,16 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 )
 
 // BenchmarkClaim measures a winning Claim (the INSERT ... ON CONFLICT DO
 // UPDATE ... WHERE expired statement, plus remembering the token), to
 // compare with BenchmarkRawInsert on the same pool.
 func BenchmarkClaim(b *testing.B) {
-	pool := newPool(b, dsn(b), "")
-	s := newStore(b, pool, newTable(b, pool))
+	pool := pgtest.Pool(b)
+	s := newStore(b, pool, pgtest.Table(b, pool))
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
@@ -27,8 +29,8 @@ func BenchmarkClaim(b *testing.B) {
 // BenchmarkRawInsert measures the floor: INSERT ... ON CONFLICT DO NOTHING
 // of new ids into the same table.
 func BenchmarkRawInsert(b *testing.B) {
-	pool := newPool(b, dsn(b), "")
-	table := newTable(b, pool)
+	pool := pgtest.Pool(b)
+	table := pgtest.Table(b, pool)
 	newStore(b, pool, table) // creates the table
 	ctx := context.Background()
 	sql := "INSERT INTO " + table + " (id, token, expires_at) VALUES ($1, gen_random_uuid(), now() + interval '1 hour') ON CONFLICT (id) DO NOTHING"

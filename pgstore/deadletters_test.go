@@ -13,6 +13,7 @@ import (
 	"github.com/eachhook/eachhook/deadlettertest"
 	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/eachhook/eachhook/pgstore"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
@@ -27,14 +28,13 @@ func newDeadLetters(tb testing.TB, pool *pgxpool.Pool, table string) *pgstore.De
 }
 
 func TestDeadLettersConformance(t *testing.T) {
-	dsn := dsn(t)
-	pool, other := newPool(t, dsn, ""), newPool(t, dsn, "")
+	pool, other := pgtest.Pool(t), pgtest.Pool(t)
 	deadlettertest.Run(t, deadlettertest.Harness{
 		New: func(t *testing.T) eachhook.DeadLetterStore {
-			return newDeadLetters(t, pool, newTable(t, pool))
+			return newDeadLetters(t, pool, pgtest.Table(t, pool))
 		},
 		Replicas: func(t *testing.T) (a, b eachhook.DeadLetterStore) {
-			table := newTable(t, pool)
+			table := pgtest.Table(t, pool)
 			return newDeadLetters(t, pool, table), newDeadLetters(t, other, table)
 		},
 	})
@@ -56,10 +56,9 @@ func TestNewDeadLettersRejectsUnworkableConfig(t *testing.T) {
 // PostgreSQL: a delivery that failed on one is replayed, and another
 // discarded, from the other.
 func TestDeadLettersReplayAndDiscardOnAnotherReplica(t *testing.T) {
-	dsn := dsn(t)
 	const secret = "whsec_dead_letters"
-	p1, p2 := newPool(t, dsn, ""), newPool(t, dsn, "")
-	claimsTable, deadTable := newTable(t, p1), newTable(t, p1)
+	p1, p2 := pgtest.Pool(t), pgtest.Pool(t)
+	claimsTable, deadTable := pgtest.Table(t, p1), pgtest.Table(t, p1)
 	var fail atomic.Bool
 	fail.Store(true)
 	var runs atomic.Int32

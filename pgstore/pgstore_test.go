@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/pgstore"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/eachhook/eachhook/storetest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,60 +22,22 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// dsn returns the test database: $EACHHOOK_POSTGRES_DSN, or the local
-// default .ci/services.sh creates. When it does not answer, the test fails
-// in CI (CI set) and is skipped elsewhere.
-func dsn(tb testing.TB) string {
+// proxyPool returns a pool on the test database through the proxy at
+// addr (host:port), closed when the test ends.
+func proxyPool(tb testing.TB, addr string) *pgxpool.Pool {
 	tb.Helper()
-	dsn := os.Getenv("EACHHOOK_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://eachhook:eachhook@127.0.0.1:5432/eachhook?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err == nil {
-		err = conn.Ping(ctx)
-		conn.Close(ctx)
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("postgres: %v (CI is set: a missing server is a failure)", err)
-		}
-		tb.Skipf("postgres: %v (set EACHHOOK_POSTGRES_DSN)", err)
-	}
-	return dsn
-}
-
-// newPool returns a pool on dsn, closed when the test ends. A non-empty
-// addr (host:port) replaces the server's address, to go through a proxy.
-func newPool(tb testing.TB, dsn, addr string) *pgxpool.Pool {
-	tb.Helper()
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN(tb))
 	require.NoError(tb, err)
-	if addr != "" {
-		host, port, err := net.SplitHostPort(addr)
-		require.NoError(tb, err)
-		p, err := strconv.ParseUint(port, 10, 16)
-		require.NoError(tb, err)
-		cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = host, uint16(p), nil
-		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	}
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(tb, err)
+	p, err := strconv.ParseUint(port, 10, 16)
+	require.NoError(tb, err)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = host, uint16(p), nil
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	require.NoError(tb, err)
 	tb.Cleanup(pool.Close)
 	return pool
-}
-
-// newTable returns a table name of the test's own, dropped when the test
-// ends.
-func newTable(tb testing.TB, pool *pgxpool.Pool) string {
-	name := fmt.Sprintf("eachhook_test_%d", time.Now().UnixNano())
-	tb.Cleanup(func() {
-		_, err := pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+name)
-		require.NoError(tb, err)
-	})
-	return name
 }
 
 // newStore returns a migrated store on table, closed when the test ends.
@@ -89,10 +51,9 @@ func newStore(tb testing.TB, pool *pgxpool.Pool, table string, opts ...pgstore.O
 }
 
 func TestConformance(t *testing.T) {
-	d := dsn(t)
-	pool, other := newPool(t, d, ""), newPool(t, d, "")
-	table := newTable(t, pool)
-	cfg, err := pgx.ParseConfig(d)
+	pool, other := pgtest.Pool(t), pgtest.Pool(t)
+	table := pgtest.Table(t, pool)
+	cfg, err := pgx.ParseConfig(pgtest.DSN(t))
 	require.NoError(t, err)
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) eachhook.Store { return newStore(t, pool, table) },
@@ -102,7 +63,7 @@ func TestConformance(t *testing.T) {
 		Outage: &storetest.Outage{
 			Target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
 			NewStore: func(t *testing.T, addr string) eachhook.Store {
-				return newStore(t, newPool(t, d, addr), table)
+				return newStore(t, proxyPool(t, addr), table)
 			},
 			Claimed: func(t *testing.T, id string) bool {
 				var ok bool
@@ -147,15 +108,9 @@ func TestNewRejectsUnworkableConfig(t *testing.T) {
 // Migrate is idempotent and safe to run from several replicas at once, in
 // a schema of its own too.
 func TestMigrateConcurrently(t *testing.T) {
-	pool := newPool(t, dsn(t), "")
+	pool := pgtest.Pool(t)
 	ctx := context.Background()
-	schema := fmt.Sprintf("eachhook_test_schema_%d", time.Now().UnixNano())
-	_, err := pool.Exec(ctx, "CREATE SCHEMA "+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, err := pool.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-		require.NoError(t, err)
-	})
+	schema := pgtest.Schema(t, pool)
 	s, err := pgstore.New(pool, pgstore.WithTable(schema+".claims"), pgstore.WithCleanupInterval(0))
 	require.NoError(t, err)
 	defer s.Close()
@@ -177,8 +132,8 @@ func TestMigrateConcurrently(t *testing.T) {
 // Cleanup deletes expired rows only, in batches, and the background
 // cleanup runs it.
 func TestCleanup(t *testing.T) {
-	pool := newPool(t, dsn(t), "")
-	table := newTable(t, pool)
+	pool := pgtest.Pool(t)
+	table := pgtest.Table(t, pool)
 	s := newStore(t, pool, table, pgstore.WithCleanupInterval(0))
 	ctx := context.Background()
 	// 2500 expired rows (more than two batches) and one live claim.
@@ -213,12 +168,11 @@ func TestCleanup(t *testing.T) {
 
 // Ping is a real round trip: it fails while the server is unreachable.
 func TestPing(t *testing.T) {
-	d := dsn(t)
-	cfg, err := pgx.ParseConfig(d)
+	cfg, err := pgx.ParseConfig(pgtest.DSN(t))
 	require.NoError(t, err)
 	proxy := storetest.NewProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	direct := newPool(t, d, "")
-	s := newStore(t, newPool(t, d, proxy.Addr()), newTable(t, direct))
+	direct := pgtest.Pool(t)
+	s := newStore(t, proxyPool(t, proxy.Addr()), pgtest.Table(t, direct))
 	ctx := context.Background()
 	require.NoError(t, s.Ping(ctx))
 	proxy.Cut()
@@ -232,10 +186,9 @@ func TestPing(t *testing.T) {
 // deletes it once the database answers, so the sender's retry, on any
 // replica, is processed.
 func TestFailedClaimLeavesNoClaim(t *testing.T) {
-	d := dsn(t)
-	direct := newPool(t, d, "")
-	table := newTable(t, direct)
-	cfg, err := pgx.ParseConfig(d)
+	direct := pgtest.Pool(t)
+	table := pgtest.Table(t, direct)
+	cfg, err := pgx.ParseConfig(pgtest.DSN(t))
 	require.NoError(t, err)
 	target := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 	ctx := context.Background()
@@ -247,7 +200,7 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 	for _, sameStore := range []bool{false, true} {
 		id := fmt.Sprintf("pred-lost-%v", sameStore)
 		proxy := storetest.NewReplyDropper(t, target, id)
-		s := newStore(t, newPool(t, d, proxy.Addr()), table)
+		s := newStore(t, proxyPool(t, proxy.Addr()), table)
 
 		_, ok, err := s.Claim(ctx, id, time.Hour)
 		require.Error(t, err)
@@ -273,10 +226,9 @@ func TestFailedClaimLeavesNoClaim(t *testing.T) {
 // Simultaneous claims of an id whose row has expired (and not yet been
 // cleaned up) have exactly one winner, as for a new id.
 func TestConcurrentClaimsOfExpiredRow(t *testing.T) {
-	d := dsn(t)
-	pool := newPool(t, d, "")
-	table := newTable(t, pool)
-	stores := []*pgstore.Store{newStore(t, pool, table), newStore(t, newPool(t, d, ""), table)}
+	pool := pgtest.Pool(t)
+	table := pgtest.Table(t, pool)
+	stores := []*pgstore.Store{newStore(t, pool, table), newStore(t, pgtest.Pool(t), table)}
 	ctx := context.Background()
 	for round := range 5 {
 		id := fmt.Sprintf("pred-expired-%d", round)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eachhook/eachhook/redisstore"
+	"github.com/eachhook/eachhook/redisstore/redistest"
 )
 
 // benchTTL has a millisecond part, so that both benchmarks send PX.
@@ -49,7 +50,7 @@ func loop(b *testing.B, op func(i int) error) {
 // plus remembering the token), to compare with BenchmarkRawSetNX through
 // the same kind of client.
 func BenchmarkClaim(b *testing.B) {
-	c := newClient(b, redisAddr(b))
+	c := redistest.Client(b)
 	s := newStore(b, c, benchPrefix())
 	ctx := context.Background()
 	loop(b, func(i int) error {
@@ -64,7 +65,7 @@ func BenchmarkClaim(b *testing.B) {
 // BenchmarkRawSetNX measures the floor: SET key value PX ttl NX through
 // the client, on fresh keys like BenchmarkClaim's.
 func BenchmarkRawSetNX(b *testing.B) {
-	c := newClient(b, redisAddr(b))
+	c := redistest.Client(b)
 	prefix := benchPrefix()
 	ctx := context.Background()
 	loop(b, func(i int) error {
@@ -79,7 +80,7 @@ func BenchmarkRawSetNX(b *testing.B) {
 // BenchmarkClaimDuplicate measures a losing Claim (a duplicate delivery):
 // SET NX, then GET to tell a duplicate from the client's own retry.
 func BenchmarkClaimDuplicate(b *testing.B) {
-	c := newClient(b, redisAddr(b))
+	c := redistest.Client(b)
 	s := newStore(b, c, benchPrefix())
 	ctx := context.Background()
 	_, ok, err := s.Claim(ctx, "dup", benchTTL)
@@ -100,7 +101,7 @@ func BenchmarkClaimDuplicate(b *testing.B) {
 // which is almost always missing (one MULTI/HDEL/ZREM/EXEC round trip).
 // Compare with BenchmarkClaim, the round trip every delivery makes anyway.
 func BenchmarkDeadLettersDeleteMissing(b *testing.B) {
-	c := newClient(b, redisAddr(b))
+	c := redistest.Client(b)
 	d, err := redisstore.NewDeadLetters(c, redisstore.WithKeyPrefix(benchPrefix()))
 	if err != nil {
 		b.Fatal(err)

@@ -13,22 +13,23 @@ import (
 	"github.com/eachhook/eachhook/deadlettertest"
 	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/eachhook/eachhook/redisstore"
+	"github.com/eachhook/eachhook/redisstore/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
 func TestDeadLettersConformance(t *testing.T) {
-	addr := redisAddr(t)
+	redistest.Addr(t) // without a server, the whole suite skips
 	deadlettertest.Run(t, deadlettertest.Harness{
 		New: func(t *testing.T) eachhook.DeadLetterStore {
-			c := newClient(t, addr)
-			d, err := redisstore.NewDeadLetters(c, redisstore.WithKeyPrefix(newPrefix(t, c)))
+			c := redistest.Client(t)
+			d, err := redisstore.NewDeadLetters(c, redisstore.WithKeyPrefix(redistest.Prefix(t, c)))
 			require.NoError(t, err)
 			return d
 		},
 		Replicas: func(t *testing.T) (a, b eachhook.DeadLetterStore) {
-			c1, c2 := newClient(t, addr), newClient(t, addr)
-			prefix := newPrefix(t, c1)
+			c1, c2 := redistest.Client(t), redistest.Client(t)
+			prefix := redistest.Prefix(t, c1)
 			a, err := redisstore.NewDeadLetters(c1, redisstore.WithKeyPrefix(prefix))
 			require.NoError(t, err)
 			b, err = redisstore.NewDeadLetters(c2, redisstore.WithKeyPrefix(prefix))
@@ -47,10 +48,9 @@ func TestNewDeadLettersRejectsNilClient(t *testing.T) {
 // a delivery that failed on one is replayed, and another discarded, from
 // the other.
 func TestDeadLettersReplayAndDiscardOnAnotherReplica(t *testing.T) {
-	addr := redisAddr(t)
 	const secret = "whsec_dead_letters"
-	c1, c2 := newClient(t, addr), newClient(t, addr)
-	prefix := newPrefix(t, c1)
+	c1, c2 := redistest.Client(t), redistest.Client(t)
+	prefix := redistest.Prefix(t, c1)
 	var fail atomic.Bool
 	fail.Store(true)
 	var runs, reported atomic.Int32

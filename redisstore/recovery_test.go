@@ -18,6 +18,7 @@ import (
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/eachhooktest"
 	"github.com/eachhook/eachhook/redisstore"
+	"github.com/eachhook/eachhook/redisstore/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -42,9 +43,8 @@ func shutdown(t *testing.T, h *eachhook.Handler) {
 // with it: its id is not done in the shared Redis store, so the sender's
 // resend runs on the new process.
 func TestDeadLetterResendRunsAfterARestart(t *testing.T) {
-	addr := redisAddr(t)
-	c := newClient(t, addr)
-	prefix := newPrefix(t, c)
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
 	reported := make(chan struct{}, 1)
 	first, err := eachhook.New(eachhook.WithSecret(recoverySecret), eachhook.WithLogger(quiet), eachhook.WithRetry(2, time.Millisecond),
 		eachhook.WithStore(newStore(t, c, prefix)), eachhook.WithErrorHandler(func(context.Context, error) { reported <- struct{}{} }))
@@ -67,9 +67,8 @@ func TestDeadLetterResendRunsAfterARestart(t *testing.T) {
 // store and dead letters run it once: one Replay queues it, every other
 // returns ErrInProgress.
 func TestConcurrentReplaysOnTwoReplicasRunOnce(t *testing.T) {
-	addr := redisAddr(t)
-	c1, c2 := newClient(t, addr), newClient(t, addr)
-	prefix := newPrefix(t, c1)
+	c1, c2 := redistest.Client(t), redistest.Client(t)
+	prefix := redistest.Prefix(t, c1)
 	var runs, reported atomic.Int32
 	gate := make(chan struct{})
 	replica := func(c *redis.Client) *eachhook.Handler {

@@ -3,59 +3,24 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/eachhook/eachhook"
 	"github.com/eachhook/eachhook/redisstore"
+	"github.com/eachhook/eachhook/redisstore/redistest"
 	"github.com/eachhook/eachhook/storetest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
-// redisAddr returns the test server's address: $EACHHOOK_REDIS_ADDR, or
-// 127.0.0.1:6379. When it does not answer, the test fails in CI (CI set)
-// and is skipped elsewhere.
-func redisAddr(tb testing.TB) string {
-	tb.Helper()
-	addr := os.Getenv("EACHHOOK_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("redis at %s: %v (CI is set: a missing server is a failure)", addr, err)
-		}
-		tb.Skipf("redis at %s: %v (set EACHHOOK_REDIS_ADDR)", addr, err)
-	}
-	return addr
-}
-
-// newClient returns a client of the server at addr, closed when the test
-// ends.
+// newClient returns a client of the server at addr (not the test
+// server's: a proxy's, or a server of the test's own), closed when the
+// test ends.
 func newClient(tb testing.TB, addr string) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	tb.Cleanup(func() { c.Close() })
 	return c
-}
-
-// newPrefix returns a key prefix of the test's own, whose keys are deleted
-// when the test ends.
-func newPrefix(tb testing.TB, c *redis.Client) string {
-	prefix := fmt.Sprintf("eachhooktest:%d:", time.Now().UnixNano())
-	tb.Cleanup(func() {
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
-	return prefix
 }
 
 func newStore(tb testing.TB, c redis.UniversalClient, prefix string, opts ...redisstore.Option) *redisstore.Store {
@@ -67,13 +32,13 @@ func newStore(tb testing.TB, c redis.UniversalClient, prefix string, opts ...red
 }
 
 func TestConformance(t *testing.T) {
-	addr := redisAddr(t)
-	c, other := newClient(t, addr), newClient(t, addr)
-	prefix := newPrefix(t, c)
+	addr := redistest.Addr(t)
+	c, other := redistest.Client(t), redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
 	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) eachhook.Store { return newStore(t, c, newPrefix(t, c)) },
+		New: func(t *testing.T) eachhook.Store { return newStore(t, c, redistest.Prefix(t, c)) },
 		Replicas: func(t *testing.T) (a, b eachhook.Store) {
-			prefix := newPrefix(t, c)
+			prefix := redistest.Prefix(t, c)
 			return newStore(t, c, prefix), newStore(t, other, prefix)
 		},
 		Outage: &storetest.Outage{
@@ -107,8 +72,8 @@ func TestNewRejectsUnworkableConfig(t *testing.T) {
 }
 
 func TestKeyLayout(t *testing.T) {
-	c := newClient(t, redisAddr(t))
-	prefix := newPrefix(t, c)
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
 	s := newStore(t, c, prefix)
 	ctx := context.Background()
 	token, ok, err := s.Claim(ctx, "pred-1", time.Minute)
@@ -136,9 +101,9 @@ func TestKeyLayout(t *testing.T) {
 // sends the command again; the claim must still be won, not taken for a
 // duplicate of itself (which would drop the delivery).
 func TestClaimWonThroughClientRetry(t *testing.T) {
-	addr := redisAddr(t)
-	direct := newClient(t, addr)
-	prefix := newPrefix(t, direct)
+	addr := redistest.Addr(t)
+	direct := redistest.Client(t)
+	prefix := redistest.Prefix(t, direct)
 	const id = "pred-retried"
 	proxy := storetest.NewReplyDropper(t, addr, prefix+id)
 	s := newStore(t, newClient(t, proxy.Addr()), prefix)
@@ -160,7 +125,7 @@ func TestClaimWonThroughClientRetry(t *testing.T) {
 
 // Ping is a real round trip: it fails while the server is unreachable.
 func TestPing(t *testing.T) {
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	proxy := storetest.NewProxy(t, addr)
 	noRetry := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { noRetry.Close() })
@@ -177,9 +142,9 @@ func TestPing(t *testing.T) {
 // Handler answers 503) and leaves no claim behind: the store deletes it
 // once Redis answers, so the sender's retry, on any replica, is processed.
 func TestFailedClaimLeavesNoClaim(t *testing.T) {
-	addr := redisAddr(t)
-	direct := newClient(t, addr)
-	prefix := newPrefix(t, direct)
+	addr := redistest.Addr(t)
+	direct := redistest.Client(t)
+	prefix := redistest.Prefix(t, direct)
 	ctx := context.Background()
 	for _, sameStore := range []bool{false, true} {
 		id := fmt.Sprintf("pred-lost-%v", sameStore)

@@ -2,8 +2,6 @@ package pgexpect_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -11,55 +9,10 @@ import (
 	"github.com/eachhook/eachhook/eachloop/expectationstest"
 	"github.com/eachhook/eachhook/eachloop/pgexpect"
 	"github.com/eachhook/eachhook/pgstore"
-	"github.com/jackc/pgx/v5"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
-
-// dsn returns the test database (EACHHOOK_POSTGRES_DSN, default a local
-// server), skipping the test when it does not answer (failing it when CI
-// is set).
-func dsn(tb testing.TB) string {
-	tb.Helper()
-	dsn := os.Getenv("EACHHOOK_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://eachhook:eachhook@127.0.0.1:5432/eachhook?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err == nil {
-		err = conn.Ping(ctx)
-		conn.Close(ctx)
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("postgres: %v (CI is set: a missing server is a failure)", err)
-		}
-		tb.Skipf("postgres: %v (set EACHHOOK_POSTGRES_DSN)", err)
-	}
-	return dsn
-}
-
-// newPool returns a pool on dsn, closed when the test ends.
-func newPool(tb testing.TB, dsn string) *pgxpool.Pool {
-	tb.Helper()
-	pool, err := pgxpool.New(context.Background(), dsn)
-	require.NoError(tb, err)
-	tb.Cleanup(pool.Close)
-	return pool
-}
-
-// newTable returns a table name of the test's own, dropped when the test
-// ends.
-func newTable(tb testing.TB, pool *pgxpool.Pool) string {
-	name := fmt.Sprintf("eachhook_test_%d", time.Now().UnixNano())
-	tb.Cleanup(func() {
-		_, err := pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+name)
-		require.NoError(tb, err)
-	})
-	return name
-}
 
 // newExpectations returns migrated Expectations on a table of the test's
 // own.
@@ -72,15 +25,15 @@ func newExpectations(tb testing.TB, pool *pgxpool.Pool, table string, opts ...pg
 }
 
 func TestExpectationsConformance(t *testing.T) {
-	pool := newPool(t, dsn(t))
+	pool := pgtest.Pool(t)
 	expectationstest.Run(t, func(t *testing.T) eachloop.Expectations {
-		return newExpectations(t, pool, newTable(t, pool))
+		return newExpectations(t, pool, pgtest.Table(t, pool))
 	})
 }
 
 func TestExpectationsRetention(t *testing.T) {
-	pool := newPool(t, dsn(t))
-	table := newTable(t, pool)
+	pool := pgtest.Pool(t)
+	table := pgtest.Table(t, pool)
 	ctx := context.Background()
 	// A retention of a microsecond has passed by the next statement.
 	e := newExpectations(t, pool, table, pgexpect.WithRetention(time.Microsecond))
@@ -120,11 +73,10 @@ func TestNewValidates(t *testing.T) {
 // TestRestartBetweenCreationAndOutcome runs the restart suite on
 // PostgreSQL: each process opens a pool of its own on the same tables.
 func TestRestartBetweenCreationAndOutcome(t *testing.T) {
-	d := dsn(t)
-	admin := newPool(t, d)
-	claims, expTable := newTable(t, admin), newTable(t, admin)
+	admin := pgtest.Pool(t)
+	claims, expTable := pgtest.Table(t, admin), pgtest.Table(t, admin)
 	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
-		pool := newPool(t, d)
+		pool := pgtest.Pool(t)
 		store, err := pgstore.New(pool, pgstore.WithTable(claims))
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, store.Close()) })
@@ -137,6 +89,6 @@ func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 // Secrets (the Handler's SecretLookup) and Done (the Loop's tracking
 // Store, after a won claim).
 func BenchmarkExpectations(b *testing.B) {
-	pool := newPool(b, dsn(b))
-	expectationstest.Benchmark(b, newExpectations(b, pool, newTable(b, pool)))
+	pool := pgtest.Pool(b)
+	expectationstest.Benchmark(b, newExpectations(b, pool, pgtest.Table(b, pool)))
 }

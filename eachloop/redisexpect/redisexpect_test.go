@@ -2,8 +2,6 @@ package redisexpect_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -11,53 +9,10 @@ import (
 	"github.com/eachhook/eachhook/eachloop/expectationstest"
 	"github.com/eachhook/eachhook/eachloop/redisexpect"
 	"github.com/eachhook/eachhook/redisstore"
+	"github.com/eachhook/eachhook/redisstore/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
-
-// redisAddr returns the address of the test server (EACHHOOK_REDIS_ADDR,
-// default 127.0.0.1:6379), skipping the test when none answers (failing
-// it when CI is set).
-func redisAddr(tb testing.TB) string {
-	tb.Helper()
-	addr := os.Getenv("EACHHOOK_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("redis at %s: %v (CI is set: a missing server is a failure)", addr, err)
-		}
-		tb.Skipf("redis at %s: %v (set EACHHOOK_REDIS_ADDR)", addr, err)
-	}
-	return addr
-}
-
-// newClient returns a client of the server at addr, closed when the test
-// ends.
-func newClient(tb testing.TB, addr string) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
-
-// newPrefix returns a key prefix of the test's own, whose keys are deleted
-// when the test ends.
-func newPrefix(tb testing.TB, c *redis.Client) string {
-	prefix := fmt.Sprintf("eachhooktest:%d:", time.Now().UnixNano())
-	tb.Cleanup(func() {
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
-	return prefix
-}
 
 func newExpectations(tb testing.TB, c redis.UniversalClient, prefix string, opts ...redisexpect.Option) *redisexpect.Expectations {
 	tb.Helper()
@@ -67,15 +22,15 @@ func newExpectations(tb testing.TB, c redis.UniversalClient, prefix string, opts
 }
 
 func TestExpectationsConformance(t *testing.T) {
-	c := newClient(t, redisAddr(t))
+	c := redistest.Client(t)
 	expectationstest.Run(t, func(t *testing.T) eachloop.Expectations {
-		return newExpectations(t, c, newPrefix(t, c))
+		return newExpectations(t, c, redistest.Prefix(t, c))
 	})
 }
 
 func TestExpectationsKeyLayout(t *testing.T) {
-	c := newClient(t, redisAddr(t))
-	prefix := newPrefix(t, c)
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
 	e := newExpectations(t, c, prefix, redisexpect.WithRetention(time.Hour))
 	ctx := context.Background()
 	created := time.Date(2026, 11, 27, 8, 0, 0, 123456000, time.UTC)
@@ -97,8 +52,8 @@ func TestExpectationsKeyLayout(t *testing.T) {
 }
 
 func TestExpectationsRetention(t *testing.T) {
-	c := newClient(t, redisAddr(t))
-	e := newExpectations(t, c, newPrefix(t, c), redisexpect.WithRetention(time.Millisecond))
+	c := redistest.Client(t)
+	e := newExpectations(t, c, redistest.Prefix(t, c), redisexpect.WithRetention(time.Millisecond))
 	ctx := context.Background()
 	require.NoError(t, e.Expect(ctx, eachloop.Expectation{ID: "done", Secret: "s1", CreatedAt: time.Now()}))
 	require.NoError(t, e.Done(ctx, "done"))
@@ -123,10 +78,9 @@ func TestNewValidates(t *testing.T) {
 // TestRestartBetweenCreationAndOutcome runs the restart suite on Redis:
 // each process opens a client of its own on the same keys.
 func TestRestartBetweenCreationAndOutcome(t *testing.T) {
-	addr := redisAddr(t)
-	prefix := newPrefix(t, newClient(t, addr))
+	prefix := redistest.Prefix(t, redistest.Client(t))
 	expectationstest.RunRestart(t, func(t *testing.T) expectationstest.Process {
-		c := newClient(t, addr)
+		c := redistest.Client(t)
 		store, err := redisstore.New(c, redisstore.WithKeyPrefix(prefix+"claim:"))
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, store.Close()) })
@@ -138,6 +92,6 @@ func TestRestartBetweenCreationAndOutcome(t *testing.T) {
 // Secrets (the Handler's SecretLookup) and Done (the Loop's tracking
 // Store, after a won claim).
 func BenchmarkExpectations(b *testing.B) {
-	c := newClient(b, redisAddr(b))
-	expectationstest.Benchmark(b, newExpectations(b, c, newPrefix(b, c)))
+	c := redistest.Client(b)
+	expectationstest.Benchmark(b, newExpectations(b, c, redistest.Prefix(b, c)))
 }

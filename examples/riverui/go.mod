@@ -5,11 +5,13 @@ go 1.26.0
 replace (
 	github.com/eachhook/eachhook => ../..
 	github.com/eachhook/eachhook/durable => ../../durable
+	github.com/eachhook/eachhook/pgstore => ../../pgstore
 )
 
 require (
 	github.com/eachhook/eachhook v0.0.0
 	github.com/eachhook/eachhook/durable v0.0.0
+	github.com/eachhook/eachhook/pgstore v0.0.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/riverqueue/river v0.51.2
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.51.2

@@ -8,17 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eachhook/eachhook/durable"
 	"github.com/eachhook/eachhook/eachhooktest"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/eachhook/eachhook/pgstore/pgtest"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -38,48 +36,6 @@ const (
 )
 
 var quiet = slog.New(slog.DiscardHandler)
-
-// defaultPostgresDSN is used when EACHHOOK_POSTGRES_DSN is unset: the local
-// server CI starts.
-const defaultPostgresDSN = "postgres://eachhook:eachhook@127.0.0.1:5432/eachhook?sslmode=disable"
-
-var schemaSeq atomic.Int64
-
-// postgres returns a pool on the test database and a fresh schema in it,
-// both removed at the end of the test. Without a server the test skips,
-// or fails with CI=true.
-func postgres(t *testing.T) (*pgxpool.Pool, string) {
-	t.Helper()
-	dsn := os.Getenv("EACHHOOK_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = defaultPostgresDSN
-	}
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dsn)
-	if err == nil {
-		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = pool.Ping(pingCtx)
-		cancel()
-		if err != nil {
-			pool.Close()
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Postgres unavailable at EACHHOOK_POSTGRES_DSN (CI=true): %v", err)
-		}
-		t.Skipf("Postgres unavailable (set EACHHOOK_POSTGRES_DSN): %v", err)
-	}
-	schema := fmt.Sprintf("eachhook_riverui_%d_%d", os.Getpid(), schemaSeq.Add(1))
-	_, err = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, err := pool.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		require.NoError(t, err)
-		pool.Close()
-	})
-	return pool, schema
-}
 
 // fastRetry retries a failed callback after 10ms instead of River's
 // attempt⁴ seconds.
@@ -194,7 +150,8 @@ func listJobs(t *testing.T, base, state string) map[string]uiJob {
 // credentials, listed with them, the dead letters as discarded jobs with
 // every attempt's error.
 func TestRiverUIBehindBasicAuth(t *testing.T) {
-	pool, schema := postgres(t)
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool)
 	const attempts = 2
 	var mu sync.Mutex
 	runs := map[string]int{}
@@ -330,7 +287,8 @@ func TestRiverUIBehindBasicAuth(t *testing.T) {
 // TestRiverUIOffWithoutCredentials: without RIVERUI_USER and
 // RIVERUI_PASSWORD the UI is not mounted at all, and the webhook works.
 func TestRiverUIOffWithoutCredentials(t *testing.T) {
-	pool, schema := postgres(t)
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool)
 	ran := make(chan string, 1)
 	base := start(t, config{
 		Secret: secret, Pool: pool, Schema: schema,
@@ -362,7 +320,8 @@ func TestRiverUIHalfConfigured(t *testing.T) {
 // span, so a job's trace leads back to the request that stored it. The
 // callback's context carries the work span.
 func TestJobTraceLinksToRequest(t *testing.T) {
-	pool, schema := postgres(t)
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool)
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
@@ -418,7 +377,8 @@ func TestJobTraceLinksToRequest(t *testing.T) {
 // each job's work span links to the insert span of its own request's
 // trace, never to another request's (issue 20).
 func TestConcurrentJobsLinkToTheirOwnRequests(t *testing.T) {
-	pool, schema := postgres(t)
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool)
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
