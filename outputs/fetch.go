@@ -157,7 +157,7 @@ func isRefusal(err error) bool {
 // long as its Content-Length, if it has one.
 func (f *fetcher) copyBody(w io.Writer, resp *http.Response) (int64, error) {
 	declared := resp.ContentLength
-	n, err := io.CopyBuffer(w, io.LimitReader(resp.Body, f.maxBytes+1), make([]byte, 256<<10))
+	n, err := pipeCopy(w, io.LimitReader(resp.Body, f.maxBytes+1))
 	switch {
 	case err != nil && declared >= 0 && n >= declared:
 		// net/http's HTTP/2 body fails once the server sends more than
@@ -173,6 +173,64 @@ func (f *fetcher) copyBody(w io.Writer, resp *http.Response) (int64, error) {
 		return n, fmt.Errorf("%w: %d bytes, %d declared", ErrBodyLength, n, declared)
 	}
 	return n, nil
+}
+
+// pipeCopy copies src to dst like io.Copy, but writes each buffer on a
+// second goroutine while the next one is read: dst's writes (the file's,
+// and the hash's) overlap the download's reading and decryption.
+func pipeCopy(dst io.Writer, src io.Reader) (int64, error) {
+	const size = 256 << 10
+	free := make(chan []byte, 2)
+	free <- make([]byte, size)
+	free <- make([]byte, size)
+	full := make(chan []byte, 2) // never blocks: there are two buffers
+	done := make(chan struct{})
+	var written int64
+	var werr error
+	go func() {
+		defer close(done)
+		for b := range full {
+			n, err := dst.Write(b)
+			written += int64(n)
+			if err == nil && n < len(b) {
+				err = io.ErrShortWrite
+			}
+			if err != nil {
+				werr = err
+				return
+			}
+			free <- b[:cap(b)]
+		}
+	}()
+	var rerr error
+	for rerr == nil {
+		var b []byte
+		select {
+		case b = <-free:
+		case <-done: // the writer failed
+		}
+		if b == nil {
+			break
+		}
+		n := 0 // fill b: a body reads a TLS record at a time
+		for n < len(b) && rerr == nil {
+			var m int
+			m, rerr = src.Read(b[n:])
+			n += m
+		}
+		if n > 0 {
+			full <- b[:n]
+		}
+	}
+	close(full)
+	<-done
+	if werr != nil {
+		return written, werr
+	}
+	if rerr == io.EOF {
+		rerr = nil
+	}
+	return written, rerr
 }
 
 // sleep waits for d, or returns ctx's error if it ends first.

@@ -1,6 +1,9 @@
 package outputs
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"net/url"
 	"testing"
 
@@ -48,3 +51,40 @@ func TestCheck(t *testing.T) {
 	f.allowHTTP = true
 	require.NoError(t, f.check(&url.URL{Scheme: "http", Host: "cdn.example.com"}))
 }
+
+// failAfter fails each write once it has taken n bytes.
+type failAfter struct{ n int }
+
+func (w *failAfter) Write(b []byte) (int, error) {
+	if w.n < len(b) {
+		return 0, errors.New("disk full")
+	}
+	w.n -= len(b)
+	return len(b), nil
+}
+
+func TestPipeCopy(t *testing.T) {
+	src := bytes.Repeat([]byte("0123456789"), 100_000)
+	var dst bytes.Buffer
+	n, err := pipeCopy(&dst, bytes.NewReader(src))
+	require.NoError(t, err)
+	require.Equal(t, int64(len(src)), n)
+	require.Equal(t, src, dst.Bytes())
+
+	// A failed write ends the copy: the rest of an endless body is not read.
+	n, err = pipeCopy(&failAfter{n: 300 << 10}, zeros{})
+	require.EqualError(t, err, "disk full")
+	require.Equal(t, int64(256<<10), n)
+
+	n, err = pipeCopy(io.Discard, io.MultiReader(bytes.NewReader(src[:10]), errReader{}))
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	require.Equal(t, int64(10), n)
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) { clear(b); return len(b), nil }
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
