@@ -14,6 +14,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -2158,4 +2160,46 @@ func TestHealthBoundedWhenPingIgnoresItsContext(t *testing.T) {
 	w := serve(h.Health(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	require.Equal(t, 503, w.Code)
 	require.JSONEq(t, `{"status":"unavailable","reason":"store unreachable"}`, w.Body.String())
+}
+
+// The README's answer table is doc.go's, row for row and word for word.
+func TestREADMEAnswerTableIsTheDocs(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	require.NoError(t, err)
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	columns := regexp.MustCompile(`\s{2,}`)
+	var fromDoc [][]string
+	section := string(doc[bytes.Index(doc, []byte("// # Responses")):bytes.Index(doc, []byte("// # Delivery guarantees"))])
+	for _, line := range strings.Split(section, "\n") {
+		text, ok := strings.CutPrefix(line, "//\t")
+		if !ok {
+			continue
+		}
+		cols := columns.Split(strings.TrimSpace(text), -1)
+		if strings.HasPrefix(text, "  ") && !strings.HasPrefix(text, "  ...") { // a wrapped row goes on
+			last := fromDoc[len(fromDoc)-1]
+			last[0] += " " + cols[0]
+			fromDoc[len(fromDoc)-1] = append(last[:1], cols[1:]...)
+			continue
+		}
+		fromDoc = append(fromDoc, cols)
+	}
+	var fromREADME [][]string
+	section = string(readme[bytes.Index(readme, []byte("## What it answers")):])
+	for _, line := range strings.Split(section, "\n")[4:] {
+		if !strings.HasPrefix(line, "| ") {
+			if len(fromREADME) > 0 {
+				break
+			}
+			continue
+		}
+		cols := strings.Split(strings.Trim(line, "| "), " | ")
+		if cols[0] == "check" {
+			continue
+		}
+		fromREADME = append(fromREADME, cols)
+	}
+	require.NotEmpty(t, fromDoc)
+	require.Equal(t, fromDoc, fromREADME)
 }
